@@ -1,0 +1,442 @@
+//! Versioned prompt artifacts: the only thing stages exchange.
+//!
+//! One directory per artifact:
+//!
+//! - `artifact.json`: `format` = "mpt-artifact", `version` (integer, [`VERSION`]), `kind`
+//!   (teacher | multitask | target), `id`, `tasks` (ordered), `layout` (prompt | multitask),
+//!   `prompt_length`, `dim`, `rank` (0 for a plain prompt), `tunable_params`, `backbone`
+//!   (name, arch, config and weights sha256), `parents` (ids), `config` (the training config),
+//!   `metrics`, `created_with`, `tensors_sha256`.
+//! - `tensors.safetensors`: `prompt_embeddings` `[l, d]`; the multitask layout adds
+//!   `prefix_task_cols` `[T, l, r]` and `prefix_task_rows` `[T, r, d]` with T = `tasks.len()`.
+//!
+//! `id` = sha256 over the tensors file's bytes followed by the canonical (key-sorted,
+//! compact) JSON of `config`. Artifacts are written to a temporary sibling folder and renamed
+//! into place, so a crash never leaves a half-written artifact; once written they are not
+//! modified.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use mpt_models::io::{HostTensor, to_safetensors_bytes};
+use mpt_models::{Arch, Fingerprint};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::error::{CoreError, Result};
+use crate::prompt::{MultitaskPrompt, PromptParams, SoftPrompt};
+
+/// The `format` string of every artifact.
+pub const FORMAT: &str = "mpt-artifact";
+/// The artifact format version this build writes and reads.
+pub const VERSION: u64 = 1;
+/// Metadata file name.
+pub const META_FILE: &str = "artifact.json";
+/// Tensor file name.
+pub const TENSORS_FILE: &str = "tensors.safetensors";
+
+/// What an artifact is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A source task's vanilla prompt.
+    Teacher,
+    /// The distilled multitask prompt.
+    Multitask,
+    /// A prompt adapted to one or more target tasks.
+    Target,
+}
+
+impl std::fmt::Display for ArtifactKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ArtifactKind::Teacher => "teacher",
+            ArtifactKind::Multitask => "multitask",
+            ArtifactKind::Target => "target",
+        })
+    }
+}
+
+/// How the prompt tensors are laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `prompt_embeddings` `[l, d]` only.
+    Prompt,
+    /// `P*`, `U`, `V`.
+    Multitask,
+}
+
+/// The backbone an artifact was trained on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackboneRef {
+    /// Folder name.
+    pub name: String,
+    /// Architecture.
+    pub arch: Arch,
+    /// sha256 of config.json.
+    pub config_sha256: String,
+    /// sha256 of model.safetensors.
+    pub weights_sha256: String,
+}
+
+impl BackboneRef {
+    /// From a model fingerprint.
+    pub fn new(arch: Arch, fp: &Fingerprint) -> Self {
+        Self {
+            name: fp.name.clone(),
+            arch,
+            config_sha256: fp.config_sha256.clone(),
+            weights_sha256: fp.weights_sha256.clone(),
+        }
+    }
+
+    /// Same weights and config (the folder name may differ).
+    pub fn same_model(&self, other: &BackboneRef) -> bool {
+        self.config_sha256 == other.config_sha256 && self.weights_sha256 == other.weights_sha256
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}, weights sha256 {}…)",
+            self.name,
+            self.arch,
+            &self.weights_sha256[..self.weights_sha256.len().min(12)]
+        )
+    }
+}
+
+/// `artifact.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArtifactMeta {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Format version.
+    pub version: u64,
+    /// Kind.
+    pub kind: ArtifactKind,
+    /// Content id (see module docs).
+    pub id: String,
+    /// Task names, in the order of the task factors.
+    pub tasks: Vec<String>,
+    /// Tensor layout.
+    pub layout: Layout,
+    /// l.
+    pub prompt_length: usize,
+    /// d.
+    pub dim: usize,
+    /// r (0 for a plain prompt).
+    pub rank: usize,
+    /// Trainable scalars of the stored prompt.
+    pub tunable_params: usize,
+    /// Backbone identity.
+    pub backbone: BackboneRef,
+    /// Ids of the artifacts this one was made from.
+    pub parents: Vec<String>,
+    /// The training config used.
+    pub config: serde_json::Value,
+    /// Dev/test results recorded by the stage that wrote it.
+    pub metrics: serde_json::Value,
+    /// `mpt <version>`.
+    pub created_with: String,
+    /// sha256 of `tensors.safetensors`.
+    pub tensors_sha256: String,
+}
+
+/// What a stage hands to [`Artifact::write`].
+#[derive(Debug, Clone)]
+pub struct NewArtifact {
+    /// Kind.
+    pub kind: ArtifactKind,
+    /// Task names.
+    pub tasks: Vec<String>,
+    /// Backbone identity.
+    pub backbone: BackboneRef,
+    /// Parent ids.
+    pub parents: Vec<String>,
+    /// Training config.
+    pub config: serde_json::Value,
+    /// Results.
+    pub metrics: serde_json::Value,
+    /// Tensors under PEFT names.
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+/// A loaded artifact.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// Where it lives.
+    pub dir: PathBuf,
+    /// Metadata.
+    pub meta: ArtifactMeta,
+    /// Tensors.
+    pub tensors: BTreeMap<String, HostTensor>,
+}
+
+fn sha256_hex(parts: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p);
+    }
+    hex::encode(h.finalize())
+}
+
+/// Canonical JSON: keys sorted (serde_json's map is a BTreeMap), no whitespace.
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    serde_json::to_string(value).expect("JSON values serialise")
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
+    move |source| CoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn dims_of(tensors: &BTreeMap<String, HostTensor>, name: &str) -> Option<Vec<usize>> {
+    tensors.get(name).map(|t| t.shape().to_vec())
+}
+
+/// Infers layout, l, d, r from the tensors, checking they are consistent and f32.
+fn describe_tensors(
+    path: &Path,
+    tensors: &BTreeMap<String, HostTensor>,
+    tasks: usize,
+) -> Result<(Layout, usize, usize, usize)> {
+    for (name, t) in tensors {
+        if !matches!(t, HostTensor::F32 { .. }) {
+            return Err(CoreError::Tensor {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                message: format!("dtype {}, expected F32", t.dtype_name()),
+            });
+        }
+    }
+    let prompt = dims_of(tensors, "prompt_embeddings").ok_or_else(|| CoreError::Tensor {
+        path: path.to_path_buf(),
+        tensor: "prompt_embeddings".into(),
+        message: "missing; every artifact stores prompt_embeddings [l, d]".into(),
+    })?;
+    let &[l, d] = prompt.as_slice() else {
+        return Err(CoreError::Tensor {
+            path: path.to_path_buf(),
+            tensor: "prompt_embeddings".into(),
+            message: format!("shape {prompt:?}, expected rank 2 [l, d]"),
+        });
+    };
+    match (dims_of(tensors, "prefix_task_cols"), dims_of(tensors, "prefix_task_rows")) {
+        (None, None) => Ok((Layout::Prompt, l, d, 0)),
+        (Some(cols), Some(rows)) => {
+            let r = cols.get(2).copied().unwrap_or(0);
+            for (name, found, expected) in [
+                ("prefix_task_cols", cols, vec![tasks, l, r]),
+                ("prefix_task_rows", rows, vec![tasks, r, d]),
+            ] {
+                if found != expected {
+                    return Err(CoreError::TensorShape {
+                        path: path.to_path_buf(),
+                        tensor: name.into(),
+                        expected,
+                        found,
+                    });
+                }
+            }
+            Ok((Layout::Multitask, l, d, r))
+        }
+        (cols, _) => Err(CoreError::Tensor {
+            path: path.to_path_buf(),
+            tensor: if cols.is_some() { "prefix_task_rows" } else { "prefix_task_cols" }.into(),
+            message: "missing; the multitask layout needs both prefix_task_cols and prefix_task_rows".into(),
+        }),
+    }
+}
+
+impl Artifact {
+    /// Writes `new` as `dir` atomically and returns the stored artifact. An existing `dir` is
+    /// replaced only after the new one is complete.
+    pub fn write(dir: &Path, new: NewArtifact) -> Result<Artifact> {
+        let (layout, l, d, r) = describe_tensors(dir, &new.tensors, new.tasks.len())?;
+        let bytes = to_safetensors_bytes(&new.tensors, None)?;
+        let tensors_sha256 = sha256_hex(&[&bytes]);
+        let id = sha256_hex(&[&bytes, canonical_json(&new.config).as_bytes()]);
+        let tunable_params = match layout {
+            Layout::Prompt => l * d,
+            Layout::Multitask => l * d + new.tasks.len() * r * (l + d),
+        };
+        let meta = ArtifactMeta {
+            format: FORMAT.into(),
+            version: VERSION,
+            kind: new.kind,
+            id,
+            tasks: new.tasks,
+            layout,
+            prompt_length: l,
+            dim: d,
+            rank: r,
+            tunable_params,
+            backbone: new.backbone,
+            parents: new.parents,
+            config: new.config,
+            metrics: new.metrics,
+            created_with: format!("mpt {}", env!("CARGO_PKG_VERSION")),
+            tensors_sha256,
+        };
+        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+        }
+        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+        let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
+        mpt_models::io::write_atomic(&tmp.join(TENSORS_FILE), &bytes)?;
+        mpt_models::io::write_atomic(&tmp.join(META_FILE), &json)?;
+        if dir.exists() {
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            std::fs::rename(dir, &old).map_err(io_err(dir))?;
+            std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+            std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
+        } else {
+            std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+        }
+        Ok(Artifact {
+            dir: dir.to_path_buf(),
+            meta,
+            tensors: new.tensors,
+        })
+    }
+
+    /// Reads only `artifact.json`, checking format and version.
+    pub fn read_meta(dir: &Path) -> Result<ArtifactMeta> {
+        let path = dir.join(META_FILE);
+        let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|source| CoreError::Json { path: path.clone(), source })?;
+        let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("");
+        if format != FORMAT {
+            return Err(CoreError::NotAnArtifact {
+                path,
+                found: format.to_string(),
+            });
+        }
+        match value.get("version").and_then(|v| v.as_u64()) {
+            Some(VERSION) => {}
+            Some(found) => {
+                return Err(CoreError::UnsupportedVersion {
+                    path,
+                    found,
+                    supported: VERSION.to_string(),
+                });
+            }
+            None => {
+                return Err(CoreError::Field {
+                    path,
+                    field: "version".into(),
+                    message: "missing or not a non-negative integer".into(),
+                });
+            }
+        }
+        serde_json::from_value(value).map_err(|source| CoreError::Json { path, source })
+    }
+
+    /// Loads and verifies an artifact: format, version, `expected` kind (if any), checksum,
+    /// tensor shapes against the metadata, and the backbone in use (if given).
+    pub fn load(dir: &Path, expected: Option<ArtifactKind>, backbone: Option<&BackboneRef>) -> Result<Artifact> {
+        let meta = Self::read_meta(dir)?;
+        if let Some(kind) = expected
+            && kind != meta.kind
+        {
+            return Err(CoreError::WrongKind {
+                path: dir.to_path_buf(),
+                expected: kind.to_string(),
+                found: meta.kind.to_string(),
+            });
+        }
+        if let Some(in_use) = backbone
+            && !meta.backbone.same_model(in_use)
+        {
+            return Err(CoreError::BackboneMismatch {
+                path: dir.to_path_buf(),
+                expected: meta.backbone.describe(),
+                found: in_use.describe(),
+            });
+        }
+        let path = dir.join(TENSORS_FILE);
+        let bytes = std::fs::read(&path).map_err(io_err(&path))?;
+        let found = sha256_hex(&[&bytes]);
+        if found != meta.tensors_sha256 {
+            return Err(CoreError::Checksum {
+                path,
+                expected: meta.tensors_sha256.clone(),
+                found,
+            });
+        }
+        let tensors = mpt_models::io::read_safetensors(&path)?;
+        let (layout, l, d, r) = describe_tensors(&path, &tensors, meta.tasks.len())?;
+        let meta_path = dir.join(META_FILE);
+        for (field, want, got) in [
+            ("prompt_length", meta.prompt_length, l),
+            ("dim", meta.dim, d),
+            ("rank", meta.rank, r),
+        ] {
+            if want != got {
+                return Err(CoreError::Field {
+                    path: meta_path,
+                    field: field.into(),
+                    message: format!("says {want}, but {TENSORS_FILE} holds {got}"),
+                });
+            }
+        }
+        if layout != meta.layout {
+            return Err(CoreError::Field {
+                path: meta_path,
+                field: "layout".into(),
+                message: format!("says {:?}, but the tensors have the {:?} layout", meta.layout, layout),
+            });
+        }
+        Ok(Artifact {
+            dir: dir.to_path_buf(),
+            meta,
+            tensors,
+        })
+    }
+
+    /// A host tensor as a device tensor of rank `D`.
+    pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
+        match self.tensors.get(name) {
+            Some(HostTensor::F32 { data, shape }) if shape.len() == D => {
+                Ok(Tensor::from_data(TensorData::new(data.clone(), shape.clone()), device))
+            }
+            other => Err(CoreError::Tensor {
+                path: self.dir.join(TENSORS_FILE),
+                tensor: name.into(),
+                message: format!("expected an f32 tensor of rank {D}, found {:?}", other.map(HostTensor::shape)),
+            }),
+        }
+    }
+
+    /// The stored prompt as trainable parameters on `device`.
+    pub fn prompt_params(&self, device: &Device) -> Result<PromptParams> {
+        let shared = self.tensor::<2>("prompt_embeddings", device)?;
+        Ok(match self.meta.layout {
+            Layout::Prompt => PromptParams::Plain(SoftPrompt::new(shared)),
+            Layout::Multitask => PromptParams::Multitask(MultitaskPrompt::new(
+                shared,
+                self.tensor::<3>("prefix_task_cols", device)?,
+                self.tensor::<3>("prefix_task_rows", device)?,
+            )?),
+        })
+    }
+
+    /// Index of `task` in `tasks`.
+    pub fn task_index(&self, task: &str) -> Result<usize> {
+        self.meta.tasks.iter().position(|t| t == task).ok_or_else(|| CoreError::Field {
+            path: self.dir.join(META_FILE),
+            field: "tasks".into(),
+            message: format!("has no task {task:?} (tasks: {})", self.meta.tasks.join(", ")),
+        })
+    }
+}

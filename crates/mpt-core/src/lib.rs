@@ -1,0 +1,12 @@
+//! The heart of mpt: soft prompts, the multitask prompt decomposition `P* ∘ (u vᵀ)`, prompt
+//! initialisation, and the versioned artifacts through which pipeline stages talk.
+
+pub mod artifact;
+mod error;
+pub mod init;
+pub mod peft;
+pub mod prompt;
+
+pub use artifact::{Artifact, ArtifactKind, ArtifactMeta, BackboneRef, Layout, NewArtifact};
+pub use error::{CoreError, Result};
+pub use prompt::{MultitaskPrompt, PromptParams, SoftPrompt, TaskPrompts};

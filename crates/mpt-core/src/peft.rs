@@ -1,0 +1,1 @@
+//! PEFT interop (see export/import functions).

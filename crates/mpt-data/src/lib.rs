@@ -1,0 +1,30 @@
+//! Data layer of Multitask Prompt Tuning (MPT): which tasks exist and how their files are read
+//! ([`registry`], [`readers`]), how they are split ([`splits`], ATTEMPT's recipe with the
+//! substitutes documented in `SPLITS.md`), where the data lives ([`DataRoot`]), few-shot and
+//! multitask sampling ([`fewshot`], [`sampler`]) and the task metrics ([`metrics`]).
+//!
+//! No tensors here: everything is plain text, indices and `f64` scores.
+
+pub mod error;
+pub mod example;
+pub mod fewshot;
+pub mod metrics;
+pub mod readers;
+pub mod registry;
+pub mod root;
+mod rng;
+pub mod sampler;
+pub mod splits;
+
+pub use error::DataError;
+pub use example::Example;
+pub use fewshot::{STSB_FEW_SHOT_BINS, few_shot_stratum, sample_few_shot};
+pub use metrics::{Metric, Scores, evaluate};
+pub use readers::{LoadReport, SkippedRow, read_file, read_source};
+pub use registry::{
+    LabelKind, Reader, Role, SOURCE_TASKS, SourceFile, SplitPlan, TARGET_TASKS, TASKS, TaskKind,
+    TaskSpec, lookup, tasks_with_role,
+};
+pub use root::{DEFAULT_DATA_ROOT, DataRoot};
+pub use sampler::MultitaskSampler;
+pub use splits::{DEFAULT_SEED, Split, SplitSet, load_split, load_splits};

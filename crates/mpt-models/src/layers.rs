@@ -1,0 +1,143 @@
+//! Frozen building blocks shared by the architectures: linear maps, norms, multi-head
+//! attention plumbing. Weights are plain tensors on a non-autodiff device: they never
+//! receive gradients, and operations mixing them with tracked activations treat them as
+//! constants.
+
+use burn::prelude::*;
+use burn::tensor::module::{attention, layer_norm, linear};
+use burn::tensor::ops::AttentionModuleOptions;
+
+use crate::error::Result;
+use crate::weights::Weights;
+
+/// `y = x W + b`, with `W` stored `[d_in, d_out]`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// `[d_in, d_out]`.
+    pub weight: Tensor<2>,
+    /// `[d_out]`.
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) from an HF `nn.Linear`.
+    pub fn load(w: &mut Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+        let weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
+        let bias = if bias {
+            Some(w.tensor(&format!("{prefix}.bias"), [d_out])?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    /// `[.., d_in] -> [.., d_out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        linear(x, self.weight.clone(), self.bias.clone())
+    }
+
+    /// Number of scalars.
+    pub fn num_params(&self) -> usize {
+        self.weight.shape().num_elements() + self.bias.as_ref().map_or(0, |b| b.dims()[0])
+    }
+}
+
+/// BERT's LayerNorm (mean and variance over the last axis, affine).
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// `[d]`.
+    pub weight: Tensor<1>,
+    /// `[d]`.
+    pub bias: Tensor<1>,
+    /// Added to the variance.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `{prefix}.weight`/`.bias`, or the legacy `{prefix}.gamma`/`.beta` names.
+    pub fn load(w: &mut Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
+        let legacy = !w.contains(&format!("{prefix}.weight")) && w.contains(&format!("{prefix}.gamma"));
+        let (wn, bn) = if legacy { ("gamma", "beta") } else { ("weight", "bias") };
+        Ok(Self {
+            weight: w.tensor(&format!("{prefix}.{wn}"), [d])?,
+            bias: w.tensor(&format!("{prefix}.{bn}"), [d])?,
+            eps,
+        })
+    }
+
+    /// `[.., d] -> [.., d]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+    }
+
+    /// Number of scalars.
+    pub fn num_params(&self) -> usize {
+        2 * self.weight.dims()[0]
+    }
+}
+
+/// T5's RMS norm: `x / sqrt(mean(x²) + eps) * weight`, no mean subtraction, no bias.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    /// `[d]`.
+    pub weight: Tensor<1>,
+    /// Added to the mean square.
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    /// Loads `{prefix}.weight`.
+    pub fn load(w: &mut Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: w.tensor(&format!("{prefix}.weight"), [d])?,
+            eps,
+        })
+    }
+
+    /// `[B, L, d] -> [B, L, d]`.
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let variance = x.clone().square().mean_dim(2);
+        let x = x * (variance + self.eps).sqrt().recip();
+        x * self.weight.clone().unsqueeze::<3>()
+    }
+}
+
+/// `[B, L, H*dh] -> [B, H, L, dh]`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, l, d] = x.dims();
+    x.reshape([b, l, heads, d / heads]).swap_dims(1, 2)
+}
+
+/// `[B, H, L, dh] -> [B, L, H*dh]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, l, dh] = x.dims();
+    x.swap_dims(1, 2).reshape([b, l, h * dh])
+}
+
+/// Scaled dot-product attention over `[B, H, L, dh]` heads with an additive bias
+/// broadcast to `[B, H, Lq, Lk]` (padding mask and/or relative position bias).
+pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
+    let [b, h, lq, _] = q.dims();
+    let lk = k.dims()[2];
+    let bias = bias.expand([b, h, lq, lk]);
+    attention(
+        q,
+        k,
+        v,
+        None,
+        Some(bias),
+        AttentionModuleOptions {
+            scale: Some(scale),
+            softcap: None,
+            is_causal: false,
+        },
+    )
+}
+
+/// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:
+/// 0 where attended, the most negative finite f32 where masked (as Hugging Face does).
+pub fn mask_bias(mask: Tensor<2, Int>) -> Tensor<4> {
+    let [b, l] = mask.dims();
+    let keep = mask.float();
+    ((keep.neg() + 1.0) * f32::MIN as f64).reshape([b, 1, 1, l])
+}

@@ -1,0 +1,196 @@
+//! Tasks tokenized once: every example's input ids (and, for T5, its label-string target
+//! ids), kept on the host and padded into device batches on demand.
+
+use burn::prelude::*;
+use mpt_data::{Example, TaskSpec};
+use mpt_models::{Arch, Backbone, TextTokenizer};
+
+use crate::error::{Result, TrainError};
+
+/// Token limits for encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lengths {
+    /// Input tokens per example (prompt excluded), truncated longest-first for pairs.
+    pub max_input: usize,
+    /// Target tokens (T5 label strings, `</s>` included).
+    pub max_target: usize,
+}
+
+impl Default for Lengths {
+    fn default() -> Self {
+        Self {
+            max_input: 128,
+            max_target: 16,
+        }
+    }
+}
+
+/// One task's examples with their token ids.
+#[derive(Debug, Clone)]
+pub struct TaskData {
+    /// The task.
+    pub task: &'static TaskSpec,
+    /// Examples, in split order.
+    pub examples: Vec<Example>,
+    /// `[n][S_i]` input ids (with special tokens, unpadded).
+    pub input_ids: Vec<Vec<i64>>,
+    /// `[n][S_i]` token type ids.
+    pub token_type_ids: Vec<Vec<i64>>,
+    /// Per label: its target ids (T5) — empty for encoders.
+    pub label_ids: Vec<Vec<i64>>,
+}
+
+impl TaskData {
+    /// Tokenizes `examples` of `task` for `arch`: T5 reads the text-to-text `input`; encoders
+    /// read the `text_a`/`text_b` segments as a sentence pair.
+    pub fn encode(
+        task: &'static TaskSpec,
+        examples: Vec<Example>,
+        tokenizer: &TextTokenizer,
+        arch: Arch,
+        lengths: Lengths,
+    ) -> Result<Self> {
+        let inputs: Vec<(&str, Option<&str>)> = examples
+            .iter()
+            .map(|e| match arch {
+                Arch::T5 => (e.input.as_str(), None),
+                Arch::Bert => (e.text_a.as_str(), e.text_b.as_deref()),
+            })
+            .collect();
+        let rows = tokenizer.encode_rows(&inputs, lengths.max_input)?;
+        let (input_ids, token_type_ids) = rows.into_iter().unzip();
+        let label_ids = match arch {
+            Arch::T5 => {
+                let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
+                let ids: Vec<Vec<i64>> = tokenizer
+                    .encode_rows(&labels, lengths.max_target)?
+                    .into_iter()
+                    .map(|(ids, _)| ids)
+                    .collect();
+                if let Some((i, _)) = ids.iter().enumerate().find(|(_, ids)| ids.is_empty()) {
+                    return Err(TrainError::Encode {
+                        task: task.name.to_string(),
+                        message: format!("label {:?} tokenizes to nothing", task.labels[i]),
+                    });
+                }
+                ids
+            }
+            Arch::Bert => Vec::new(),
+        };
+        Ok(Self {
+            task,
+            examples,
+            input_ids,
+            token_type_ids,
+            label_ids,
+        })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// Whether there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// Gold class indices.
+    pub fn labels(&self) -> Vec<usize> {
+        self.examples.iter().map(|e| e.label).collect()
+    }
+}
+
+/// A padded batch on a device. Rows may come from different tasks (`tasks[i]` is the index
+/// of row i's task in the caller's task list).
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// `[B, S]`.
+    pub input_ids: Tensor<2, Int>,
+    /// `[B, S]`.
+    pub attention_mask: Tensor<2, Int>,
+    /// `[B, S]`.
+    pub token_type_ids: Tensor<2, Int>,
+    /// T5: `[B, T]` decoder inputs (targets shifted right behind the start id).
+    pub decoder_input_ids: Option<Tensor<2, Int>>,
+    /// T5: `[B, T]` target ids (padding positions hold 0; see `target_mask`).
+    pub target_ids: Option<Tensor<2, Int>>,
+    /// T5: `[B, T]` 1.0 at real target tokens.
+    pub target_mask: Option<Tensor<2>>,
+    /// Gold class per row.
+    pub labels: Vec<usize>,
+    /// Task index per row.
+    pub tasks: Vec<usize>,
+}
+
+impl Batch {
+    /// Batch size.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// Whether the batch is empty.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+}
+
+fn int2(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
+    let cols = rows.first().map_or(0, Vec::len);
+    let flat: Vec<i64> = rows.iter().flatten().copied().collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), cols]), device)
+}
+
+/// Builds a batch from `(task index, example index)` rows over `tasks`.
+pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &Backbone, device: &Device) -> Batch {
+    let pad = backbone.pad_token_id();
+    let padded = mpt_models::pad_rows(
+        rows.iter().map(|&(t, i)| {
+            let data = tasks[t];
+            (data.input_ids[i].as_slice(), data.token_type_ids[i].as_slice())
+        }),
+        pad,
+    );
+    let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
+    let (decoder_input_ids, target_ids, target_mask) = match backbone {
+        Backbone::T5(m) => {
+            let targets: Vec<&Vec<i64>> = rows
+                .iter()
+                .zip(&labels)
+                .map(|(&(t, _), &label)| &tasks[t].label_ids[label])
+                .collect();
+            let t_len = targets.iter().map(|t| t.len()).max().unwrap_or(1);
+            let start = m.config.decoder_start();
+            let mut dec = Vec::with_capacity(rows.len());
+            let mut tgt = Vec::with_capacity(rows.len());
+            let mut mask = Vec::with_capacity(rows.len() * t_len);
+            for target in targets {
+                let mut d: Vec<i64> = std::iter::once(start).chain(target.iter().copied()).collect();
+                d.truncate(target.len());
+                d.resize(t_len, pad);
+                let mut t = target.clone();
+                mask.extend((0..t_len).map(|j| if j < t.len() { 1.0f32 } else { 0.0 }));
+                t.resize(t_len, pad);
+                dec.push(d);
+                tgt.push(t);
+            }
+            (
+                Some(int2(&dec, device)),
+                Some(int2(&tgt, device)),
+                Some(Tensor::from_data(TensorData::new(mask, [rows.len(), t_len]), device)),
+            )
+        }
+        Backbone::Bert(_) => (None, None, None),
+    };
+    Batch {
+        input_ids: int2(&padded.input_ids, device),
+        attention_mask: int2(&padded.attention_mask, device),
+        token_type_ids: int2(&padded.token_type_ids, device),
+        decoder_input_ids,
+        target_ids,
+        target_mask,
+        labels,
+        tasks: rows.iter().map(|&(t, _)| t).collect(),
+    }
+}

@@ -1,0 +1,19 @@
+//! What the mpt stages share, below them in the dependency graph: tokenized task data and
+//! batching, the task heads (T5 text-to-text, frozen verbalizer for encoders), losses for
+//! task training and distillation, the training loop, and evaluation.
+
+pub mod data;
+mod error;
+pub mod eval;
+pub mod head;
+pub mod objective;
+pub mod select;
+pub mod trainer;
+
+pub use data::{Batch, Lengths, TaskData, make_batch};
+pub use error::{Result, TrainError};
+pub use eval::{Decoding, evaluate, predict};
+pub use head::{HeadConfig, Heads, Output, cross_entropy, hidden_mse, kl_divergence};
+pub use trainer::{EvalPoint, History, Objective, OptimizerKind, Progress, Silent, StepLoss, TrainConfig, TrainOutcome, train};
+pub use select::{EpochSampler, Selection, TaskSplits, load_task};
+pub use objective::{Distill, RowSource, TaskObjective};

@@ -1,0 +1,143 @@
+//! Which examples a stage trains and evaluates on: the task's ATTEMPT-style splits, an
+//! optional few-shot draw (k per class) or cap on the training set, and a seeded cap on dev
+//! and test for quick runs. Everything is tokenized once here.
+
+use mpt_data::{DataRoot, Example, Split, TaskSpec, sample_few_shot};
+use mpt_models::{Arch, TextTokenizer};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Lengths, TaskData};
+use crate::error::Result;
+
+/// Example selection for one task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Selection {
+    /// Seed of the dev/test split and held-out rows.
+    pub split_seed: u64,
+    /// Train on k examples per class (few-shot) drawn with `sample_seed`.
+    pub few_shot_k: Option<usize>,
+    /// Otherwise train on at most this many examples (a seeded subset).
+    pub max_train: Option<usize>,
+    /// Evaluate on at most this many dev examples (seeded subset).
+    pub max_dev: Option<usize>,
+    /// Evaluate on at most this many test examples (seeded subset).
+    pub max_test: Option<usize>,
+    /// Seed of the few-shot draw and the subsets.
+    pub sample_seed: u64,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Self {
+            split_seed: mpt_data::DEFAULT_SEED,
+            few_shot_k: None,
+            max_train: None,
+            max_dev: None,
+            max_test: None,
+            sample_seed: 0,
+        }
+    }
+}
+
+/// A task's tokenized train/dev/test.
+#[derive(Debug, Clone)]
+pub struct TaskSplits {
+    /// Training examples.
+    pub train: TaskData,
+    /// Dev (model selection).
+    pub dev: TaskData,
+    /// Test (reporting).
+    pub test: TaskData,
+}
+
+fn cap(mut examples: Vec<Example>, max: Option<usize>, seed: u64) -> Vec<Example> {
+    if let Some(max) = max
+        && examples.len() > max
+    {
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+        let mut keep: Vec<usize> = order.into_iter().take(max).collect();
+        keep.sort_unstable();
+        let mut i = 0;
+        examples.retain(|_| {
+            let k = keep.binary_search(&i).is_ok();
+            i += 1;
+            k
+        });
+    }
+    examples
+}
+
+/// Loads, selects and tokenizes `task`.
+pub fn load_task(
+    root: &DataRoot,
+    task: &'static TaskSpec,
+    selection: &Selection,
+    tokenizer: &TextTokenizer,
+    arch: Arch,
+    lengths: Lengths,
+) -> Result<TaskSplits> {
+    root.check_task(task)?;
+    let (train, _) = root.load_split(task, Split::Train, selection.split_seed)?;
+    let (dev, _) = root.load_split(task, Split::Dev, selection.split_seed)?;
+    let (test, _) = root.load_split(task, Split::Test, selection.split_seed)?;
+    let seed = selection.sample_seed;
+    let train = match selection.few_shot_k {
+        Some(k) => sample_few_shot(task, &train, k, seed)?,
+        None => cap(train, selection.max_train, seed),
+    };
+    let dev = cap(dev, selection.max_dev, seed.wrapping_add(1));
+    let test = cap(test, selection.max_test, seed.wrapping_add(2));
+    let encode = |examples| TaskData::encode(task, examples, tokenizer, arch, lengths);
+    Ok(TaskSplits {
+        train: encode(train)?,
+        dev: encode(dev)?,
+        test: encode(test)?,
+    })
+}
+
+/// Endless seeded pass over `0..n`, reshuffled every epoch.
+#[derive(Debug, Clone)]
+pub struct EpochSampler {
+    n: usize,
+    order: Vec<usize>,
+    pos: usize,
+    rng: ChaCha8Rng,
+}
+
+impl EpochSampler {
+    /// A sampler over `n` items.
+    pub fn new(n: usize, seed: u64) -> Self {
+        let mut s = Self {
+            n,
+            order: (0..n).collect(),
+            pos: n,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        };
+        s.reshuffle();
+        s
+    }
+
+    fn reshuffle(&mut self) {
+        self.order = (0..self.n).collect();
+        self.order.shuffle(&mut self.rng);
+        self.pos = 0;
+    }
+
+    /// The next `k` indices (crossing epoch boundaries as needed).
+    pub fn take(&mut self, k: usize) -> Vec<usize> {
+        let mut out = Vec::with_capacity(k);
+        while out.len() < k && self.n > 0 {
+            if self.pos == self.n {
+                self.reshuffle();
+            }
+            out.push(self.order[self.pos]);
+            self.pos += 1;
+        }
+        out
+    }
+}
