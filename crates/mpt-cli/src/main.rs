@@ -1,7 +1,11 @@
 //! `mpt`: Multitask Prompt Tuning from the command line.
 
+mod common;
 mod device;
 mod model_cmd;
+mod progress;
+mod stages;
+mod summary;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +25,8 @@ enum Command {
     /// Inspect a backbone folder or run a forward pass.
     #[command(subcommand)]
     Model(model_cmd::ModelCmd),
+    /// Stage 1: vanilla prompt tuning of one source task -> a teacher artifact.
+    Teacher(stages::TeacherArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -42,6 +48,7 @@ fn main() -> std::process::ExitCode {
     init_tracing(cli.verbose);
     let result = match cli.command {
         Command::Model(cmd) => model_cmd::run(cmd),
+        Command::Teacher(args) => stages::teacher(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

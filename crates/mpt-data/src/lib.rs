@@ -5,14 +5,16 @@
 //!
 //! No tensors here: everything is plain text, indices and `f64` scores.
 
+#![warn(missing_docs)]
+
 pub mod error;
 pub mod example;
 pub mod fewshot;
 pub mod metrics;
 pub mod readers;
 pub mod registry;
-pub mod root;
 mod rng;
+pub mod root;
 pub mod sampler;
 pub mod splits;
 

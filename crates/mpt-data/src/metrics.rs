@@ -151,7 +151,11 @@ pub fn macro_f1(gold: &[usize], predicted: &[usize]) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }
-    labels.iter().map(|&l| f1_of(gold, predicted, l)).sum::<f64>() / labels.len() as f64
+    labels
+        .iter()
+        .map(|&l| f1_of(gold, predicted, l))
+        .sum::<f64>()
+        / labels.len() as f64
 }
 
 /// Matthews correlation coefficient, multiclass form (sklearn `matthews_corrcoef`); 0 when
@@ -279,7 +283,10 @@ pub fn evaluate(
         if p >= task.num_classes() {
             return Err(bad(
                 example,
-                format!("predicted class {p} is outside the {} classes", task.num_classes()),
+                format!(
+                    "predicted class {p} is outside the {} classes",
+                    task.num_classes()
+                ),
             ));
         }
     }
@@ -297,9 +304,10 @@ pub fn evaluate(
                     .map(|e| match (task.kind, e.score) {
                         (_, Some(s)) => Ok(f64::from(s)),
                         (TaskKind::Classification, None) => Ok(e.label as f64),
-                        (TaskKind::Regression, None) => {
-                            Err(bad(e, "regression example without a gold score".to_string()))
-                        }
+                        (TaskKind::Regression, None) => Err(bad(
+                            e,
+                            "regression example without a gold score".to_string(),
+                        )),
                     })
                     .collect::<Result<Vec<f64>, _>>()?;
                 let values: Vec<f64> = predicted.iter().map(|&p| p as f64 * 0.2).collect();
@@ -346,7 +354,10 @@ mod tests {
         assert_eq!(binary_f1(&[0, 0], &[0, 0]), 0.0);
         assert_eq!(matthews_corrcoef(&[0, 1, 0, 1], &[0, 0, 0, 0]), 0.0);
         assert_eq!(matthews_corrcoef(&[0, 1, 0, 1], &[0, 1, 0, 1]), 1.0);
-        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
+        assert_eq!(
+            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
+            vec![3.5, 1.0, 3.5, 2.0]
+        );
         assert_eq!(pearson(&[1.0, 1.0], &[0.0, 2.0]), 0.0);
         assert_eq!(exact_match(&["a", "a", "b"], &[1, 0, 1], &[1, 0, 0]), 0.5);
     }
@@ -372,13 +383,21 @@ mod tests {
         assert!((scores.primary() - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
 
         let stsb = lookup("stsb").unwrap();
-        let examples = vec![ex(0, Some(0.1), None), ex(10, Some(2.0), None), ex(25, Some(5.0), None)];
+        let examples = vec![
+            ex(0, Some(0.1), None),
+            ex(10, Some(2.0), None),
+            ex(25, Some(5.0), None),
+        ];
         let scores = evaluate(stsb, &examples, &[0, 10, 25]).unwrap();
         assert!((scores.get(Metric::Spearman).unwrap() - 1.0).abs() < 1e-12);
         assert!(scores.get(Metric::Pearson).unwrap() > 0.99);
 
         let multirc = lookup("multirc").unwrap();
-        let examples = vec![ex(1, None, Some("q1")), ex(0, None, Some("q1")), ex(1, None, Some("q2"))];
+        let examples = vec![
+            ex(1, None, Some("q1")),
+            ex(0, None, Some("q1")),
+            ex(1, None, Some("q2")),
+        ];
         let scores = evaluate(multirc, &examples, &[1, 0, 0]).unwrap();
         assert_eq!(scores.get(Metric::Em), Some(0.5));
         assert!((scores.get(Metric::F1a).unwrap() - 2.0 / 3.0).abs() < 1e-12);

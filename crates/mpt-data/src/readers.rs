@@ -114,6 +114,15 @@ pub fn read_file(
         Reader::JsonObject { fields, label } => read_json_object(path, fields, label)?,
         Reader::MultiRc => read_multirc(path, task, file)?,
     };
+    if records.is_empty() && report.skipped == 0 {
+        return Err(DataError::Malformed {
+            path: path.to_path_buf(),
+            line: 1,
+            field: "file".to_string(),
+            expected: format!("at least one data row ({})", file.reader.describe()),
+            found: "no data rows".to_string(),
+        });
+    }
     let examples = records
         .into_iter()
         .map(|record| to_example(path, task, file, record))
@@ -121,11 +130,14 @@ pub fn read_file(
     Ok((examples, report))
 }
 
+/// Canonical `(field, value)` pairs of one row.
+type Fields = Vec<(&'static str, String)>;
+
 /// One parsed row before templating.
 struct Record {
     line: u64,
     row: usize,
-    fields: Vec<(&'static str, String)>,
+    fields: Fields,
     label: String,
     group: Option<String>,
 }
@@ -158,7 +170,11 @@ fn to_example(
         },
         LabelKind::Score => {
             let score: f64 = record.label.parse().map_err(|_| {
-                malformed("score", "a similarity score in 0..=5", format!("{:?}", record.label))
+                malformed(
+                    "score",
+                    "a similarity score in 0..=5",
+                    format!("{:?}", record.label),
+                )
             })?;
             if !(0.0..=5.0).contains(&score) {
                 return Err(malformed(
@@ -227,10 +243,7 @@ fn read_tsv(
     for result in reader.records() {
         let record = result.map_err(|source| DataError::Csv {
             path: path.to_path_buf(),
-            line: source
-                .position()
-                .map(|p| p.line())
-                .unwrap_or(last_line + 1),
+            line: source.position().map(|p| p.line()).unwrap_or(last_line + 1),
             source,
         })?;
         let line = record.position().map(|p| p.line()).unwrap_or(last_line + 1);
@@ -249,7 +262,10 @@ fn read_tsv(
         if is_first && let Some(names) = layout.header {
             let found: Vec<String> = (0..record.len()).map(get).collect();
             let matches = found.len() == names.len()
-                && found.iter().zip(names).all(|(f, n)| f.eq_ignore_ascii_case(n));
+                && found
+                    .iter()
+                    .zip(names)
+                    .all(|(f, n)| f.eq_ignore_ascii_case(n));
             if !matches {
                 return Err(DataError::Malformed {
                     path: path.to_path_buf(),
@@ -270,7 +286,10 @@ fn read_tsv(
                 report.skipped_rows.push(SkippedRow {
                     path: path.to_path_buf(),
                     line,
-                    reason: format!("expected {} tab-separated columns, found {found}", layout.columns),
+                    reason: format!(
+                        "expected {} tab-separated columns, found {found}",
+                        layout.columns
+                    ),
                 });
                 continue;
             }
@@ -285,7 +304,11 @@ fn read_tsv(
         out.push(Record {
             line,
             row: this_row,
-            fields: layout.fields.iter().map(|(name, i)| (*name, get(*i))).collect(),
+            fields: layout
+                .fields
+                .iter()
+                .map(|(name, i)| (*name, get(*i)))
+                .collect(),
             label: get(layout.label),
             group: None,
         });
@@ -334,7 +357,7 @@ fn json_fields(
     object: &Value,
     fields: &'static [(&'static str, &'static str)],
     label: &'static str,
-) -> Result<(Vec<(&'static str, String)>, String), DataError> {
+) -> Result<(Fields, String), DataError> {
     let malformed = |field: &str, expected: &str, found: Option<&Value>| DataError::Malformed {
         path: path.to_path_buf(),
         line,
@@ -494,15 +517,14 @@ fn read_multirc(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<Vec<R
     let mut out = Vec::new();
     for (line, content) in lines(&text) {
         let passage = parse_line(path, line, content)?;
-        let malformed = |field: String, expected: &str, found: Option<&Value>| {
-            DataError::Malformed {
+        let malformed =
+            |field: String, expected: &str, found: Option<&Value>| DataError::Malformed {
                 path: path.to_path_buf(),
                 line,
                 field,
                 expected: expected.to_string(),
                 found: describe(found),
-            }
-        };
+            };
         let paragraph = match passage.pointer("/passage/text") {
             Some(Value::String(s)) => s.trim().to_string(),
             other => return Err(malformed("passage.text".into(), "a string", other)),
@@ -622,7 +644,10 @@ mod tests {
         let err = read_file(&path, task, &file).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&format!("{}:3:", path.display())), "{msg}");
-        assert!(msg.contains("field `row`") && msg.contains("4 tab-separated columns"), "{msg}");
+        assert!(
+            msg.contains("field `row`") && msg.contains("4 tab-separated columns"),
+            "{msg}"
+        );
         assert!(matches!(err, DataError::Malformed { line: 3, .. }));
     }
 
@@ -637,7 +662,24 @@ mod tests {
         );
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(&format!("{}:2:", path.display())), "{msg}");
-        assert!(msg.contains("\"maybe\"") && msg.contains("entailment, not_entailment"), "{msg}");
+        assert!(
+            msg.contains("\"maybe\"") && msg.contains("entailment, not_entailment"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn empty_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (task, file) = file_of("rte", "dev.tsv");
+        for content in ["", "index\tsentence1\tsentence2\tlabel\n"] {
+            let path = write(&dir, "dev.tsv", content);
+            let msg = read_file(&path, task, &file).unwrap_err().to_string();
+            assert!(
+                msg.contains(":1: field `file`") && msg.contains("no data rows"),
+                "{msg}"
+            );
+        }
     }
 
     #[test]
@@ -690,7 +732,10 @@ mod tests {
         );
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(&format!("{}:3:", path.display())), "{msg}");
-        assert!(msg.contains("field `passage`") && msg.contains("no such key"), "{msg}");
+        assert!(
+            msg.contains("field `passage`") && msg.contains("no such key"),
+            "{msg}"
+        );
         let path = write(&dir, "bad.jsonl", "{\"question\": \n");
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains("bad.jsonl:1: invalid JSON"), "{msg}");
@@ -707,7 +752,10 @@ mod tests {
         let path = write(&dir, "ok.json", &body.replace("wrong", "not_entailment"));
         let (examples, _) = read_file(&path, task, &file).unwrap();
         let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(ids, ["qnli/ppft_dev/0", "qnli/ppft_dev/2", "qnli/ppft_dev/10"]);
+        assert_eq!(
+            ids,
+            ["qnli/ppft_dev/0", "qnli/ppft_dev/2", "qnli/ppft_dev/10"]
+        );
         assert_eq!(examples[1].input, "qnli question: q2 sentence: s2");
         assert_eq!(examples[1].target(task), "not entailment");
     }
@@ -726,7 +774,11 @@ mod tests {
         let buckets: Vec<&str> = examples.iter().map(|e| e.target(task)).collect();
         assert_eq!(buckets, ["5.0", "3.8", "4.8", "0.0", "0.4", "0.0"]);
         assert_eq!(examples[2].score, Some(4.75));
-        let path = write(&dir, "bad.tsv", &format!("{header}0\tg\tf\ty\t0\tn\tn\ta\tb\t5.5\n"));
+        let path = write(
+            &dir,
+            "bad.tsv",
+            &format!("{header}0\tg\tf\ty\t0\tn\tn\ta\tb\t5.5\n"),
+        );
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(":2: field `score`"), "{msg}");
     }
@@ -739,7 +791,10 @@ mod tests {
         let path = write(&dir, "val.jsonl", &format!("{line}\n"));
         let (examples, _) = read_file(&path, task, &file).unwrap();
         assert_eq!(examples.len(), 2);
-        assert_eq!(examples[0].input, "multirc question: Q? answer: A paragraph: P.");
+        assert_eq!(
+            examples[0].input,
+            "multirc question: Q? answer: A paragraph: P."
+        );
         assert_eq!(examples[0].text_a, "Q? A");
         assert_eq!(examples[0].group.as_deref(), Some("multirc/val/q7"));
         assert_eq!(examples[1].label, 0);

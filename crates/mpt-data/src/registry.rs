@@ -100,15 +100,24 @@ impl Reader {
             }
             Reader::Jsonl { fields, label } => format!(
                 "JSON Lines with keys {}, label {label}",
-                fields.iter().map(|(_, p)| *p).collect::<Vec<_>>().join(", ")
+                fields
+                    .iter()
+                    .map(|(_, p)| *p)
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             Reader::JsonObject { fields, label } => format!(
                 "one JSON object \"0\"..\"N-1\" -> {{{}, {}}}",
-                fields.iter().map(|(_, p)| p.trim_start_matches('/')).collect::<Vec<_>>().join(", "),
+                fields
+                    .iter()
+                    .map(|(_, p)| p.trim_start_matches('/'))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 label.trim_start_matches('/')
             ),
             Reader::MultiRc => {
-                "SuperGLUE MultiRC JSON Lines (passage.text, passage.questions[].answers[])".to_string()
+                "SuperGLUE MultiRC JSON Lines (passage.text, passage.questions[].answers[])"
+                    .to_string()
             }
         }
     }
@@ -339,8 +348,24 @@ const fn ppft(
 
 const H_SST2: &[&str] = &["sentence", "label"];
 const F_SENTENCE0: &[(&str, usize)] = &[("sentence", 0)];
-const SST2_TRAIN: SourceFile = tsv("train", "sst-2/train.tsv", Some(H_SST2), 2, F_SENTENCE0, 1, RAW01);
-const SST2_DEV: SourceFile = tsv("dev", "sst-2/dev.tsv", Some(H_SST2), 2, F_SENTENCE0, 1, RAW01);
+const SST2_TRAIN: SourceFile = tsv(
+    "train",
+    "sst-2/train.tsv",
+    Some(H_SST2),
+    2,
+    F_SENTENCE0,
+    1,
+    RAW01,
+);
+const SST2_DEV: SourceFile = tsv(
+    "dev",
+    "sst-2/dev.tsv",
+    Some(H_SST2),
+    2,
+    F_SENTENCE0,
+    1,
+    RAW01,
+);
 
 const F_COLA: &[(&str, usize)] = &[("sentence", 3)];
 const COLA_TRAIN: SourceFile = tsv("train", "cola/train.tsv", None, 4, F_COLA, 1, RAW01);
@@ -352,18 +377,48 @@ const MRPC_TRAIN: SourceFile = tsv("train", "mrpc/train.tsv", Some(H_MRPC), 5, F
 const MRPC_DEV: SourceFile = tsv("dev", "mrpc/dev.tsv", Some(H_MRPC), 5, F_MRPC, 0, RAW01);
 
 const H_STSB: &[&str] = &[
-    "index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1",
-    "sentence2", "score",
+    "index",
+    "genre",
+    "filename",
+    "year",
+    "old_index",
+    "source1",
+    "source2",
+    "sentence1",
+    "sentence2",
+    "score",
 ];
 const F_STSB: &[(&str, usize)] = &[("sentence1", 7), ("sentence2", 8)];
-const STSB_TRAIN: SourceFile =
-    tsv("train", "sts-b/train.tsv", Some(H_STSB), 10, F_STSB, 9, LabelKind::Score);
-const STSB_DEV: SourceFile =
-    tsv("dev", "sts-b/dev.tsv", Some(H_STSB), 10, F_STSB, 9, LabelKind::Score);
+const STSB_TRAIN: SourceFile = tsv(
+    "train",
+    "sts-b/train.tsv",
+    Some(H_STSB),
+    10,
+    F_STSB,
+    9,
+    LabelKind::Score,
+);
+const STSB_DEV: SourceFile = tsv(
+    "dev",
+    "sts-b/dev.tsv",
+    Some(H_STSB),
+    10,
+    F_STSB,
+    9,
+    LabelKind::Score,
+);
 
 const H_RTE: &[&str] = &["index", "sentence1", "sentence2", "label"];
 const F_S1S2: &[(&str, usize)] = &[("sentence1", 1), ("sentence2", 2)];
-const RTE_TRAIN: SourceFile = tsv("train", "rte/train.tsv", Some(H_RTE), 4, F_S1S2, 3, RAW_NLI2);
+const RTE_TRAIN: SourceFile = tsv(
+    "train",
+    "rte/train.tsv",
+    Some(H_RTE),
+    4,
+    F_S1S2,
+    3,
+    RAW_NLI2,
+);
 const RTE_DEV: SourceFile = tsv("dev", "rte/dev.tsv", Some(H_RTE), 4, F_S1S2, 3, RAW_NLI2);
 
 const H_QNLI: &[&str] = &["index", "question", "sentence", "label"];
@@ -406,49 +461,159 @@ const SCITAIL_TEST: SourceFile = jsonl("test", "scitail/test.jsonl", J_PH, RAW_N
 const P_PH: &[(&str, &str)] = &[("premise", "/text_a"), ("hypothesis", "/text_b")];
 const P_QNLI: &[(&str, &str)] = &[("question", "/text_a"), ("sentence", "/text_b")];
 const P_QQP: &[(&str, &str)] = &[("question1", "/text_a"), ("question2", "/text_b")];
-const MNLI_PPFT_TRAIN: SourceFile =
-    ppft("ppft_train", "mnli/train-subset-ppft/train.json", P_PH, RAW_NLI3);
-const MNLI_PPFT_DEV: SourceFile = ppft("ppft_dev", "mnli/train-subset-ppft/dev.json", P_PH, RAW_NLI3);
-const SNLI_PPFT_TRAIN: SourceFile =
-    ppft("ppft_train", "snli/train-subset-ppft/train.json", P_PH, RAW_NLI3);
-const SNLI_PPFT_DEV: SourceFile = ppft("ppft_dev", "snli/train-subset-ppft/dev.json", P_PH, RAW_NLI3);
-const QNLI_PPFT_TRAIN: SourceFile =
-    ppft("ppft_train", "qnli/train-subset-ppft/train.json", P_QNLI, RAW_NLI2);
-const QNLI_PPFT_DEV: SourceFile =
-    ppft("ppft_dev", "qnli/train-subset-ppft/dev.json", P_QNLI, RAW_NLI2);
-const QQP_PPFT_TRAIN: SourceFile =
-    ppft("ppft_train", "qqp/train-subset-ppft/train.json", P_QQP, RAW01);
+const MNLI_PPFT_TRAIN: SourceFile = ppft(
+    "ppft_train",
+    "mnli/train-subset-ppft/train.json",
+    P_PH,
+    RAW_NLI3,
+);
+const MNLI_PPFT_DEV: SourceFile = ppft(
+    "ppft_dev",
+    "mnli/train-subset-ppft/dev.json",
+    P_PH,
+    RAW_NLI3,
+);
+const SNLI_PPFT_TRAIN: SourceFile = ppft(
+    "ppft_train",
+    "snli/train-subset-ppft/train.json",
+    P_PH,
+    RAW_NLI3,
+);
+const SNLI_PPFT_DEV: SourceFile = ppft(
+    "ppft_dev",
+    "snli/train-subset-ppft/dev.json",
+    P_PH,
+    RAW_NLI3,
+);
+const QNLI_PPFT_TRAIN: SourceFile = ppft(
+    "ppft_train",
+    "qnli/train-subset-ppft/train.json",
+    P_QNLI,
+    RAW_NLI2,
+);
+const QNLI_PPFT_DEV: SourceFile = ppft(
+    "ppft_dev",
+    "qnli/train-subset-ppft/dev.json",
+    P_QNLI,
+    RAW_NLI2,
+);
+const QQP_PPFT_TRAIN: SourceFile = ppft(
+    "ppft_train",
+    "qqp/train-subset-ppft/train.json",
+    P_QQP,
+    RAW01,
+);
 const QQP_PPFT_DEV: SourceFile = ppft("ppft_dev", "qqp/train-subset-ppft/dev.json", P_QQP, RAW01);
 
 const H_MNLI_KSHOT: &[&str] = &[
-    "index", "promptID", "pairID", "genre", "sentence1_binary_parse", "sentence2_binary_parse",
-    "sentence1_parse", "sentence2_parse", "sentence1", "sentence2", "label1", "gold_label",
+    "index",
+    "promptID",
+    "pairID",
+    "genre",
+    "sentence1_binary_parse",
+    "sentence2_binary_parse",
+    "sentence1_parse",
+    "sentence2_parse",
+    "sentence1",
+    "sentence2",
+    "label1",
+    "gold_label",
 ];
 const F_MNLI_KSHOT: &[(&str, usize)] = &[("premise", 8), ("hypothesis", 9)];
-const H_QQP: &[&str] = &["id", "qid1", "qid2", "question1", "question2", "is_duplicate"];
+const H_QQP: &[&str] = &[
+    "id",
+    "qid1",
+    "qid2",
+    "question1",
+    "question2",
+    "is_duplicate",
+];
 const F_QQP: &[(&str, usize)] = &[("question1", 3), ("question2", 4)];
 const MNLI_EXTRA: &[SourceFile] = &[
-    tsv("kshot_train", "mnli/k-shot-16-13/train.tsv", Some(H_MNLI_KSHOT), 12, F_MNLI_KSHOT, 11, RAW_NLI3),
-    tsv("kshot_dev", "mnli/k-shot-16-13/dev_matched.tsv", Some(H_MNLI_KSHOT), 12, F_MNLI_KSHOT, 11, RAW_NLI3),
+    tsv(
+        "kshot_train",
+        "mnli/k-shot-16-13/train.tsv",
+        Some(H_MNLI_KSHOT),
+        12,
+        F_MNLI_KSHOT,
+        11,
+        RAW_NLI3,
+    ),
+    tsv(
+        "kshot_dev",
+        "mnli/k-shot-16-13/dev_matched.tsv",
+        Some(H_MNLI_KSHOT),
+        12,
+        F_MNLI_KSHOT,
+        11,
+        RAW_NLI3,
+    ),
 ];
 const QNLI_EXTRA: &[SourceFile] = &[
-    tsv("kshot_train", "qnli/k-shot-16-13/train.tsv", Some(H_QNLI), 4, F_QNLI, 3, RAW_NLI2),
-    tsv("kshot_dev", "qnli/k-shot-16-13/dev.tsv", Some(H_QNLI), 4, F_QNLI, 3, RAW_NLI2),
+    tsv(
+        "kshot_train",
+        "qnli/k-shot-16-13/train.tsv",
+        Some(H_QNLI),
+        4,
+        F_QNLI,
+        3,
+        RAW_NLI2,
+    ),
+    tsv(
+        "kshot_dev",
+        "qnli/k-shot-16-13/dev.tsv",
+        Some(H_QNLI),
+        4,
+        F_QNLI,
+        3,
+        RAW_NLI2,
+    ),
 ];
 const QQP_EXTRA: &[SourceFile] = &[
-    tsv("kshot_train", "qqp/k-shot-16-13/train.tsv", Some(H_QQP), 6, F_QQP, 5, RAW01),
-    tsv("kshot_dev", "qqp/k-shot-16-13/dev.tsv", Some(H_QQP), 6, F_QQP, 5, RAW01),
+    tsv(
+        "kshot_train",
+        "qqp/k-shot-16-13/train.tsv",
+        Some(H_QQP),
+        6,
+        F_QQP,
+        5,
+        RAW01,
+    ),
+    tsv(
+        "kshot_dev",
+        "qqp/k-shot-16-13/dev.tsv",
+        Some(H_QQP),
+        6,
+        F_QQP,
+        5,
+        RAW01,
+    ),
 ];
 const SNLI_EXTRA: &[SourceFile] = &[SNLI_DEV];
-const MRPC_EXTRA: &[SourceFile] =
-    &[tsv("msr_test", "mrpc/msr_paraphrase_test.txt", Some(H_MRPC), 5, F_MRPC, 0, RAW01)];
+const MRPC_EXTRA: &[SourceFile] = &[tsv(
+    "msr_test",
+    "mrpc/msr_paraphrase_test.txt",
+    Some(H_MRPC),
+    5,
+    F_MRPC,
+    0,
+    RAW01,
+)];
 
 const J_BOOLQ: &[(&str, &str)] = &[("question", "/question"), ("passage", "/passage")];
 const BOOLQ_VAL: SourceFile = jsonl("val", "boolq/val.jsonl", J_BOOLQ, RAW_BOOL);
-const BOOLQ_FEW_TRAIN: SourceFile =
-    jsonl("fewglue_train", "boolq/fewglue-32/train.jsonl", J_BOOLQ, RAW_BOOL);
-const BOOLQ_FEW_DEV32: SourceFile =
-    jsonl("fewglue_dev32", "boolq/fewglue-32/dev32.jsonl", J_BOOLQ, RAW_BOOL);
+const BOOLQ_FEW_TRAIN: SourceFile = jsonl(
+    "fewglue_train",
+    "boolq/fewglue-32/train.jsonl",
+    J_BOOLQ,
+    RAW_BOOL,
+);
+const BOOLQ_FEW_DEV32: SourceFile = jsonl(
+    "fewglue_dev32",
+    "boolq/fewglue-32/dev32.jsonl",
+    J_BOOLQ,
+    RAW_BOOL,
+);
 
 const CB_TRAIN: SourceFile = jsonl("train", "cb/train.jsonl", J_PH, RAW_NLI3);
 const CB_VAL: SourceFile = jsonl("val", "cb/val.jsonl", J_PH, RAW_NLI3);
@@ -927,10 +1092,18 @@ mod tests {
             assert_eq!(lookup(name).map(|t| t.role).ok(), Some(Role::Target));
         }
         for task in TASKS {
-            assert!(task.template.starts_with(&format!("{} ", task.name)), "{}", task.name);
+            assert!(
+                task.template.starts_with(&format!("{} ", task.name)),
+                "{}",
+                task.name
+            );
             assert!(!task.metrics.is_empty());
-            for file in task.files() {
-                assert!(file.path.starts_with(&format!("{}/", task.folder)), "{}", file.path);
+            for file in task.files().iter().chain(task.extra_files) {
+                assert!(
+                    file.path.starts_with(&format!("{}/", task.folder)),
+                    "{}",
+                    file.path
+                );
                 if let LabelKind::Raw(raw) = file.labels {
                     assert_eq!(raw.len(), task.num_classes(), "{} {}", task.name, file.path);
                 }
@@ -945,7 +1118,10 @@ mod tests {
     #[test]
     fn render_fills_and_reports_missing() {
         let fields = [("a", "x".to_string()), ("b", "y".to_string())];
-        assert_eq!(render("t a: {a} b: {b}.", &fields), Ok("t a: x b: y.".to_string()));
+        assert_eq!(
+            render("t a: {a} b: {b}.", &fields),
+            Ok("t a: x b: y.".to_string())
+        );
         assert_eq!(render("{c}", &fields), Err("c".to_string()));
     }
 

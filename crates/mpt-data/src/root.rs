@@ -135,8 +135,14 @@ mod tests {
         );
         assert_eq!(root.missing_files(rte).len(), 2);
         // Loading reports the same error instead of an I/O error.
-        let msg = root.load_split(rte, Split::Test, 42).unwrap_err().to_string();
-        assert!(msg.contains("missing file") && msg.contains("rte/dev.tsv"), "{msg}");
+        let msg = root
+            .load_split(rte, Split::Test, 42)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("missing file") && msg.contains("rte/dev.tsv"),
+            "{msg}"
+        );
     }
 
     #[test]

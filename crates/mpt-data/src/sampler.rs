@@ -170,7 +170,11 @@ mod tests {
             let mut tasks: Vec<usize> = batch.iter().map(|p| p.0).collect();
             tasks.dedup(); // grouped by task, so dedup counts distinct tasks
             let distinct: BTreeSet<usize> = tasks.iter().copied().collect();
-            assert_eq!(distinct.len(), tasks.len(), "task groups are contiguous and distinct");
+            assert_eq!(
+                distinct.len(),
+                tasks.len(),
+                "task groups are contiguous and distinct"
+            );
             assert!((2..=4).contains(&tasks.len()), "K = {}", tasks.len());
             seen_k.insert(tasks.len());
             seen_tasks.extend(distinct);
@@ -190,9 +194,18 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let a: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1).unwrap().take(50).collect();
-        let b: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1).unwrap().take(50).collect();
-        let c: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 2).unwrap().take(50).collect();
+        let a: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1)
+            .unwrap()
+            .take(50)
+            .collect();
+        let b: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1)
+            .unwrap()
+            .take(50)
+            .collect();
+        let c: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 2)
+            .unwrap()
+            .take(50)
+            .collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -202,7 +215,13 @@ mod tests {
         let mut sampler = MultitaskSampler::new(&[5, 5], 2, 2, 3).unwrap();
         let mut drawn: Vec<usize> = Vec::new();
         while drawn.len() < 10 {
-            drawn.extend(sampler.next_batch().iter().filter(|p| p.0 == 0).map(|p| p.1));
+            drawn.extend(
+                sampler
+                    .next_batch()
+                    .iter()
+                    .filter(|p| p.0 == 0)
+                    .map(|p| p.1),
+            );
         }
         let first: BTreeSet<usize> = drawn[..5].iter().copied().collect();
         let second: BTreeSet<usize> = drawn[5..10].iter().copied().collect();
@@ -213,11 +232,20 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_errors() {
-        let kappa1 = MultitaskSampler::new(&[3, 3, 3], 1, 8, 0).unwrap_err().to_string();
+        let kappa1 = MultitaskSampler::new(&[3, 3, 3], 1, 8, 0)
+            .unwrap_err()
+            .to_string();
         assert!(kappa1.contains("kappa = 1"), "{kappa1}");
-        let kappa4 = MultitaskSampler::new(&[3, 3, 3], 4, 8, 0).unwrap_err().to_string();
-        assert!(kappa4.contains("kappa = 4") && kappa4.contains("(3)"), "{kappa4}");
-        let small = MultitaskSampler::new(&[3, 3, 3], 3, 2, 0).unwrap_err().to_string();
+        let kappa4 = MultitaskSampler::new(&[3, 3, 3], 4, 8, 0)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            kappa4.contains("kappa = 4") && kappa4.contains("(3)"),
+            "{kappa4}"
+        );
+        let small = MultitaskSampler::new(&[3, 3, 3], 3, 2, 0)
+            .unwrap_err()
+            .to_string();
         assert!(small.contains("batch_size = 2"), "{small}");
         assert!(MultitaskSampler::new(&[3, 0, 3], 2, 8, 0).is_err());
         assert!(MultitaskSampler::new(&[3], 2, 8, 0).is_err());

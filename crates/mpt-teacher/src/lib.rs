@@ -1,1 +1,148 @@
-//! placeholder
+//! Stage 1 of Multitask Prompt Tuning: for one source task, a soft prompt `[l, d]` is
+//! prepended to the frozen backbone's input embeddings and trained on the task loss. The
+//! result is a "teacher" artifact; nothing else leaves this crate.
+
+use std::path::Path;
+
+use burn::prelude::*;
+use mpt_core::init::{PromptInit, fresh_prompt};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, TaskPrompts};
+use mpt_data::DataRoot;
+use mpt_models::Model;
+use mpt_train::{
+    EpochSampler, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
+    train,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the teacher stage.
+#[derive(Debug, thiserror::Error)]
+pub enum TeacherError {
+    /// A config value is unusable.
+    #[error("teacher config `{field}`: {message}")]
+    Config {
+        /// Field.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Train(#[from] mpt_train::TrainError),
+    /// Artifact or prompt error.
+    #[error(transparent)]
+    Core(#[from] mpt_core::CoreError),
+    /// Data error.
+    #[error(transparent)]
+    Data(#[from] mpt_data::DataError),
+    /// Backbone error.
+    #[error(transparent)]
+    Model(#[from] mpt_models::ModelError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, TeacherError>;
+
+/// Everything that determines a teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherConfig {
+    /// Source task (registry name).
+    pub task: String,
+    /// Prompt length l.
+    pub prompt_length: usize,
+    /// Prompt initialisation.
+    pub init: PromptInit,
+    /// Training.
+    pub train: TrainConfig,
+    /// Head.
+    #[serde(default)]
+    pub head: HeadConfig,
+    /// Example selection.
+    #[serde(default)]
+    pub data: Selection,
+}
+
+impl TeacherConfig {
+    /// Checks values before any work.
+    pub fn validate(&self) -> Result<()> {
+        mpt_data::lookup(&self.task)?;
+        if self.prompt_length == 0 {
+            return Err(TeacherError::Config {
+                field: "prompt_length".into(),
+                message: "must be at least 1".into(),
+            });
+        }
+        self.train.validate("train.")?;
+        Ok(())
+    }
+}
+
+/// Trains a teacher prompt for `config.task` on `model` and writes it to `out`.
+pub fn run(
+    model: &Model,
+    root: &DataRoot,
+    config: &TeacherConfig,
+    out: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Artifact> {
+    config.validate()?;
+    let task = mpt_data::lookup(&config.task)?;
+    let tokenizer = model.require_tokenizer()?;
+    let backbone = &model.backbone;
+    let splits = load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?;
+    let heads = Heads::new(backbone, tokenizer, &[&splits.train], config.head, device)?;
+    let text_ids = match &config.init {
+        PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
+        _ => None,
+    };
+    let autodiff = device.clone().autodiff();
+    let values = fresh_prompt(
+        &config.init,
+        config.prompt_length,
+        &backbone.word_embedding_matrix(),
+        text_ids.as_deref(),
+        config.train.seed,
+        &autodiff,
+    )?;
+    let prompt = SoftPrompt::new(values.require_grad());
+    let mut objective = TaskObjective {
+        backbone,
+        tokenizer,
+        heads: &heads,
+        train: vec![&splits.train],
+        dev: vec![&splits.dev],
+        rows: RowSource::Single(EpochSampler::new(splits.train.len(), config.train.seed)),
+        batch_size: config.train.batch_size,
+        eval_batch_size: config.train.eval_batch_size,
+        decoding: config.train.decoding,
+        distill: None,
+        device: device.clone(),
+    };
+    let stage = format!("teacher {}", task.name);
+    let outcome = train(prompt, &mut objective, &config.train, &stage, progress)?;
+    let metrics = final_metrics(
+        backbone,
+        tokenizer,
+        &heads,
+        &outcome,
+        &[(&splits.dev, &splits.test)],
+        config.train.eval_batch_size,
+        config.train.decoding,
+    )?;
+    let artifact = Artifact::write(
+        out,
+        NewArtifact {
+            kind: ArtifactKind::Teacher,
+            tasks: vec![task.name.to_string()],
+            backbone: BackboneRef::new(backbone.arch(), &model.fingerprint),
+            parents: Vec::new(),
+            config: serde_json::to_value(config).expect("config serialises"),
+            metrics,
+            tensors: outcome.best.host_tensors(),
+        },
+    )?;
+    tracing::info!(task = task.name, id = %artifact.meta.id, dir = %out.display(), "teacher written");
+    Ok(artifact)
+}

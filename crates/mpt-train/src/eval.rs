@@ -51,7 +51,8 @@ pub fn predict(
         let chosen: Vec<usize> = match backbone {
             Backbone::Bert(_) => {
                 let out = heads.forward(backbone, prompt_b, &batch)?;
-                argmax_rows(out.logits.reshape([b, out.logits.dims()[2]]))
+                let width = out.logits.dims()[2];
+                argmax_rows(out.logits.reshape([b, width]))
             }
             Backbone::T5(m) => {
                 let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(prompt_b));

@@ -7,6 +7,7 @@ mod error;
 pub mod eval;
 pub mod head;
 pub mod objective;
+pub mod report;
 pub mod select;
 pub mod trainer;
 
@@ -17,3 +18,4 @@ pub use head::{HeadConfig, Heads, Output, cross_entropy, hidden_mse, kl_divergen
 pub use trainer::{EvalPoint, History, Objective, OptimizerKind, Progress, Silent, StepLoss, TrainConfig, TrainOutcome, train};
 pub use select::{EpochSampler, Selection, TaskSplits, load_task};
 pub use objective::{Distill, RowSource, TaskObjective};
+pub use report::final_metrics;
