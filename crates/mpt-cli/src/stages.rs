@@ -4,9 +4,12 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use mpt_core::init::PromptInit;
+use mpt_adapt::{AdaptConfig, Method};
+use mpt_core::init::{PromptInit, TargetInit};
+use mpt_distill::DistillConfig;
+use mpt_eval::EvalConfig;
 use mpt_teacher::TeacherConfig;
-use mpt_train::{HeadConfig, Selection, TrainConfig};
+use mpt_train::{Decoding, HeadConfig, Selection, TrainConfig};
 
 use crate::common::{EnvArgs, TrainArgs, read_toml};
 use crate::progress::Bars;
@@ -77,5 +80,260 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_teacher::run(&model, &root, &config, &args.out, &device, &bars)?;
     crate::summary::print_artifact(&artifact);
+    Ok(())
+}
+
+/// Arguments of `mpt distill`.
+#[derive(Debug, Args)]
+pub struct DistillArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Teacher artifact folders (one per source task).
+    #[arg(long = "teacher", value_name = "DIR")]
+    pub teachers: Vec<PathBuf>,
+    /// Source tasks in factor order (default: the teachers' tasks in the order given).
+    #[arg(long, value_delimiter = ',')]
+    pub tasks: Vec<String>,
+    /// Stage config (TOML with the fields of a distill config); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Most tasks per batch κ (K is drawn from [2, κ]).
+    #[arg(long)]
+    pub kappa: Option<usize>,
+    /// Weight λ of the distillation terms (0 = no distillation).
+    #[arg(long)]
+    pub lambda: Option<f64>,
+    /// Softmax temperature of the KL term.
+    #[arg(long)]
+    pub temperature: Option<f64>,
+    /// Rank of the task factors.
+    #[arg(long)]
+    pub rank: Option<usize>,
+    /// One shared prompt, no task factors (ablation).
+    #[arg(long)]
+    pub no_decomposition: bool,
+    /// Prompt length (only without teachers).
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Output artifact folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `mpt distill`.
+pub fn distill(args: DistillArgs) -> Result<()> {
+    let mut config = match &args.config {
+        Some(path) => read_toml::<DistillConfig>(path)?,
+        None => DistillConfig {
+            tasks: Vec::new(),
+            prompt_length: None,
+            rank: 1,
+            lambda: 0.9,
+            temperature: 1.0,
+            hidden_loss: true,
+            kappa: 0,
+            decomposition: true,
+            shared_init: Default::default(),
+            factor_init: Default::default(),
+            train: TrainConfig::default(),
+            head: HeadConfig::default(),
+            data: Selection::default(),
+        },
+    };
+    if !args.tasks.is_empty() {
+        config.tasks = args.tasks.clone();
+    }
+    if config.tasks.is_empty() {
+        for dir in &args.teachers {
+            let meta = mpt_core::Artifact::read_meta(dir)?;
+            config.tasks.extend(meta.tasks);
+        }
+    }
+    if let Some(k) = args.kappa {
+        config.kappa = k;
+    }
+    if config.kappa == 0 {
+        config.kappa = config.tasks.len();
+    }
+    if let Some(v) = args.lambda {
+        config.lambda = v;
+    }
+    if let Some(v) = args.temperature {
+        config.temperature = v;
+    }
+    if let Some(v) = args.rank {
+        config.rank = v;
+    }
+    if args.no_decomposition {
+        config.decomposition = false;
+    }
+    if args.prompt_len.is_some() {
+        config.prompt_length = args.prompt_len;
+    }
+    args.train.apply(&mut config.train, &mut config.data);
+    let (model, device, root) = args.env.load()?;
+    let bars = Bars::new(args.env.quiet);
+    let artifact = mpt_distill::run(&model, &root, &config, &args.teachers, &args.out, &device, &bars)?;
+    crate::summary::print_artifact(&artifact);
+    Ok(())
+}
+
+/// Arguments of `mpt adapt`.
+#[derive(Debug, Args)]
+pub struct AdaptArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Target task(s); several = multi-target adaptation.
+    #[arg(long = "target", value_name = "TASK")]
+    pub targets: Vec<String>,
+    /// mpt (from a multitask artifact), vanilla (from scratch) or spot (from a teacher).
+    #[arg(long, default_value = "mpt")]
+    pub method: String,
+    /// The artifact to start from (multitask for mpt, teacher for spot).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// mpt: average, shared, or source:TASK; vanilla: random, vocab, or text:SOME TEXT.
+    #[arg(long)]
+    pub init: Option<String>,
+    /// Prompt length (vanilla only).
+    #[arg(long)]
+    pub prompt_len: Option<usize>,
+    /// Stage config (TOML with the fields of an adapt config); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+    /// Output artifact folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Parses the `--init` of `mpt adapt --method mpt`.
+pub fn parse_target_init(s: &str) -> Result<TargetInit> {
+    Ok(match s {
+        "average" => TargetInit::Average,
+        "shared" => TargetInit::Shared,
+        _ => match s.strip_prefix("source:") {
+            Some(task) => TargetInit::Source { task: task.to_string() },
+            None => bail!("--init {s:?}: expected average, shared or source:TASK"),
+        },
+    })
+}
+
+/// Runs `mpt adapt`.
+pub fn adapt(args: AdaptArgs) -> Result<()> {
+    let method = match (args.method.as_str(), args.init.as_deref()) {
+        ("mpt", init) => Method::Mpt {
+            init: parse_target_init(init.unwrap_or("average"))?,
+            fresh: Default::default(),
+        },
+        ("vanilla", init) => Method::Vanilla {
+            init: parse_init(init.unwrap_or("vocab"))?,
+        },
+        ("spot", None) => Method::Spot,
+        ("spot", Some(_)) => bail!("--method spot starts from the teacher's prompt; --init does not apply"),
+        (other, _) => bail!("--method {other:?}: expected mpt, vanilla or spot"),
+    };
+    let mut config = match &args.config {
+        Some(path) => read_toml::<AdaptConfig>(path)?,
+        None => AdaptConfig {
+            targets: Vec::new(),
+            method: method.clone(),
+            prompt_length: None,
+            kappa: None,
+            train: TrainConfig::default(),
+            head: HeadConfig::default(),
+            data: Selection::default(),
+        },
+    };
+    if args.config.is_none() || args.init.is_some() {
+        config.method = method;
+    }
+    if !args.targets.is_empty() {
+        config.targets = args.targets.clone();
+    }
+    if args.prompt_len.is_some() {
+        config.prompt_length = args.prompt_len;
+    }
+    if matches!(config.method, Method::Vanilla { .. }) && config.prompt_length.is_none() {
+        config.prompt_length = Some(20);
+    }
+    args.train.apply(&mut config.train, &mut config.data);
+    let (model, device, root) = args.env.load()?;
+    let bars = Bars::new(args.env.quiet);
+    let artifact = mpt_adapt::run(&model, &root, &config, args.from.as_deref(), &args.out, &device, &bars)?;
+    crate::summary::print_artifact(&artifact);
+    Ok(())
+}
+
+/// Arguments of `mpt eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    #[command(flatten)]
+    pub env: EnvArgs,
+    /// Artifact folder to evaluate.
+    #[arg(long)]
+    pub artifact: PathBuf,
+    /// Task (default: every task of the artifact).
+    #[arg(long)]
+    pub task: Vec<String>,
+    /// Split: train, dev or test.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Evaluate on at most N examples (seeded subset).
+    #[arg(long)]
+    pub max_examples: Option<usize>,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// T5: greedy decoding instead of rank classification.
+    #[arg(long)]
+    pub greedy: bool,
+    /// Max input tokens per example.
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Write results as JSON here (and markdown next to it, .md).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// Runs `mpt eval`.
+pub fn eval(args: EvalArgs) -> Result<()> {
+    let split: mpt_data::Split = args.split.parse()?;
+    let tasks = if args.task.is_empty() {
+        mpt_core::Artifact::read_meta(&args.artifact)?.tasks
+    } else {
+        args.task.clone()
+    };
+    let (model, device, root) = args.env.load()?;
+    let mut results = Vec::new();
+    for task in tasks {
+        let mut config = EvalConfig {
+            task,
+            split,
+            data: Selection::default(),
+            batch_size: args.batch_size,
+            decoding: if args.greedy { Decoding::Greedy } else { Decoding::Rank },
+            lengths: Default::default(),
+            head: HeadConfig::default(),
+        };
+        if let Some(v) = args.max_len {
+            config.lengths.max_input = v;
+        }
+        match split {
+            mpt_data::Split::Dev => config.data.max_dev = args.max_examples,
+            mpt_data::Split::Test => config.data.max_test = args.max_examples,
+            mpt_data::Split::Train => config.data.max_train = args.max_examples,
+        }
+        results.push(mpt_eval::run(&model, &root, &args.artifact, &config, &device)?);
+    }
+    print!("{}", mpt_eval::to_markdown(&results));
+    if let Some(json) = &args.json {
+        let md = json.with_extension("md");
+        mpt_eval::write_results(&results, json, &md)?;
+        println!("results: {} and {}", json.display(), md.display());
+    }
     Ok(())
 }

@@ -1,1 +1,337 @@
-//! placeholder
+//! Stage 2 of Multitask Prompt Tuning: prompt decomposition and distillation.
+//!
+//! One shared prompt `P*` `[l, d]` and rank-r factors per source task (`u_k` `[l, r]`,
+//! `v_k` `[r, d]`; the paper uses r = 1) give the student prompt `P* ∘ (u_k v_kᵀ)`. Each step
+//! draws K uniformly from [2, κ], then K distinct source tasks, then examples from them; the
+//! loss is the task loss plus `λ · (KL(teacher ‖ student) at temperature T + MSE of hidden
+//! states)`, with every row's teacher prompt (from the teacher artifacts) run in the same step
+//! without autodiff. The result is one "multitask" artifact whose parents are the teachers.
+//!
+//! The paper's ablations are settings of the same stage: `lambda = 0` (multitask training
+//! without distillation; no teachers needed) and `decomposition = false` (one shared prompt
+//! for all tasks, no u, v).
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use mpt_core::init::{FactorInit, PromptInit, fresh_factors, fresh_prompt};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, MultitaskPrompt, NewArtifact, SoftPrompt, TaskPrompts};
+use mpt_data::{DataRoot, MultitaskSampler};
+use mpt_models::Model;
+use mpt_train::{
+    Distill, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
+    load_task, train,
+};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the distillation stage.
+#[derive(Debug, thiserror::Error)]
+pub enum DistillError {
+    /// A config value is unusable.
+    #[error("distill config `{field}`: {message}")]
+    Config {
+        /// Field.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// The teacher artifacts do not fit the config.
+    #[error("teacher {path}: {message}")]
+    Teacher {
+        /// Teacher artifact folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Training or evaluation failed.
+    #[error(transparent)]
+    Train(#[from] mpt_train::TrainError),
+    /// Artifact or prompt error.
+    #[error(transparent)]
+    Core(#[from] mpt_core::CoreError),
+    /// Data error.
+    #[error(transparent)]
+    Data(#[from] mpt_data::DataError),
+    /// Backbone error.
+    #[error(transparent)]
+    Model(#[from] mpt_models::ModelError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, DistillError>;
+
+/// How the shared prompt `P*` starts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum SharedInit {
+    /// The mean of the teacher prompts.
+    #[default]
+    TeacherMean,
+    /// A fresh prompt.
+    Fresh {
+        /// How.
+        init: PromptInit,
+    },
+}
+
+/// Everything that determines a multitask prompt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillConfig {
+    /// Source tasks, in the order of the task factors.
+    pub tasks: Vec<String>,
+    /// Prompt length l (must equal the teachers'; required without teachers).
+    #[serde(default)]
+    pub prompt_length: Option<usize>,
+    /// Rank r of the task factors.
+    #[serde(default = "default_rank")]
+    pub rank: usize,
+    /// Weight λ of the distillation terms (0 = no distillation).
+    #[serde(default = "default_lambda")]
+    pub lambda: f64,
+    /// Softmax temperature T of the KL term.
+    #[serde(default = "default_temperature")]
+    pub temperature: f64,
+    /// Whether the hidden-state MSE is part of the distillation term.
+    #[serde(default = "default_true")]
+    pub hidden_loss: bool,
+    /// Most tasks per batch κ (K is drawn from [2, κ]).
+    pub kappa: usize,
+    /// Decompose into P* ∘ (u vᵀ) (false: one shared prompt, the ablation).
+    #[serde(default = "default_true")]
+    pub decomposition: bool,
+    /// How P* starts.
+    #[serde(default)]
+    pub shared_init: SharedInit,
+    /// How u, v start.
+    #[serde(default)]
+    pub factor_init: FactorInit,
+    /// Training.
+    pub train: TrainConfig,
+    /// Head.
+    #[serde(default)]
+    pub head: HeadConfig,
+    /// Example selection (applied to every source task).
+    #[serde(default)]
+    pub data: Selection,
+}
+
+fn default_rank() -> usize {
+    1
+}
+fn default_lambda() -> f64 {
+    0.9
+}
+fn default_temperature() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+
+impl DistillConfig {
+    /// Checks values before any work.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, message: String| DistillError::Config {
+            field: field.into(),
+            message,
+        };
+        if self.tasks.len() < 2 {
+            return Err(bad("tasks", format!("needs at least 2 source tasks, got {}", self.tasks.len())));
+        }
+        for (i, t) in self.tasks.iter().enumerate() {
+            mpt_data::lookup(t)?;
+            if self.tasks[..i].contains(t) {
+                return Err(bad("tasks", format!("{t:?} is listed twice")));
+            }
+        }
+        if self.kappa < 2 || self.kappa > self.tasks.len() {
+            return Err(bad("kappa", format!("must be in [2, {}] (number of tasks), got {}", self.tasks.len(), self.kappa)));
+        }
+        if self.rank == 0 {
+            return Err(bad("rank", "must be at least 1".into()));
+        }
+        if !(self.lambda.is_finite() && self.lambda >= 0.0) {
+            return Err(bad("lambda", "must be zero or positive".into()));
+        }
+        if !(self.temperature.is_finite() && self.temperature > 0.0) {
+            return Err(bad("temperature", "must be positive".into()));
+        }
+        if self.prompt_length == Some(0) {
+            return Err(bad("prompt_length", "must be at least 1".into()));
+        }
+        if self.train.batch_size < self.kappa {
+            return Err(bad("train.batch_size", format!("must be at least kappa ({})", self.kappa)));
+        }
+        self.train.validate("train.")?;
+        Ok(())
+    }
+
+    /// Whether the teachers are needed (distillation on, or P* starts from their mean).
+    pub fn needs_teachers(&self) -> bool {
+        self.lambda > 0.0 || self.shared_init == SharedInit::TeacherMean
+    }
+}
+
+/// Loads teacher artifacts and orders them like `config.tasks`.
+fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneRef) -> Result<Vec<Artifact>> {
+    let mut by_task = Vec::with_capacity(config.tasks.len());
+    let mut loaded = Vec::new();
+    for path in paths {
+        let a = Artifact::load(path, Some(ArtifactKind::Teacher), Some(backbone))?;
+        if a.meta.tasks.len() != 1 || a.meta.layout != mpt_core::Layout::Prompt {
+            return Err(DistillError::Teacher {
+                path: path.clone(),
+                message: "a teacher holds one plain prompt for one task".into(),
+            });
+        }
+        loaded.push(a);
+    }
+    for task in &config.tasks {
+        let canonical = mpt_data::lookup(task)?.name;
+        let i = loaded
+            .iter()
+            .position(|a| a.meta.tasks[0] == canonical)
+            .ok_or_else(|| DistillError::Config {
+                field: "tasks".into(),
+                message: format!("no teacher artifact for task {canonical:?} among {} given", paths.len()),
+            })?;
+        by_task.push(loaded.remove(i));
+    }
+    if let Some(extra) = loaded.first() {
+        return Err(DistillError::Teacher {
+            path: extra.dir.clone(),
+            message: format!("task {:?} is not in the distillation tasks", extra.meta.tasks[0]),
+        });
+    }
+    let l = by_task[0].meta.prompt_length;
+    if let Some(t) = by_task.iter().find(|a| a.meta.prompt_length != l) {
+        return Err(DistillError::Teacher {
+            path: t.dir.clone(),
+            message: format!("prompt length {} differs from the first teacher's {l}", t.meta.prompt_length),
+        });
+    }
+    if let Some(want) = config.prompt_length
+        && want != l
+    {
+        return Err(DistillError::Config {
+            field: "prompt_length".into(),
+            message: format!("is {want}, but the teachers have l = {l}"),
+        });
+    }
+    Ok(by_task)
+}
+
+/// Distils `teachers` (artifact folders, any order) into a multitask artifact at `out`.
+pub fn run(
+    model: &Model,
+    root: &DataRoot,
+    config: &DistillConfig,
+    teachers: &[PathBuf],
+    out: &Path,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Artifact> {
+    config.validate()?;
+    let backbone = &model.backbone;
+    let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
+    let teachers = if teachers.is_empty() && !config.needs_teachers() {
+        Vec::new()
+    } else {
+        if teachers.is_empty() {
+            return Err(DistillError::Config {
+                field: "lambda".into(),
+                message: "distillation (lambda > 0) or shared_init = teacher_mean needs teacher artifacts".into(),
+            });
+        }
+        load_teachers(teachers, config, &backbone_ref)?
+    };
+    let l = teachers
+        .first()
+        .map(|t| t.meta.prompt_length)
+        .or(config.prompt_length)
+        .ok_or_else(|| DistillError::Config {
+            field: "prompt_length".into(),
+            message: "required when no teachers are given".into(),
+        })?;
+    let d = backbone.dim();
+    let tokenizer = model.require_tokenizer()?;
+    let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.tasks.len());
+    for name in &config.tasks {
+        let task = mpt_data::lookup(name)?;
+        splits.push(load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?);
+    }
+    let train_data: Vec<_> = splits.iter().map(|s| &s.train).collect();
+    let heads = Heads::new(backbone, tokenizer, &train_data, config.head, device)?;
+    let teacher_prompts: Vec<Tensor<2>> = teachers
+        .iter()
+        .map(|t| t.tensor::<2>("prompt_embeddings", device))
+        .collect::<std::result::Result<_, _>>()?;
+
+    let autodiff = device.clone().autodiff();
+    let shared = match &config.shared_init {
+        SharedInit::TeacherMean if !teacher_prompts.is_empty() => {
+            let stacked = Tensor::stack::<3>(teacher_prompts.clone(), 0);
+            Tensor::<2>::from_data(stacked.mean_dim(0).reshape([l, d]).into_data(), &autodiff)
+        }
+        SharedInit::TeacherMean => unreachable!("needs_teachers() guarantees teachers for teacher_mean"),
+        SharedInit::Fresh { init } => {
+            let text_ids = match init {
+                PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
+                _ => None,
+            };
+            fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), config.train.seed, &autodiff)?
+        }
+    };
+    let sizes: Vec<usize> = splits.iter().map(|s| s.train.len()).collect();
+    let sampler = MultitaskSampler::new(&sizes, config.kappa, config.train.batch_size, config.train.seed)?;
+    let distill = (config.lambda > 0.0).then(|| Distill {
+        teacher_prompts: Tensor::stack::<3>(teacher_prompts.clone(), 0),
+        lambda: config.lambda,
+        temperature: config.temperature,
+        hidden: config.hidden_loss,
+    });
+    let mut objective = TaskObjective {
+        backbone,
+        tokenizer,
+        heads: &heads,
+        train: train_data.clone(),
+        dev: splits.iter().map(|s| &s.dev).collect(),
+        rows: RowSource::Multi(sampler),
+        batch_size: config.train.batch_size,
+        eval_batch_size: config.train.eval_batch_size,
+        decoding: config.train.decoding,
+        distill,
+        device: device.clone(),
+    };
+    let pairs: Vec<_> = splits.iter().map(|s| (&s.dev, &s.test)).collect();
+    let parents: Vec<String> = teachers.iter().map(|t| t.meta.id.clone()).collect();
+    let tasks: Vec<String> = splits.iter().map(|s| s.train.task.name.to_string()).collect();
+    let stage = "distill";
+    let (tensors, metrics) = if config.decomposition {
+        let (cols, rows) = fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
+        let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?;
+        let outcome = train(module, &mut objective, &config.train, stage, progress)?;
+        let metrics = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+        (outcome.best.host_tensors(), metrics)
+    } else {
+        let module = SoftPrompt::new(shared.require_grad());
+        let outcome = train(module, &mut objective, &config.train, stage, progress)?;
+        let metrics = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+        (outcome.best.host_tensors(), metrics)
+    };
+    let artifact = Artifact::write(
+        out,
+        NewArtifact {
+            kind: ArtifactKind::Multitask,
+            tasks,
+            backbone: backbone_ref,
+            parents,
+            config: serde_json::to_value(config).expect("config serialises"),
+            metrics,
+            tensors,
+        },
+    )?;
+    tracing::info!(id = %artifact.meta.id, dir = %out.display(), "multitask prompt written");
+    Ok(artifact)
+}

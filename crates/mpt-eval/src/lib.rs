@@ -1,1 +1,202 @@
-//! placeholder
+//! Stage 4 of Multitask Prompt Tuning: evaluation of any artifact on a task split, with the
+//! task's metrics, written as JSON and as a markdown table.
+//!
+//! The prompt used is the artifact's prompt for the task (its own task factors when the task
+//! is among the artifact's tasks); a single plain prompt may be evaluated on any task
+//! (zero-shot transfer), which the result records.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::prelude::*;
+use mpt_core::{Artifact, BackboneRef, Layout};
+use mpt_data::{DataRoot, Split};
+use mpt_models::Model;
+use mpt_train::{Decoding, HeadConfig, Heads, Lengths, Selection, TaskData, evaluate};
+use serde::{Deserialize, Serialize};
+
+/// Errors of the evaluation stage.
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    /// The artifact has no prompt for the task.
+    #[error("artifact {path} has no prompt for task {task:?} (its tasks: {tasks})")]
+    NoPrompt {
+        /// Artifact folder.
+        path: std::path::PathBuf,
+        /// Requested task.
+        task: String,
+        /// The artifact's tasks.
+        tasks: String,
+    },
+    /// A config value is unusable.
+    #[error("eval config `{field}`: {message}")]
+    Config {
+        /// Field.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// Writing results failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// File.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Evaluation failed.
+    #[error(transparent)]
+    Train(#[from] mpt_train::TrainError),
+    /// Artifact error.
+    #[error(transparent)]
+    Core(#[from] mpt_core::CoreError),
+    /// Data error.
+    #[error(transparent)]
+    Data(#[from] mpt_data::DataError),
+    /// Backbone error.
+    #[error(transparent)]
+    Model(#[from] mpt_models::ModelError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, EvalError>;
+
+/// What to evaluate.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalConfig {
+    /// Task.
+    pub task: String,
+    /// Split.
+    #[serde(default = "default_split")]
+    pub split: Split,
+    /// Example selection (`max_dev`/`max_test` cap the split).
+    #[serde(default)]
+    pub data: Selection,
+    /// Batch size.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// T5 decoding.
+    #[serde(default)]
+    pub decoding: Decoding,
+    /// Token limits.
+    #[serde(default)]
+    pub lengths: Lengths,
+    /// Head.
+    #[serde(default)]
+    pub head: HeadConfig,
+}
+
+fn default_split() -> Split {
+    Split::Test
+}
+fn default_batch() -> usize {
+    32
+}
+
+/// One evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EvalResult {
+    /// Task.
+    pub task: String,
+    /// Split.
+    pub split: String,
+    /// Artifact id.
+    pub artifact_id: String,
+    /// Artifact folder.
+    pub artifact: String,
+    /// Artifact kind.
+    pub kind: String,
+    /// Whether the artifact was trained on this task.
+    pub in_domain: bool,
+    /// Examples scored.
+    pub examples: usize,
+    /// Metric values (fractions).
+    pub metrics: std::collections::BTreeMap<String, f64>,
+    /// Mean of the task's metrics.
+    pub score: f64,
+    /// Tunable numbers of the artifact.
+    pub tunable_params: usize,
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Evaluates the artifact at `artifact_dir` on `config.task`/`config.split`.
+pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalConfig, device: &Device) -> Result<EvalResult> {
+    if config.batch_size == 0 {
+        return Err(EvalError::Config {
+            field: "batch_size".into(),
+            message: "must be at least 1".into(),
+        });
+    }
+    let started = Instant::now();
+    let task = mpt_data::lookup(&config.task)?;
+    let backbone = &model.backbone;
+    let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
+    let artifact = Artifact::load(artifact_dir, None, Some(&backbone_ref))?;
+    let index = artifact.meta.tasks.iter().position(|t| t == task.name);
+    let prompt = match (index, artifact.meta.layout) {
+        (Some(k), _) => artifact.prompt_params(device)?.task_prompt(k),
+        (None, Layout::Prompt) => artifact.tensor::<2>("prompt_embeddings", device)?,
+        (None, Layout::Multitask) => {
+            return Err(EvalError::NoPrompt {
+                path: artifact_dir.to_path_buf(),
+                task: task.name.into(),
+                tasks: artifact.meta.tasks.join(", "),
+            });
+        }
+    };
+    let tokenizer = model.require_tokenizer()?;
+    root.check_task(task)?;
+    let (examples, _) = root.load_split(task, config.split, config.data.split_seed)?;
+    let cap = match config.split {
+        Split::Dev => config.data.max_dev,
+        Split::Test => config.data.max_test,
+        Split::Train => config.data.max_train,
+    };
+    let examples = mpt_train::select::cap(examples, cap, config.data.sample_seed.wrapping_add(2));
+    let data = TaskData::encode(task, examples, tokenizer, backbone.arch(), config.lengths)?;
+    let heads = Heads::new(backbone, tokenizer, &[&data], config.head, device)?;
+    let (_, scores) = evaluate(backbone, &heads, 0, &data, &prompt, config.batch_size, config.decoding, tokenizer)?;
+    Ok(EvalResult {
+        task: task.name.into(),
+        split: config.split.to_string(),
+        artifact_id: artifact.meta.id.clone(),
+        artifact: artifact_dir.display().to_string(),
+        kind: artifact.meta.kind.to_string(),
+        in_domain: index.is_some(),
+        examples: data.len(),
+        score: scores.primary(),
+        metrics: scores.0,
+        tunable_params: artifact.meta.tunable_params,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// A markdown table of results, one row each.
+pub fn to_markdown(results: &[EvalResult]) -> String {
+    let mut out = String::from("| task | split | artifact | kind | examples | metrics | score |\n|---|---|---|---|---|---|---|\n");
+    for r in results {
+        let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {:.2}", v * 100.0)).collect();
+        out.push_str(&format!(
+            "| {} | {} | `{}` | {} | {} | {} | {:.2} |\n",
+            r.task,
+            r.split,
+            &r.artifact_id[..12.min(r.artifact_id.len())],
+            r.kind,
+            r.examples,
+            metrics.join(", "),
+            r.score * 100.0
+        ));
+    }
+    out
+}
+
+/// Writes `results` as `<stem>.json` and `<stem>.md` (atomically).
+pub fn write_results(results: &[EvalResult], json_path: &Path, md_path: &Path) -> Result<()> {
+    let json = serde_json::to_vec_pretty(results).expect("results serialise");
+    mpt_models::io::write_atomic(json_path, &json)?;
+    mpt_models::io::write_atomic(md_path, to_markdown(results).as_bytes())?;
+    Ok(())
+}

@@ -54,7 +54,8 @@ pub struct TaskSplits {
     pub test: TaskData,
 }
 
-fn cap(mut examples: Vec<Example>, max: Option<usize>, seed: u64) -> Vec<Example> {
+/// Keeps at most `max` examples: a seeded subset in split order.
+pub fn cap(mut examples: Vec<Example>, max: Option<usize>, seed: u64) -> Vec<Example> {
     if let Some(max) = max
         && examples.len() > max
     {
