@@ -203,7 +203,6 @@ pub fn run(
         distill: None,
         device: device.clone(),
     };
-    let pairs: Vec<_> = splits.iter().map(|s| (&s.dev, &s.test)).collect();
     let stage = format!("adapt {}", config.targets.join("+"));
     let autodiff = device.clone().autodiff();
     let seed = config.train.seed;
@@ -217,13 +216,13 @@ pub fn run(
                 module.prefix_task_rows.val().require_grad(),
             )?;
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
-            let m = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+            let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)
         }
         (Method::Mpt { .. } | Method::Spot, Some(artifact)) => {
             let module = plain(artifact.tensor::<2>("prompt_embeddings", &autodiff)?);
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
-            let m = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+            let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)
         }
         (Method::Vanilla { init }, None) => {
@@ -235,7 +234,7 @@ pub fn run(
             let values = fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), seed, &autodiff)?;
             let module = plain(values);
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
-            let m = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+            let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)
         }
         _ => unreachable!("source presence was checked against the method"),

@@ -304,7 +304,6 @@ pub fn run(
         distill,
         device: device.clone(),
     };
-    let pairs: Vec<_> = splits.iter().map(|s| (&s.dev, &s.test)).collect();
     let parents: Vec<String> = teachers.iter().map(|t| t.meta.id.clone()).collect();
     let tasks: Vec<String> = splits.iter().map(|s| s.train.task.name.to_string()).collect();
     let stage = "distill";
@@ -312,12 +311,12 @@ pub fn run(
         let (cols, rows) = fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
         let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?;
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;
-        let metrics = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+        let metrics = final_metrics(&outcome);
         (outcome.best.host_tensors(), metrics)
     } else {
         let module = SoftPrompt::new(shared.require_grad());
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;
-        let metrics = final_metrics(backbone, tokenizer, &heads, &outcome, &pairs, config.train.eval_batch_size, config.train.decoding)?;
+        let metrics = final_metrics(&outcome);
         (outcome.best.host_tensors(), metrics)
     };
     let artifact = Artifact::write(

@@ -122,15 +122,7 @@ pub fn run(
     };
     let stage = format!("teacher {}", task.name);
     let outcome = train(prompt, &mut objective, &config.train, &stage, progress)?;
-    let metrics = final_metrics(
-        backbone,
-        tokenizer,
-        &heads,
-        &outcome,
-        &[(&splits.dev, &splits.test)],
-        config.train.eval_batch_size,
-        config.train.decoding,
-    )?;
+    let metrics = final_metrics(&outcome);
     let artifact = Artifact::write(
         out,
         NewArtifact {

@@ -43,15 +43,13 @@ impl Default for Selection {
     }
 }
 
-/// A task's tokenized train/dev/test.
+/// A task's tokenized train and dev data (test is the evaluation stage's).
 #[derive(Debug, Clone)]
 pub struct TaskSplits {
     /// Training examples.
     pub train: TaskData,
     /// Dev (model selection).
     pub dev: TaskData,
-    /// Test (reporting).
-    pub test: TaskData,
 }
 
 /// Keeps at most `max` examples: a seeded subset in split order.
@@ -73,7 +71,7 @@ pub fn cap(mut examples: Vec<Example>, max: Option<usize>, seed: u64) -> Vec<Exa
     examples
 }
 
-/// Loads, selects and tokenizes `task`.
+/// Loads, selects and tokenizes the train and dev data of `task`.
 pub fn load_task(
     root: &DataRoot,
     task: &'static TaskSpec,
@@ -85,19 +83,16 @@ pub fn load_task(
     root.check_task(task)?;
     let (train, _) = root.load_split(task, Split::Train, selection.split_seed)?;
     let (dev, _) = root.load_split(task, Split::Dev, selection.split_seed)?;
-    let (test, _) = root.load_split(task, Split::Test, selection.split_seed)?;
     let seed = selection.sample_seed;
     let train = match selection.few_shot_k {
         Some(k) => sample_few_shot(task, &train, k, seed)?,
         None => cap(train, selection.max_train, seed),
     };
     let dev = cap(dev, selection.max_dev, seed.wrapping_add(1));
-    let test = cap(test, selection.max_test, seed.wrapping_add(2));
     let encode = |examples| TaskData::encode(task, examples, tokenizer, arch, lengths);
     Ok(TaskSplits {
         train: encode(train)?,
         dev: encode(dev)?,
-        test: encode(test)?,
     })
 }
 

@@ -1,0 +1,490 @@
+//! The pipeline file: what a user declares, how it is parsed (unknown keys and wrong types
+//! rejected with their key path) and validated (impossible values rejected before any work).
+//!
+//! `train`/`data` tables set defaults for every stage; `sources.train`, `distill.train` and
+//! `targets.train` (and the `data` twins) override them key by key. Relative paths resolve
+//! against the directory `mpt run` is started from.
+
+use std::path::{Path, PathBuf};
+
+use mpt_core::init::PromptInit;
+use mpt_data::Split;
+use mpt_train::{Selection, TrainConfig};
+use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
+
+use crate::error::{PipelineError, Result};
+
+/// `[prompt]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSection {
+    /// Prompt length l.
+    pub length: usize,
+    /// Rank r of the task factors.
+    #[serde(default = "one")]
+    pub rank: usize,
+    /// Fresh-prompt init: `random`, `vocab` or `text:SOME TEXT`.
+    #[serde(default = "vocab")]
+    pub init: String,
+}
+
+fn one() -> usize {
+    1
+}
+fn vocab() -> String {
+    "vocab".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// `[sources]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourcesSection {
+    /// Source tasks.
+    pub tasks: Vec<String>,
+    /// Overrides of `[train]` for the teachers.
+    #[serde(default)]
+    pub train: toml::Table,
+    /// Overrides of `[data]` for the teachers.
+    #[serde(default)]
+    pub data: toml::Table,
+}
+
+/// `[distill]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillSection {
+    /// λ.
+    #[serde(default = "lambda")]
+    pub lambda: f64,
+    /// Temperature T.
+    #[serde(default = "temperature")]
+    pub temperature: f64,
+    /// κ (default: number of source tasks).
+    #[serde(default)]
+    pub kappa: Option<usize>,
+    /// Hidden-state MSE on/off.
+    #[serde(default = "yes")]
+    pub hidden_loss: bool,
+    /// `teacher_mean` or `fresh` (the `[prompt] init`).
+    #[serde(default = "teacher_mean")]
+    pub shared_init: String,
+    /// Overrides of `[train]`.
+    #[serde(default)]
+    pub train: toml::Table,
+    /// Overrides of `[data]`.
+    #[serde(default)]
+    pub data: toml::Table,
+}
+
+fn lambda() -> f64 {
+    0.9
+}
+fn temperature() -> f64 {
+    1.0
+}
+fn teacher_mean() -> String {
+    "teacher_mean".into()
+}
+
+/// `[targets]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetsSection {
+    /// Target tasks, each adapted on its own.
+    pub tasks: Vec<String>,
+    /// Few-shot k values (k per class); empty = full training data.
+    #[serde(default)]
+    pub few_shot: Vec<usize>,
+    /// Seeds (training and few-shot draw).
+    #[serde(default = "seeds")]
+    pub seeds: Vec<u64>,
+    /// Overrides of `[train]`.
+    #[serde(default)]
+    pub train: toml::Table,
+    /// Overrides of `[data]`.
+    #[serde(default)]
+    pub data: toml::Table,
+}
+
+fn seeds() -> Vec<u64> {
+    vec![0]
+}
+
+/// `[methods]`: what runs beside or instead of MPT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodsSection {
+    /// MPT target inits to run: `average`, `shared`, `source:TASK`.
+    #[serde(default = "mpt_default")]
+    pub mpt: Vec<String>,
+    /// Vanilla prompt tuning from scratch.
+    #[serde(default)]
+    pub vanilla: bool,
+    /// SPoT-style init from these source tasks' teachers.
+    #[serde(default)]
+    pub spot: Vec<String>,
+    /// Ablation: multitask training without distillation (λ = 0).
+    #[serde(default)]
+    pub no_distillation: bool,
+    /// Ablation: one shared prompt, no u, v.
+    #[serde(default)]
+    pub no_decomposition: bool,
+    /// MPT multitask: all targets adapted jointly (shared P*, per-target u, v).
+    #[serde(default)]
+    pub multitask: bool,
+}
+
+fn mpt_default() -> Vec<String> {
+    vec!["average".into()]
+}
+
+/// `[eval]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvalSection {
+    /// Split the report uses.
+    #[serde(default = "test_split")]
+    pub split: Split,
+    /// At most this many examples per task (seeded subset).
+    #[serde(default)]
+    pub max_examples: Option<usize>,
+    /// Batch size.
+    #[serde(default = "eval_batch")]
+    pub batch_size: usize,
+    /// Also evaluate the teachers and the multitask prompt on the source tasks.
+    #[serde(default)]
+    pub sources: bool,
+}
+
+fn test_split() -> Split {
+    Split::Test
+}
+fn eval_batch() -> usize {
+    32
+}
+
+impl Default for EvalSection {
+    fn default() -> Self {
+        Self {
+            split: Split::Test,
+            max_examples: None,
+            batch_size: 32,
+            sources: false,
+        }
+    }
+}
+
+/// The pipeline file as written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PipelineFile {
+    /// Name (run folder `runs/<name>` by default).
+    pub name: String,
+    /// Hugging Face model folder.
+    pub backbone: PathBuf,
+    /// Benchmark data root.
+    #[serde(default)]
+    pub data_root: Option<PathBuf>,
+    /// Run folder.
+    #[serde(default)]
+    pub run_dir: Option<PathBuf>,
+    /// Prompt shape.
+    pub prompt: PromptSection,
+    /// Training defaults.
+    #[serde(default)]
+    pub train: toml::Table,
+    /// Data-selection defaults.
+    #[serde(default)]
+    pub data: toml::Table,
+    /// Source tasks and teachers.
+    pub sources: SourcesSection,
+    /// Distillation.
+    pub distill: DistillSection,
+    /// Targets.
+    pub targets: TargetsSection,
+    /// Methods.
+    #[serde(default = "methods_default")]
+    pub methods: MethodsSection,
+    /// Evaluation.
+    #[serde(default)]
+    pub eval: EvalSection,
+}
+
+fn methods_default() -> MethodsSection {
+    MethodsSection {
+        mpt: mpt_default(),
+        vanilla: false,
+        spot: Vec::new(),
+        no_distillation: false,
+        no_decomposition: false,
+        multitask: false,
+    }
+}
+
+/// A validated pipeline with every stage's settings resolved.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The file it came from.
+    pub path: PathBuf,
+    /// Its text (copied into the run folder).
+    pub text: String,
+    /// Parsed.
+    pub file: PipelineFile,
+    /// Fresh-prompt init.
+    pub init: PromptInit,
+    /// Teacher training.
+    pub teacher_train: TrainConfig,
+    /// Teacher data.
+    pub teacher_data: Selection,
+    /// Distillation training.
+    pub distill_train: TrainConfig,
+    /// Distillation data.
+    pub distill_data: Selection,
+    /// Target training.
+    pub target_train: TrainConfig,
+    /// Target data.
+    pub target_data: Selection,
+    /// Data root.
+    pub data_root: PathBuf,
+    /// Run folder.
+    pub run_dir: PathBuf,
+}
+
+fn parse_err(path: &Path, key: impl Into<String>, message: impl Into<String>) -> PipelineError {
+    PipelineError::Parse {
+        path: path.to_path_buf(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> PipelineError {
+    PipelineError::Invalid {
+        path: path.to_path_buf(),
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// `base` overlaid with `over`, recursing into sub-tables.
+fn overlay(base: &toml::Table, over: &toml::Table) -> toml::Table {
+    let mut out = base.clone();
+    for (k, v) in over {
+        match (out.get(k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(o)) => {
+                let merged = overlay(b, o);
+                out.insert(k.clone(), toml::Value::Table(merged));
+            }
+            _ => {
+                out.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    out
+}
+
+/// Deserializes `table` (defaults overlaid with a section's overrides) into `T`; errors
+/// name the key under `section` when the section set it, else under the defaults table.
+fn typed<T: DeserializeOwned>(
+    path: &Path,
+    defaults_name: &str,
+    defaults: &toml::Table,
+    section_name: &str,
+    section: &toml::Table,
+) -> Result<T> {
+    let merged = overlay(defaults, section);
+    let value = toml::Value::Table(merged);
+    serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
+        let inner = e.path().to_string();
+        let first = inner.split(['.', '[']).next().unwrap_or("");
+        let prefix = if section.contains_key(first) { section_name } else { defaults_name };
+        let key = if inner == "." || inner.is_empty() { prefix.to_string() } else { format!("{prefix}.{inner}") };
+        parse_err(path, key, e.into_inner().to_string())
+    })
+}
+
+/// Parses the `init` string of `[prompt]`.
+pub fn parse_prompt_init(s: &str) -> Option<PromptInit> {
+    match s {
+        "random" => Some(PromptInit::Random),
+        "vocab" => Some(PromptInit::Vocab),
+        _ => s.strip_prefix("text:").map(|t| PromptInit::Text { text: t.to_string() }),
+    }
+}
+
+impl Pipeline {
+    /// Reads, parses and validates `path` (data-dependent checks included: tasks exist,
+    /// data files exist, few-shot k fits every class).
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// [`Pipeline::load`] on text already read.
+    pub fn parse(path: &Path, text: &str) -> Result<Self> {
+        let de = toml::Deserializer::parse(text).map_err(|e| parse_err(path, "(syntax)", e.to_string()))?;
+        let file: PipelineFile = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let mut message = e.into_inner().to_string();
+            if let Some(first) = message.lines().next() {
+                message = first.trim().to_string();
+            }
+            parse_err(path, key, message)
+        })?;
+        let init = parse_prompt_init(&file.prompt.init)
+            .ok_or_else(|| invalid(path, "prompt.init", format!("{:?}: expected random, vocab or text:SOME TEXT", file.prompt.init)))?;
+        let teacher_train = typed(path, "train", &file.train, "sources.train", &file.sources.train)?;
+        let teacher_data = typed(path, "data", &file.data, "sources.data", &file.sources.data)?;
+        let distill_train = typed(path, "train", &file.train, "distill.train", &file.distill.train)?;
+        let distill_data = typed(path, "data", &file.data, "distill.data", &file.distill.data)?;
+        let target_train = typed(path, "train", &file.train, "targets.train", &file.targets.train)?;
+        let target_data = typed(path, "data", &file.data, "targets.data", &file.targets.data)?;
+        let data_root = file.data_root.clone().unwrap_or_else(|| PathBuf::from(mpt_data::DEFAULT_DATA_ROOT));
+        let run_dir = file.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&file.name));
+        let pipeline = Self {
+            path: path.to_path_buf(),
+            text: text.to_string(),
+            file,
+            init,
+            teacher_train,
+            teacher_data,
+            distill_train,
+            distill_data,
+            target_train,
+            target_data,
+            data_root,
+            run_dir,
+        };
+        pipeline.validate()?;
+        Ok(pipeline)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let p = &self.path;
+        let f = &self.file;
+        if f.name.is_empty() || f.name.contains(['/', '\\']) {
+            return Err(invalid(p, "name", "must be a non-empty folder name"));
+        }
+        if f.prompt.length == 0 {
+            return Err(invalid(p, "prompt.length", "must be at least 1"));
+        }
+        if f.prompt.rank == 0 {
+            return Err(invalid(p, "prompt.rank", "must be at least 1"));
+        }
+        let check_tasks = |key: &str, tasks: &[String]| -> Result<()> {
+            for (i, t) in tasks.iter().enumerate() {
+                mpt_data::lookup(t).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
+                if tasks[..i].contains(t) {
+                    return Err(invalid(p, format!("{key}[{i}]"), format!("{t:?} is listed twice")));
+                }
+            }
+            Ok(())
+        };
+        check_tasks("sources.tasks", &f.sources.tasks)?;
+        check_tasks("targets.tasks", &f.targets.tasks)?;
+        if f.sources.tasks.len() < 2 {
+            return Err(invalid(p, "sources.tasks", "MPT distils at least 2 source tasks"));
+        }
+        if f.targets.tasks.is_empty() {
+            return Err(invalid(p, "targets.tasks", "needs at least one target task"));
+        }
+        let kappa = f.distill.kappa.unwrap_or(f.sources.tasks.len());
+        if kappa < 2 || kappa > f.sources.tasks.len() {
+            return Err(invalid(
+                p,
+                "distill.kappa",
+                format!("must be in [2, {}] (the number of source tasks), got {kappa}", f.sources.tasks.len()),
+            ));
+        }
+        if !(f.distill.lambda.is_finite() && f.distill.lambda >= 0.0) {
+            return Err(invalid(p, "distill.lambda", "must be zero or positive"));
+        }
+        if !(f.distill.temperature.is_finite() && f.distill.temperature > 0.0) {
+            return Err(invalid(p, "distill.temperature", "must be positive"));
+        }
+        if !["teacher_mean", "fresh"].contains(&f.distill.shared_init.as_str()) {
+            return Err(invalid(p, "distill.shared_init", "expected teacher_mean or fresh"));
+        }
+        if self.distill_train.batch_size < kappa {
+            return Err(invalid(p, "distill.train.batch_size", format!("must be at least kappa ({kappa})")));
+        }
+        for (key, train) in [
+            ("sources.train", &self.teacher_train),
+            ("distill.train", &self.distill_train),
+            ("targets.train", &self.target_train),
+        ] {
+            train.validate("").map_err(|e| match e {
+                mpt_train::TrainError::Config { field, message } => invalid(p, format!("{key}.{field}"), message),
+                other => invalid(p, key, other.to_string()),
+            })?;
+        }
+        if f.targets.seeds.is_empty() {
+            return Err(invalid(p, "targets.seeds", "needs at least one seed"));
+        }
+        for (i, s) in f.targets.seeds.iter().enumerate() {
+            if f.targets.seeds[..i].contains(s) {
+                return Err(invalid(p, format!("targets.seeds[{i}]"), format!("seed {s} is listed twice")));
+            }
+        }
+        for (i, init) in f.methods.mpt.iter().enumerate() {
+            let ok = matches!(init.as_str(), "average" | "shared")
+                || init.strip_prefix("source:").is_some_and(|t| {
+                    mpt_data::lookup(t).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)))
+                });
+            if !ok {
+                return Err(invalid(p, format!("methods.mpt[{i}]"), format!("{init:?}: expected average, shared or source:TASK with TASK a source task")));
+            }
+        }
+        for (i, src) in f.methods.spot.iter().enumerate() {
+            let known = mpt_data::lookup(src).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)));
+            if !known {
+                return Err(invalid(p, format!("methods.spot[{i}]"), format!("{src:?} is not one of sources.tasks")));
+            }
+        }
+        if f.methods.multitask && (f.targets.tasks.len() < 2 || f.methods.mpt.is_empty()) {
+            return Err(invalid(p, "methods.multitask", "needs at least 2 target tasks and an MPT method"));
+        }
+        if f.eval.batch_size == 0 {
+            return Err(invalid(p, "eval.batch_size", "must be at least 1"));
+        }
+        if f.eval.max_examples == Some(0) {
+            return Err(invalid(p, "eval.max_examples", "must be at least 1 (or absent)"));
+        }
+        // Data: files exist and few-shot k fits every class of every target's train split.
+        let root = mpt_data::DataRoot::new(&self.data_root);
+        for (key, tasks) in [("sources.tasks", &f.sources.tasks), ("targets.tasks", &f.targets.tasks)] {
+            for (i, t) in tasks.iter().enumerate() {
+                let spec = mpt_data::lookup(t).expect("checked above");
+                root.check_task(spec).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
+            }
+        }
+        for (ki, &k) in f.targets.few_shot.iter().enumerate() {
+            let key = format!("targets.few_shot[{ki}]");
+            if k == 0 {
+                return Err(invalid(p, key, "k must be at least 1"));
+            }
+            for t in &f.targets.tasks {
+                let spec = mpt_data::lookup(t).expect("checked above");
+                let (train, _) = root
+                    .load_split(spec, Split::Train, self.target_data.split_seed)
+                    .map_err(|e| invalid(p, &key, e.to_string()))?;
+                mpt_data::sample_few_shot(spec, &train, k, 0).map_err(|e| {
+                    invalid(p, &key, format!("k = {k} does not fit task {}: {e}", spec.name))
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// κ of the distillation.
+    pub fn kappa(&self) -> usize {
+        self.file.distill.kappa.unwrap_or(self.file.sources.tasks.len())
+    }
+}

@@ -1,0 +1,61 @@
+//! The one error type of mpt-pipeline.
+
+use std::path::PathBuf;
+
+/// Pipeline errors.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The TOML is malformed, has an unknown key, or a wrong type.
+    #[error("{path}: `{key}`: {message}")]
+    Parse {
+        /// Pipeline file.
+        path: PathBuf,
+        /// Key path, e.g. `distill.kappa`.
+        key: String,
+        /// What was wrong.
+        message: String,
+    },
+    /// A value is impossible (checked before any work starts).
+    #[error("{path}: `{key}`: {message}")]
+    Invalid {
+        /// Pipeline file.
+        path: PathBuf,
+        /// Key path.
+        key: String,
+        /// What was expected.
+        message: String,
+    },
+    /// `--only`/`--force` named no stage, or a stage's inputs are missing.
+    #[error("{0}")]
+    Plan(String),
+    /// File system.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stage failed.
+    #[error("stage {stage} failed: {source}")]
+    Stage {
+        /// Stage name.
+        stage: String,
+        /// Cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Backbone loading.
+    #[error(transparent)]
+    Model(#[from] mpt_models::ModelError),
+    /// Artifact reading.
+    #[error(transparent)]
+    Core(#[from] mpt_core::CoreError),
+    /// Data.
+    #[error(transparent)]
+    Data(#[from] mpt_data::DataError),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, PipelineError>;

@@ -1,0 +1,377 @@
+//! Running a plan: each stage is skipped when its artifact (or result) already exists for
+//! the same config and parents, so a killed run resumes where it stopped; `--only` and
+//! `--force` select stages by name or prefix (`teacher`, `adapt/mpt`, `adapt/mpt/rte/k16-s0`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use burn::prelude::*;
+use mpt_core::{Artifact, BackboneRef};
+use mpt_data::DataRoot;
+use mpt_models::{Model, ModelConfig, ModelFiles};
+use mpt_train::Progress;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Pipeline;
+use crate::error::{PipelineError, Result};
+use crate::plan::{Plan, StageKind};
+
+/// How `mpt run` was asked to run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Print the plan, run nothing.
+    pub dry_run: bool,
+    /// Run only stages matching one of these.
+    pub only: Vec<String>,
+    /// Rerun stages matching one of these even when done.
+    pub force: Vec<String>,
+}
+
+/// What the caller shows while stages run.
+pub trait Ui {
+    /// Progress reporter for a training stage.
+    fn progress(&self) -> &dyn Progress;
+    /// A stage begins (`index` of `total` stages that will run).
+    fn stage_start(&self, index: usize, total: usize, name: &str);
+    /// A stage ended.
+    fn stage_end(&self, name: &str, seconds: f64, outcome: &str);
+}
+
+/// A stage's state before running.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Output present for the same inputs.
+    Done,
+    /// Must run (why).
+    Pending(String),
+}
+
+/// Per-stage record kept in `state.json`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StageRecord {
+    /// Wall time of the last run.
+    pub seconds: f64,
+    /// Unix time it finished.
+    pub finished_at: u64,
+    /// Artifact id or result key.
+    pub output: String,
+}
+
+/// Result file of an eval stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultFile {
+    /// sha256 of the eval config and the artifact id.
+    pub key: String,
+    /// Stage name.
+    pub stage: String,
+    /// The evaluation.
+    pub result: mpt_eval::EvalResult,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
+    move |source| PipelineError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Whether `name` is selected by `pattern` (exact, `/`-prefix, or stage kind).
+pub fn matches(name: &str, pattern: &str) -> bool {
+    let pattern = pattern.trim_end_matches('/');
+    name == pattern || name.starts_with(&format!("{pattern}/"))
+}
+
+fn eval_key(config: &mpt_eval::EvalConfig, artifact_id: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(serde_json::to_string(config).expect("config serialises").as_bytes());
+    h.update(artifact_id.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The state file of a run folder.
+pub fn read_state(run_dir: &Path) -> BTreeMap<String, StageRecord> {
+    std::fs::read(run_dir.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<()> {
+    let path = run_dir.join("state.json");
+    mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(state).expect("state serialises"))?;
+    Ok(())
+}
+
+/// A run in progress: the plan, where things live, and the ids of finished stages.
+pub struct Runner<'a> {
+    pipeline: &'a Pipeline,
+    plan: &'a Plan,
+    backbone: BackboneRef,
+    outputs: Vec<Option<String>>,
+}
+
+impl<'a> Runner<'a> {
+    /// Prepares a run (computes the backbone fingerprint, not the weights).
+    pub fn new(pipeline: &'a Pipeline, plan: &'a Plan) -> Result<Self> {
+        let files = ModelFiles::locate(&pipeline.file.backbone)?;
+        let arch = ModelConfig::read(&files.config)?.arch();
+        let backbone = BackboneRef::new(arch, &mpt_models::fingerprint(&files)?);
+        Ok(Self {
+            pipeline,
+            plan,
+            backbone,
+            outputs: vec![None; plan.stages.len()],
+        })
+    }
+
+    fn run_dir(&self) -> &Path {
+        &self.pipeline.run_dir
+    }
+
+    fn parent_ids(&self, i: usize) -> Option<Vec<String>> {
+        self.plan.stages[i].deps.iter().map(|&d| self.outputs[d].clone()).collect()
+    }
+
+    /// Status of stage `i` given the outputs of its dependencies found so far.
+    pub fn status(&self, i: usize) -> Status {
+        let stage = &self.plan.stages[i];
+        let Some(parents) = self.parent_ids(i) else {
+            return Status::Pending("an input stage has not run".into());
+        };
+        match &stage.kind {
+            StageKind::Eval(config) => {
+                let path = self.plan.result_path(self.run_dir(), i);
+                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok()) else {
+                    return Status::Pending("no result yet".into());
+                };
+                if file.key == eval_key(config, &parents[0]) {
+                    Status::Done
+                } else {
+                    Status::Pending("result is for another config or artifact".into())
+                }
+            }
+            kind => {
+                let dir = self.plan.artifact_dir(self.run_dir(), i);
+                if !dir.join(mpt_core::artifact::META_FILE).is_file() {
+                    return Status::Pending("no artifact yet".into());
+                }
+                let artifact = match Artifact::load(&dir, None, Some(&self.backbone)) {
+                    Ok(a) => a,
+                    Err(e) => return Status::Pending(format!("existing artifact unusable: {e}")),
+                };
+                let config = match kind {
+                    StageKind::Teacher(c) => serde_json::to_value(c),
+                    StageKind::Distill(c) => serde_json::to_value(c),
+                    StageKind::Adapt(c) => serde_json::to_value(c),
+                    StageKind::Eval(_) => unreachable!(),
+                }
+                .expect("configs serialise");
+                if artifact.meta.config != config {
+                    Status::Pending("artifact was made with another config".into())
+                } else if artifact.meta.parents != parents {
+                    Status::Pending("artifact was made from other inputs".into())
+                } else {
+                    Status::Done
+                }
+            }
+        }
+    }
+
+    fn output_of(&self, i: usize) -> Option<String> {
+        match &self.plan.stages[i].kind {
+            StageKind::Eval(_) => std::fs::read(self.plan.result_path(self.run_dir(), i))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
+                .map(|f| f.key),
+            _ => Artifact::read_meta(&self.plan.artifact_dir(self.run_dir(), i)).ok().map(|m| m.id),
+        }
+    }
+
+    /// Statuses of every stage as the run would find them (the dry-run view).
+    pub fn survey(&mut self) -> Vec<Status> {
+        let mut out = Vec::with_capacity(self.plan.stages.len());
+        for i in 0..self.plan.stages.len() {
+            let status = self.status(i);
+            self.outputs[i] = if status == Status::Done { self.output_of(i) } else { None };
+            out.push(status);
+        }
+        out
+    }
+}
+
+fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        } else if path.is_dir() {
+            remove_stale_temps(&path);
+        }
+    }
+}
+
+fn log_line(run_dir: &Path, line: &str) {
+    let path = run_dir.join("logs").join("run.log");
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let _ = writeln!(f, "{now} {line}");
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Clone, Default)]
+pub struct RunSummary {
+    /// Stages that ran.
+    pub ran: Vec<String>,
+    /// Stages skipped because they were done.
+    pub skipped: Vec<String>,
+    /// Stages not selected by `--only`.
+    pub unselected: Vec<String>,
+    /// The report files.
+    pub report: Option<PathBuf>,
+}
+
+/// Runs (or, with `dry_run`, describes) `plan`.
+pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Device, ui: &dyn Ui) -> Result<RunSummary> {
+    for pattern in options.only.iter().chain(&options.force) {
+        if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
+            return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
+        }
+    }
+    let mut runner = Runner::new(pipeline, plan)?;
+    let run_dir = pipeline.run_dir.clone();
+    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
+    let forced = |name: &str| options.force.iter().any(|p| matches(name, p));
+    if options.dry_run {
+        let statuses = runner.survey();
+        println!("plan for {} ({} stages) in {}", pipeline.file.name, plan.stages.len(), run_dir.display());
+        for (stage, status) in plan.stages.iter().zip(statuses) {
+            let what = match (&status, forced(&stage.name), selected(&stage.name)) {
+                (_, _, false) => "skip (not selected)".to_string(),
+                (_, true, true) => "run (forced)".to_string(),
+                (Status::Done, _, _) => "done".to_string(),
+                (Status::Pending(why), _, _) => format!("run ({why})"),
+            };
+            println!("  {:<48} {what}", stage.name);
+        }
+        return Ok(RunSummary::default());
+    }
+
+    for sub in ["artifacts", "results", "logs"] {
+        let d = run_dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    remove_stale_temps(&run_dir.join("artifacts"));
+    let copy = run_dir.join("pipeline.toml");
+    mpt_models::io::write_atomic(&copy, pipeline.text.as_bytes())?;
+    log_line(&run_dir, &format!("start {} ({})", pipeline.file.name, pipeline.path.display()));
+
+    let mut state = read_state(&run_dir);
+    let root = DataRoot::new(&pipeline.data_root);
+    let mut model: Option<Model> = None;
+    let mut summary = RunSummary::default();
+    let statuses = runner.survey();
+    let total = plan
+        .stages
+        .iter()
+        .zip(&statuses)
+        .filter(|(s, st)| selected(&s.name) && (forced(&s.name) || **st != Status::Done))
+        .count();
+    let mut started = 0;
+    for i in 0..plan.stages.len() {
+        let stage = &plan.stages[i];
+        let status = runner.status(i);
+        if !selected(&stage.name) {
+            runner.outputs[i] = if status == Status::Done { runner.output_of(i) } else { None };
+            summary.unselected.push(stage.name.clone());
+            continue;
+        }
+        if status == Status::Done && !forced(&stage.name) {
+            runner.outputs[i] = runner.output_of(i);
+            summary.skipped.push(stage.name.clone());
+            continue;
+        }
+        let Some(parents) = runner.parent_ids(i) else {
+            let missing: Vec<&str> = stage
+                .deps
+                .iter()
+                .filter(|&&d| runner.outputs[d].is_none())
+                .map(|&d| plan.stages[d].name.as_str())
+                .collect();
+            return Err(PipelineError::Plan(format!(
+                "stage {} needs {}, which has not run; run without --only first",
+                stage.name,
+                missing.join(", ")
+            )));
+        };
+        if model.is_none() {
+            model = Some(Model::load(&pipeline.file.backbone, device)?);
+        }
+        let model = model.as_ref().expect("loaded above");
+        started += 1;
+        ui.stage_start(started, total, &stage.name);
+        log_line(&run_dir, &format!("begin {}", stage.name));
+        let t0 = Instant::now();
+        let out_dir = plan.artifact_dir(&run_dir, i);
+        let parent_dirs: Vec<PathBuf> = stage.deps.iter().map(|&d| plan.artifact_dir(&run_dir, d)).collect();
+        let stage_err = |e: Box<dyn std::error::Error + Send + Sync>| PipelineError::Stage {
+            stage: stage.name.clone(),
+            source: e,
+        };
+        let output = match &stage.kind {
+            StageKind::Teacher(c) => {
+                mpt_teacher::run(model, &root, c, &out_dir, device, ui.progress()).map_err(|e| stage_err(Box::new(e)))?.meta.id
+            }
+            StageKind::Distill(c) => {
+                mpt_distill::run(model, &root, c, &parent_dirs, &out_dir, device, ui.progress())
+                    .map_err(|e| stage_err(Box::new(e)))?
+                    .meta
+                    .id
+            }
+            StageKind::Adapt(c) => {
+                mpt_adapt::run(model, &root, c, parent_dirs.first().map(PathBuf::as_path), &out_dir, device, ui.progress())
+                    .map_err(|e| stage_err(Box::new(e)))?
+                    .meta
+                    .id
+            }
+            StageKind::Eval(c) => {
+                let result = mpt_eval::run(model, &root, &parent_dirs[0], c, device).map_err(|e| stage_err(Box::new(e)))?;
+                let key = eval_key(c, &parents[0]);
+                let file = ResultFile {
+                    key: key.clone(),
+                    stage: stage.name.clone(),
+                    result,
+                };
+                let path = plan.result_path(&run_dir, i);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(&file).expect("result serialises"))?;
+                key
+            }
+        };
+        let seconds = t0.elapsed().as_secs_f64();
+        runner.outputs[i] = Some(output.clone());
+        state.insert(
+            stage.name.clone(),
+            StageRecord {
+                seconds,
+                finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+                output,
+            },
+        );
+        write_state(&run_dir, &state)?;
+        log_line(&run_dir, &format!("end {} {seconds:.1}s", stage.name));
+        ui.stage_end(&stage.name, seconds, "done");
+        summary.ran.push(stage.name.clone());
+    }
+    let report = crate::report::write(pipeline, plan, &runner.backbone)?;
+    log_line(&run_dir, &format!("report {}", report.display()));
+    summary.report = Some(report);
+    Ok(summary)
+}
