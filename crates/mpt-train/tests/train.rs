@@ -1,0 +1,242 @@
+//! Losses, distillation terms, the schedule, clipping, the NaN guard, rank classification and
+//! a learning sanity check, on the tiny fixture models and synthetic data.
+
+use std::path::PathBuf;
+
+use burn::module::Module;
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use mpt_core::{MultitaskPrompt, SoftPrompt};
+use mpt_data::DataRoot;
+use mpt_models::{Backbone, Model};
+use mpt_train::{
+    Decoding, EpochSampler, EvalPoint, HeadConfig, Heads, Lengths, Objective, Output, RowSource, Selection, Silent,
+    StepLoss, TaskObjective, TrainConfig, TrainError, cross_entropy, hidden_mse, kl_divergence, load_task, make_batch,
+    train,
+};
+
+fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn load(name: &str) -> Model {
+    Model::load(&fixtures().join(name), &Device::flex()).expect("fixture model loads")
+}
+
+fn root() -> DataRoot {
+    DataRoot::new(fixtures().join("data"))
+}
+
+fn prompt(l: usize, d: usize, seed: u64, device: &Device) -> Tensor<2> {
+    let values: Vec<f32> = (0..l * d)
+        .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
+        .collect();
+    Tensor::from_data(TensorData::new(values, [l, d]), device)
+}
+
+fn outputs(model: &Model, task: &str, p: Tensor<2>) -> (Output, mpt_train::Batch) {
+    let device = Device::flex();
+    let spec = mpt_data::lookup(task).unwrap();
+    let tok = model.require_tokenizer().unwrap();
+    let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let rows: Vec<(usize, usize)> = (0..6).map(|i| (0, i)).collect();
+    let batch = make_batch(&[&splits.train], &rows, &model.backbone, &device);
+    let [l, d] = p.dims();
+    let out = heads.forward(&model.backbone, p.unsqueeze::<3>().expand([6, l, d]), &batch).unwrap();
+    (out, batch)
+}
+
+#[test]
+fn distillation_terms_vanish_when_student_equals_teacher() {
+    for name in ["bert-tiny", "t5-v1_1-tiny"] {
+        let model = load(name);
+        let d = model.backbone.dim();
+        let (teacher, _) = outputs(&model, "mnli", prompt(4, d, 1, &Device::flex()));
+        let (student, _) = outputs(&model, "mnli", prompt(4, d, 1, &Device::flex()));
+        let kl = kl_divergence(&teacher.logits, &student.logits, &student.mask, 2.0).into_scalar::<f32>();
+        let mse = hidden_mse(&teacher.hidden, &student.hidden, &student.hidden_mask).into_scalar::<f32>();
+        assert!(kl.abs() < 1e-6, "{name}: KL {kl}");
+        assert!(mse.abs() < 1e-9, "{name}: MSE {mse}");
+        let (other, _) = outputs(&model, "mnli", prompt(4, d, 7, &Device::flex()));
+        let kl = kl_divergence(&teacher.logits, &other.logits, &other.mask, 2.0).into_scalar::<f32>();
+        let mse = hidden_mse(&teacher.hidden, &other.hidden, &other.hidden_mask).into_scalar::<f32>();
+        assert!(kl > 1e-6 && mse > 1e-6, "{name}: a different prompt must differ (KL {kl}, MSE {mse})");
+    }
+}
+
+#[test]
+fn cross_entropy_and_kl_match_hand_computation() {
+    let device = Device::flex();
+    // Two rows, one position, three classes; row 1's third class is padding-masked out of the mean.
+    let logits = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, 0.0, -1.0, 3.0], [2, 1, 3]), &device);
+    let out = Output {
+        logits: logits.clone(),
+        targets: Tensor::from_data(TensorData::new(vec![1i64, 2], [2, 1]), &device),
+        mask: Tensor::from_data(TensorData::new(vec![1.0f32, 1.0], [2, 1]), &device),
+        hidden: Tensor::zeros([2, 1, 2], &device),
+        hidden_mask: Tensor::ones([2, 1], &device),
+    };
+    let lse = |v: &[f64]| v.iter().map(|x| x.exp()).sum::<f64>().ln();
+    let want = ((lse(&[1.0, 2.0, 0.5]) - 2.0) + (lse(&[0.0, -1.0, 3.0]) - 3.0)) / 2.0;
+    let got = cross_entropy(&out).into_scalar::<f32>() as f64;
+    assert!((got - want).abs() < 1e-5, "CE {got} vs {want}");
+
+    let teacher = Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 1.0, 0.0, 2.0, 0.0, 0.0], [2, 1, 3]), &device);
+    let t = 2.0;
+    let softmax = |v: [f64; 3]| {
+        let z: f64 = v.iter().map(|x| (x / t).exp()).sum();
+        v.map(|x| (x / t).exp() / z)
+    };
+    let kl = |p: [f64; 3], q: [f64; 3]| p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum::<f64>();
+    let want = (kl(softmax([0.0, 1.0, 0.0]), softmax([1.0, 2.0, 0.5])) + kl(softmax([2.0, 0.0, 0.0]), softmax([0.0, -1.0, 3.0]))) / 2.0;
+    let got = kl_divergence(&teacher, &logits, &out.mask, t).into_scalar::<f32>() as f64;
+    assert!((got - want).abs() < 1e-5, "KL {got} vs {want}");
+}
+
+#[test]
+fn schedule_warms_up_then_decays_linearly_to_zero() {
+    let c = TrainConfig {
+        max_steps: 10,
+        warmup_steps: 2,
+        learning_rate: 1.0,
+        ..TrainConfig::default()
+    };
+    let lrs: Vec<f64> = (0..10).map(|s| c.lr_at(s)).collect();
+    let want = [0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125];
+    for (got, want) in lrs.iter().zip(want) {
+        assert!((got - want).abs() < 1e-12, "{lrs:?}");
+    }
+}
+
+#[test]
+fn global_norm_clipping_scales_every_parameter_together() {
+    let device = Device::flex().autodiff();
+    let shared = Tensor::<2>::ones([2, 3], &device).require_grad();
+    let cols = (Tensor::<3>::ones([2, 2, 1], &device) * 2.0).require_grad();
+    let rows = Tensor::<3>::ones([2, 1, 3], &device).require_grad();
+    let module = MultitaskPrompt::new(shared, cols, rows).unwrap();
+    let loss = module.batch(&[0, 1]).sum() * 10.0;
+    let mut grads = GradientsParams::from_grads(loss.backward(), &module);
+    let before = mpt_train::trainer::clip_global_norm(&module, &mut grads, 1.0);
+    assert!(before > 1.0, "the test needs a large gradient, got {before}");
+    // Norm after clipping is 1 (computed over all three parameters).
+    let mut sum = 0.0f64;
+    for g in [
+        grads.get::<2>(module.prompt_embeddings.id).unwrap().square().sum().into_scalar::<f32>(),
+        grads.get::<3>(module.prefix_task_cols.id).unwrap().square().sum().into_scalar::<f32>(),
+        grads.get::<3>(module.prefix_task_rows.id).unwrap().square().sum().into_scalar::<f32>(),
+    ] {
+        sum += g as f64;
+    }
+    assert!((sum.sqrt() - 1.0).abs() < 1e-4, "clipped norm {}", sum.sqrt());
+}
+
+struct NanAfter(usize);
+
+impl Objective<SoftPrompt> for NanAfter {
+    fn loss(&mut self, module: &SoftPrompt, step: usize) -> mpt_train::Result<StepLoss> {
+        let base = module.value().sum();
+        let total = if step >= self.0 { base * f32::NAN } else { base.square() };
+        Ok(StepLoss { total, parts: Vec::new(), examples: 1 })
+    }
+    fn evaluate(&mut self, _module: &SoftPrompt, step: usize) -> mpt_train::Result<EvalPoint> {
+        Ok(EvalPoint { step, score: 0.0, details: serde_json::Value::Null })
+    }
+}
+
+#[test]
+fn non_finite_loss_stops_the_run_with_an_error() {
+    let device = Device::flex().autodiff();
+    let module = SoftPrompt::new(Tensor::<2>::ones([2, 2], &device).require_grad());
+    let config = TrainConfig { max_steps: 10, eval_every: 5, ..TrainConfig::default() };
+    let err = train(module, &mut NanAfter(3), &config, "test", &Silent).unwrap_err();
+    match err {
+        TrainError::NonFinite { step, value, .. } => {
+            assert_eq!(step, 3);
+            assert!(value.is_nan());
+        }
+        other => panic!("expected NonFinite, got {other}"),
+    }
+}
+
+#[test]
+fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
+    let model = load("bert-tiny");
+    let device = Device::flex();
+    let spec = mpt_data::lookup("rte").unwrap();
+    let tok = model.require_tokenizer().unwrap();
+    let selection = Selection { max_train: Some(8), ..Selection::default() };
+    let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let embeddings_before = model.backbone.word_embedding_matrix().into_data();
+    let autodiff = device.clone().autodiff();
+    let start = prompt(4, 32, 3, &autodiff);
+    let module = SoftPrompt::new(start.clone().require_grad());
+    let mut objective = TaskObjective {
+        backbone: &model.backbone,
+        tokenizer: tok,
+        heads: &heads,
+        train: vec![&splits.train],
+        dev: vec![&splits.train],
+        rows: RowSource::Single(EpochSampler::new(splits.train.len(), 0)),
+        batch_size: 8,
+        eval_batch_size: 8,
+        decoding: Decoding::Rank,
+        distill: None,
+        device: device.clone(),
+    };
+    let config = TrainConfig {
+        max_steps: 40,
+        batch_size: 8,
+        learning_rate: 0.05,
+        eval_every: 40,
+        ..TrainConfig::default()
+    };
+    let outcome = train(module, &mut objective, &config, "fit", &Silent).unwrap();
+    let losses = &outcome.history.losses;
+    let first = losses[..5].iter().map(|l| l.1).sum::<f64>() / 5.0;
+    let last = losses[losses.len() - 5..].iter().map(|l| l.1).sum::<f64>() / 5.0;
+    assert!(last < first * 0.8, "loss should fall on 8 examples: {first} -> {last}");
+    assert!(outcome.best_eval.score >= 0.75, "fits its 8 training examples: {}", outcome.best_eval.score);
+    let moved = (outcome.best.value().without_autodiff() - start.without_autodiff()).abs().max().into_scalar::<f32>();
+    assert!(moved > 1e-3, "prompt moved by {moved}");
+    model
+        .backbone
+        .word_embedding_matrix()
+        .into_data()
+        .assert_eq(&embeddings_before, true);
+    assert_eq!(outcome.best.num_params(), 4 * 32, "the trained module is the prompt alone");
+}
+
+#[test]
+fn rank_classification_picks_the_label_with_the_highest_likelihood() {
+    let model = load("t5-v1_1-tiny");
+    let device = Device::flex();
+    let spec = mpt_data::lookup("mnli").unwrap();
+    let tok = model.require_tokenizer().unwrap();
+    let selection = Selection { max_dev: Some(5), ..Selection::default() };
+    let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
+    let p = prompt(3, 32, 5, &device);
+    let predicted = mpt_train::predict(&model.backbone, &heads, 0, &splits.dev, &p, 2, Decoding::Rank, tok).unwrap();
+    let Backbone::T5(t5) = &model.backbone else { panic!() };
+    // Reference: score every (example, label) pair with its own teacher-forced pass.
+    for (i, &pred) in predicted.iter().enumerate() {
+        let mut best = (f64::NEG_INFINITY, 0);
+        for (c, ids) in splits.dev.label_ids.iter().enumerate() {
+            let mut data = splits.dev.clone();
+            data.examples[i].label = c;
+            let batch = make_batch(&[&data], &[(0, i)], &model.backbone, &device);
+            let (enc, mask) = t5.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(p.clone().unsqueeze::<3>()));
+            let logits = t5.decode(batch.decoder_input_ids.clone().unwrap(), &enc, &mask);
+            let logp = burn::tensor::activation::log_softmax(logits, 2);
+            let t = ids.len();
+            let picked = logp.gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1])).sum().into_scalar::<f32>() as f64;
+            if picked > best.0 {
+                best = (picked, c);
+            }
+        }
+        assert_eq!(pred, best.1, "example {i}");
+    }
+}
