@@ -1,9 +1,11 @@
 //! `mpt`: Multitask Prompt Tuning from the command line.
 
+mod artifact_cmd;
 mod common;
 mod device;
 mod model_cmd;
 mod progress;
+mod run_cmd;
 mod stages;
 mod summary;
 
@@ -27,6 +29,20 @@ enum Command {
     Model(model_cmd::ModelCmd),
     /// Stage 1: vanilla prompt tuning of one source task -> a teacher artifact.
     Teacher(stages::TeacherArgs),
+    /// Stage 2: distil teachers into one multitask prompt P* ∘ (u vᵀ).
+    Distill(stages::DistillArgs),
+    /// Stage 3: adapt to target task(s) from a multitask artifact, a teacher, or scratch.
+    Adapt(stages::AdaptArgs),
+    /// Stage 4: evaluate an artifact on a task split.
+    Eval(stages::EvalArgs),
+    /// Run a declared pipeline (TOML) end to end, resuming finished stages.
+    Run(run_cmd::RunArgs),
+    /// Export an artifact as a PEFT adapter or as one task's plain prompt.
+    Export(artifact_cmd::ExportArgs),
+    /// Import a PEFT prompt-tuning adapter as an artifact.
+    Import(artifact_cmd::ImportArgs),
+    /// Show and verify an artifact.
+    Inspect(artifact_cmd::InspectArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -49,6 +65,13 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Teacher(args) => stages::teacher(args),
+        Command::Distill(args) => stages::distill(args),
+        Command::Adapt(args) => stages::adapt(args),
+        Command::Eval(args) => stages::eval(args),
+        Command::Run(args) => run_cmd::run(args),
+        Command::Export(args) => artifact_cmd::export(args),
+        Command::Import(args) => artifact_cmd::import(args),
+        Command::Inspect(args) => artifact_cmd::inspect(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -188,7 +188,7 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
     serde_json::to_string(value).expect("JSON values serialise")
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
+pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
     move |source| CoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -253,6 +253,50 @@ fn describe_tensors(
     }
 }
 
+/// `.NAME.KIND-PID` next to `dir`.
+fn sibling(dir: &Path, kind: &str) -> PathBuf {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    parent.join(format!(".{name}.{kind}-{}", std::process::id()))
+}
+
+/// Creates a fresh, empty temporary sibling folder of `dir` (creating `dir`'s parent if needed).
+pub(crate) fn staging_dir(dir: &Path) -> Result<PathBuf> {
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io_err(parent))?;
+    let tmp = sibling(dir, "tmp");
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
+    }
+    std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
+    Ok(tmp)
+}
+
+/// Moves the complete folder `tmp` to `dir`. An existing `dir` is set aside first and removed
+/// only once `tmp` is in place. On failure `tmp` is removed and an existing `dir` is left (or
+/// put back) as it was.
+pub(crate) fn install_dir(tmp: &Path, dir: &Path) -> Result<()> {
+    let result = if dir.symlink_metadata().is_ok() {
+        let old = sibling(dir, "old");
+        std::fs::rename(dir, &old).map_err(io_err(dir)).and_then(|()| {
+            std::fs::rename(tmp, dir).map_err(|e| {
+                let _ = std::fs::rename(&old, dir);
+                io_err(dir)(e)
+            })?;
+            if let Err(e) = std::fs::remove_dir_all(&old) {
+                tracing::warn!(path = %old.display(), error = %e, "could not remove the replaced folder");
+            }
+            Ok(())
+        })
+    } else {
+        std::fs::rename(tmp, dir).map_err(io_err(dir))
+    };
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(tmp);
+    }
+    result
+}
+
 impl Artifact {
     /// Writes `new` as `dir` atomically and returns the stored artifact. An existing `dir` is
     /// replaced only after the new one is complete.
@@ -283,25 +327,15 @@ impl Artifact {
             created_with: format!("mpt {}", env!("CARGO_PKG_VERSION")),
             tensors_sha256,
         };
-        let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        std::fs::create_dir_all(parent).map_err(io_err(parent))?;
-        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-        if tmp.exists() {
-            std::fs::remove_dir_all(&tmp).map_err(io_err(&tmp))?;
-        }
-        std::fs::create_dir(&tmp).map_err(io_err(&tmp))?;
         let json = serde_json::to_vec_pretty(&meta).expect("meta serialises");
-        mpt_models::io::write_atomic(&tmp.join(TENSORS_FILE), &bytes)?;
-        mpt_models::io::write_atomic(&tmp.join(META_FILE), &json)?;
-        if dir.exists() {
-            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
-            std::fs::rename(dir, &old).map_err(io_err(dir))?;
-            std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
-            std::fs::remove_dir_all(&old).map_err(io_err(&old))?;
-        } else {
-            std::fs::rename(&tmp, dir).map_err(io_err(dir))?;
+        let tmp = staging_dir(dir)?;
+        let written = mpt_models::io::write_atomic(&tmp.join(TENSORS_FILE), &bytes)
+            .and_then(|()| mpt_models::io::write_atomic(&tmp.join(META_FILE), &json));
+        if let Err(e) = written {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e.into());
         }
+        install_dir(&tmp, dir)?;
         Ok(Artifact {
             dir: dir.to_path_buf(),
             meta,

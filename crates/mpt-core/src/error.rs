@@ -117,6 +117,71 @@ pub enum CoreError {
         /// Why.
         message: String,
     },
+    /// A JSON file other than `artifact.json` (e.g. PEFT's `adapter_config.json`) is invalid.
+    #[error("{path}: invalid JSON: {source}")]
+    JsonFile {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A field of a PEFT `adapter_config.json` is missing or not what mpt can use.
+    #[error("{path}: field `{field}`: {message}")]
+    Peft {
+        /// The file.
+        path: PathBuf,
+        /// Field name.
+        field: String,
+        /// What was expected.
+        message: String,
+    },
+    /// A PEFT method mpt cannot import.
+    #[error("{path}: peft_type {found:?} is not supported; mpt imports {supported}")]
+    UnsupportedPeftType {
+        /// `adapter_config.json`.
+        path: PathBuf,
+        /// The `peft_type` found.
+        found: String,
+        /// What is supported.
+        supported: String,
+    },
+    /// A PEFT adapter tensor disagrees with `adapter_config.json`.
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from adapter_config.json)")]
+    PeftShape {
+        /// `adapter_model.safetensors`.
+        path: PathBuf,
+        /// Tensor name.
+        tensor: String,
+        /// Shape implied by the config.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// An output folder exists and may not be replaced.
+    #[error("{path}: {message}")]
+    OutputExists {
+        /// The folder.
+        path: PathBuf,
+        /// Why it is kept.
+        message: String,
+    },
+    /// The artifact's layout does not allow the operation.
+    #[error("{path}: {message}")]
+    Layout {
+        /// The artifact folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// Import arguments (kind, task names) do not fit the adapter.
+    #[error("{path}: {message}")]
+    Import {
+        /// The adapter folder.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
     /// An error from the model layer (safetensors I/O).
     #[error(transparent)]
     Model(#[from] mpt_models::ModelError),

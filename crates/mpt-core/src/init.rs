@@ -174,7 +174,7 @@ pub fn target_from_multitask(
         TargetInit::Average => (cols.mean_dim(0), rows.mean_dim(0)),
         TargetInit::Source { task } => {
             let k = artifact.task_index(task)?;
-            (cols.slice([k..k + 1]), rows.slice([k..k + 1]))
+            (cols.narrow(0, k, 1), rows.narrow(0, k, 1))
         }
         TargetInit::Shared => {
             let (cols, rows) = fresh_factors(fresh, targets, l, r, d, seed, device);

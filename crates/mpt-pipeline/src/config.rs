@@ -99,6 +99,10 @@ pub struct TargetsSection {
     /// Few-shot k values (k per class); empty = full training data.
     #[serde(default)]
     pub few_shot: Vec<usize>,
+    /// Per-task replacement of `few_shot`, for tasks whose classes are too small for some k
+    /// (e.g. `cb = [4, 16]`: CB's train split has 16 neutral examples).
+    #[serde(default)]
+    pub few_shot_overrides: std::collections::BTreeMap<String, Vec<usize>>,
     /// Seeds (training and few-shot draw).
     #[serde(default = "seeds")]
     pub seeds: Vec<u64>,
@@ -465,22 +469,47 @@ impl Pipeline {
                 root.check_task(spec).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
             }
         }
-        for (ki, &k) in f.targets.few_shot.iter().enumerate() {
-            let key = format!("targets.few_shot[{ki}]");
-            if k == 0 {
-                return Err(invalid(p, key, "k must be at least 1"));
+        for (task, _) in &f.targets.few_shot_overrides {
+            let known = mpt_data::lookup(task).is_ok_and(|spec| f.targets.tasks.iter().any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name)));
+            if !known {
+                return Err(invalid(p, format!("targets.few_shot_overrides.{task}"), "is not one of targets.tasks"));
             }
-            for t in &f.targets.tasks {
-                let spec = mpt_data::lookup(t).expect("checked above");
-                let (train, _) = root
-                    .load_split(spec, Split::Train, self.target_data.split_seed)
-                    .map_err(|e| invalid(p, &key, e.to_string()))?;
+        }
+        for t in &f.targets.tasks {
+            let spec = mpt_data::lookup(t).expect("checked above");
+            let (list, list_key) = match f.targets.few_shot_overrides.iter().find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == spec.name)) {
+                Some((k, v)) => (v, format!("targets.few_shot_overrides.{k}")),
+                None => (&f.targets.few_shot, "targets.few_shot".to_string()),
+            };
+            if list.is_empty() {
+                continue;
+            }
+            let (train, _) = root
+                .load_split(spec, Split::Train, self.target_data.split_seed)
+                .map_err(|e| invalid(p, &list_key, e.to_string()))?;
+            for (ki, &k) in list.iter().enumerate() {
+                let key = format!("{list_key}[{ki}]");
+                if k == 0 {
+                    return Err(invalid(p, key, "k must be at least 1"));
+                }
                 mpt_data::sample_few_shot(spec, &train, k, 0).map_err(|e| {
                     invalid(p, &key, format!("k = {k} does not fit task {}: {e}", spec.name))
                 })?;
             }
         }
         Ok(())
+    }
+
+    /// The few-shot k values of target `task` (empty = full data).
+    pub fn few_shot_for(&self, task: &str) -> Vec<usize> {
+        let name = mpt_data::lookup(task).map(|t| t.name).unwrap_or(task);
+        self.file
+            .targets
+            .few_shot_overrides
+            .iter()
+            .find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == name))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| self.file.targets.few_shot.clone())
     }
 
     /// κ of the distillation.

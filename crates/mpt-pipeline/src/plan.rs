@@ -204,10 +204,12 @@ pub fn build(p: &Pipeline) -> Plan {
         ));
     }
 
-    let ks: Vec<Option<usize>> = if f.targets.few_shot.is_empty() {
-        vec![None]
-    } else {
-        f.targets.few_shot.iter().map(|&k| Some(k)).collect()
+    let ks_for = |group: &[String]| -> Vec<Option<usize>> {
+        // A multi-target group uses the k values every member supports.
+        let mut lists = group.iter().map(|t| p.few_shot_for(t));
+        let first = lists.next().unwrap_or_default();
+        let common: Vec<usize> = first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
+        if common.is_empty() { vec![None] } else { common.into_iter().map(Some).collect() }
     };
     let eval_config = |task: &str, data: &Selection| {
         let mut data = data.clone();
@@ -228,7 +230,7 @@ pub fn build(p: &Pipeline) -> Plan {
         groups.push(targets.clone());
     }
     for group in &groups {
-        for &k in &ks {
+        for k in ks_for(group) {
             for &seed in &f.targets.seeds {
                 let mut data = p.target_data.clone();
                 data.few_shot_k = k;

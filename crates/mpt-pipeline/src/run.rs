@@ -109,16 +109,23 @@ fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<
 pub struct Runner<'a> {
     pipeline: &'a Pipeline,
     plan: &'a Plan,
-    backbone: BackboneRef,
+    /// None when the backbone folder is absent (a dry run can still show the plan).
+    backbone: Option<BackboneRef>,
     outputs: Vec<Option<String>>,
 }
 
 impl<'a> Runner<'a> {
-    /// Prepares a run (computes the backbone fingerprint, not the weights).
-    pub fn new(pipeline: &'a Pipeline, plan: &'a Plan) -> Result<Self> {
-        let files = ModelFiles::locate(&pipeline.file.backbone)?;
-        let arch = ModelConfig::read(&files.config)?.arch();
-        let backbone = BackboneRef::new(arch, &mpt_models::fingerprint(&files)?);
+    /// Prepares a run (computes the backbone fingerprint, not the weights). With
+    /// `require_backbone = false` a missing backbone folder is tolerated (dry runs).
+    pub fn new(pipeline: &'a Pipeline, plan: &'a Plan, require_backbone: bool) -> Result<Self> {
+        let backbone = match ModelFiles::locate(&pipeline.file.backbone) {
+            Ok(files) => {
+                let arch = ModelConfig::read(&files.config)?.arch();
+                Some(BackboneRef::new(arch, &mpt_models::fingerprint(&files)?))
+            }
+            Err(e) if require_backbone => return Err(e.into()),
+            Err(_) => None,
+        };
         Ok(Self {
             pipeline,
             plan,
@@ -154,11 +161,14 @@ impl<'a> Runner<'a> {
                 }
             }
             kind => {
+                let Some(backbone) = &self.backbone else {
+                    return Status::Pending("backbone folder not found".into());
+                };
                 let dir = self.plan.artifact_dir(self.run_dir(), i);
                 if !dir.join(mpt_core::artifact::META_FILE).is_file() {
                     return Status::Pending("no artifact yet".into());
                 }
-                let artifact = match Artifact::load(&dir, None, Some(&self.backbone)) {
+                let artifact = match Artifact::load(&dir, None, Some(backbone)) {
                     Ok(a) => a,
                     Err(e) => return Status::Pending(format!("existing artifact unusable: {e}")),
                 };
@@ -243,13 +253,19 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
             return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
         }
     }
-    let mut runner = Runner::new(pipeline, plan)?;
+    let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
     let run_dir = pipeline.run_dir.clone();
     let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
     let forced = |name: &str| options.force.iter().any(|p| matches(name, p));
     if options.dry_run {
         let statuses = runner.survey();
         println!("plan for {} ({} stages) in {}", pipeline.file.name, plan.stages.len(), run_dir.display());
+        if runner.backbone.is_none() {
+            println!(
+                "  (backbone folder {} not found: a real run needs it; statuses below assume nothing has run)",
+                pipeline.file.backbone.display()
+            );
+        }
         for (stage, status) in plan.stages.iter().zip(statuses) {
             let what = match (&status, forced(&stage.name), selected(&stage.name)) {
                 (_, _, false) => "skip (not selected)".to_string(),
@@ -370,7 +386,8 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
         ui.stage_end(&stage.name, seconds, "done");
         summary.ran.push(stage.name.clone());
     }
-    let report = crate::report::write(pipeline, plan, &runner.backbone)?;
+    let backbone = runner.backbone.clone().expect("a real run requires the backbone");
+    let report = crate::report::write(pipeline, plan, &backbone)?;
     log_line(&run_dir, &format!("report {}", report.display()));
     summary.report = Some(report);
     Ok(summary)
