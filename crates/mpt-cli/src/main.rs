@@ -1,6 +1,7 @@
 //! `mpt`: Multitask Prompt Tuning from the command line.
 
 mod artifact_cmd;
+mod bench_cmd;
 mod common;
 mod device;
 mod model_cmd;
@@ -43,6 +44,8 @@ enum Command {
     Import(artifact_cmd::ImportArgs),
     /// Show and verify an artifact.
     Inspect(artifact_cmd::InspectArgs),
+    /// Time real steps of a stage on synthetic inputs (examples/s, step time, peak memory).
+    Bench(bench_cmd::BenchArgs),
 }
 
 fn init_tracing(verbose: u8) {
@@ -69,6 +72,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapt(args) => stages::adapt(args),
         Command::Eval(args) => stages::eval(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Bench(args) => bench_cmd::bench(args),
         Command::Export(args) => artifact_cmd::export(args),
         Command::Import(args) => artifact_cmd::import(args),
         Command::Inspect(args) => artifact_cmd::inspect(args),

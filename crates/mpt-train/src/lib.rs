@@ -2,6 +2,7 @@
 //! batching, the task heads (T5 text-to-text, frozen verbalizer for encoders), losses for
 //! task training and distillation, the training loop, and evaluation.
 
+pub mod bench;
 pub mod data;
 mod error;
 pub mod eval;
