@@ -1,0 +1,160 @@
+#!/usr/bin/env bash
+# Side-by-side: `mpt bench` vs the PyTorch + PEFT reference (bench/reference/peft_bench.py), same
+# model folders, same arguments, one process at a time.
+#
+# Cases (the spec's): all-MiniLM-L6-v2 (real weights) and a T5-Base-shaped random model
+# (models/t5-base-random, created once by bench/reference/make_t5_base_random.py), prompt 100,
+# batch 8, seq 128, stages teacher, distill, adapt, eval.
+#
+# Usage:  bench/compare.sh [--quick]
+# Environment (all optional):
+#   MPT=path/to/mpt           mpt binary (default target/release/mpt; build it with
+#                             `cargo build --release -p mpt-cli [--features tch|cuda|wgpu]`)
+#   PYTHON=.venv/bin/python   Python with the pinned torch/transformers/peft (scripts/requirements.txt)
+#   STEPS=10 WARMUP=2         timed / untimed steps per run (--quick: STEPS=3 WARMUP=1)
+#   PROMPT_LEN=100 BATCH=8 SEQ_LEN=128
+#   STAGES="teacher distill adapt eval"
+#   MODELS="models/all-MiniLM-L6-v2 models/t5-base-random"
+#   DEVICE=cpu                mpt --device (cpu, wgpu, tch-cpu, tch-cuda, cuda[:N])
+#   REF_DEVICE=               reference --device; default: cuda[:N] when DEVICE is cuda*/tch-cuda*, else cpu
+#   THREADS=                  if set: reference --threads N, and RAYON_NUM_THREADS / OMP_NUM_THREADS
+#                             for mpt; unset: each side uses its default (rayon: all cores; torch:
+#                             torch.get_num_threads())
+#   OUT_DIR=runs/bench-compare-<time>   where the JSON results and summary.md go
+set -uo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$REPO" || exit 1
+
+if [[ "${1:-}" == "--quick" ]]; then
+    STEPS="${STEPS:-3}"
+    WARMUP="${WARMUP:-1}"
+elif [[ -n "${1:-}" ]]; then
+    sed -n '2,27p' "$0"
+    exit 2
+fi
+
+MPT="${MPT:-$REPO/target/release/mpt}"
+PYTHON="${PYTHON:-$REPO/.venv/bin/python}"
+STEPS="${STEPS:-10}"
+WARMUP="${WARMUP:-2}"
+PROMPT_LEN="${PROMPT_LEN:-100}"
+BATCH="${BATCH:-8}"
+SEQ_LEN="${SEQ_LEN:-128}"
+STAGES="${STAGES:-teacher distill adapt eval}"
+MODELS="${MODELS:-models/all-MiniLM-L6-v2 models/t5-base-random}"
+DEVICE="${DEVICE:-cpu}"
+if [[ -z "${REF_DEVICE:-}" ]]; then
+    case "$DEVICE" in
+        cuda* | tch-cuda*) REF_DEVICE="cuda${DEVICE##*cuda}" ;;
+        *) REF_DEVICE=cpu ;;
+    esac
+fi
+THREADS="${THREADS:-}"
+OUT_DIR="${OUT_DIR:-$REPO/runs/bench-compare-$(date +%Y%m%d-%H%M%S)}"
+
+if [[ ! -x "$MPT" ]]; then
+    echo "error: no mpt binary at $MPT; build it (cargo build --release -p mpt-cli) or set MPT=" >&2
+    exit 1
+fi
+if [[ ! -x "$PYTHON" ]]; then
+    echo "error: no Python at $PYTHON; run scripts/setup-python.sh or set PYTHON=" >&2
+    exit 1
+fi
+mkdir -p "$OUT_DIR"
+
+mpt_env=()
+ref_threads=()
+if [[ -n "$THREADS" ]]; then
+    mpt_env=(env "RAYON_NUM_THREADS=$THREADS" "OMP_NUM_THREADS=$THREADS")
+    ref_threads=(--threads "$THREADS")
+fi
+
+load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
+
+echo "mpt: $MPT"
+echo "reference: $PYTHON bench/reference/peft_bench.py"
+echo "steps $STEPS (+$WARMUP warm-up), prompt $PROMPT_LEN, batch $BATCH, seq $SEQ_LEN, device $DEVICE / $REF_DEVICE, threads ${THREADS:-default}"
+echo "cpu: $(nproc) cores; load average at start: $(load)"
+echo "results: $OUT_DIR"
+echo "load_start $(load)" >"$OUT_DIR/load.txt"
+
+for model in $MODELS; do
+    name="$(basename "$model")"
+    if [[ ! -f "$model/config.json" ]]; then
+        case "$name" in
+            t5-base-random)
+                echo "creating $model (once) ..."
+                "$PYTHON" bench/reference/make_t5_base_random.py --out "$model" || { echo "error: could not create $model" >&2; continue; }
+                ;;
+            all-MiniLM-L6-v2)
+                echo "skip $model: missing (scripts/fetch-models.sh fetches it)" >&2
+                continue
+                ;;
+            *)
+                echo "skip $model: missing" >&2
+                continue
+                ;;
+        esac
+    fi
+    for stage in $STAGES; do
+        args=(--model "$model" --stage "$stage" --prompt-len "$PROMPT_LEN" --batch "$BATCH"
+            --seq-len "$SEQ_LEN" --steps "$STEPS" --warmup "$WARMUP" --json)
+        echo "== $name $stage: mpt ($(load))"
+        "${mpt_env[@]}" "$MPT" bench "${args[@]}" --device "$DEVICE" \
+            >"$OUT_DIR/$name.$stage.mpt.out" 2>"$OUT_DIR/$name.$stage.mpt.err" \
+            || echo "   mpt failed (see $OUT_DIR/$name.$stage.mpt.err)"
+        grep '^{' "$OUT_DIR/$name.$stage.mpt.out" | tail -n 1 >"$OUT_DIR/$name.$stage.mpt.json"
+        echo "== $name $stage: pytorch+peft ($(load))"
+        "$PYTHON" bench/reference/peft_bench.py "${args[@]}" --device "$REF_DEVICE" "${ref_threads[@]}" \
+            >"$OUT_DIR/$name.$stage.ref.out" 2>"$OUT_DIR/$name.$stage.ref.err" \
+            || echo "   reference failed (see $OUT_DIR/$name.$stage.ref.err)"
+        grep '^{' "$OUT_DIR/$name.$stage.ref.out" | tail -n 1 >"$OUT_DIR/$name.$stage.ref.json"
+    done
+done
+echo "load_end $(load)" >>"$OUT_DIR/load.txt"
+
+"$PYTHON" - "$OUT_DIR" "$MODELS" "$STAGES" <<'PY' | tee "$OUT_DIR/summary.md"
+import json, sys
+from pathlib import Path
+
+out, models, stages = Path(sys.argv[1]), sys.argv[2].split(), sys.argv[3].split()
+
+def read(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+def f(v, fmt):
+    return format(v, fmt) if isinstance(v, (int, float)) else "—"
+
+load = dict(line.split(" ", 1) for line in (out / "load.txt").read_text().splitlines() if " " in line)
+rows = []
+for model in models:
+    name = Path(model).name
+    for stage in stages:
+        m = read(out / f"{name}.{stage}.mpt.json")
+        r = read(out / f"{name}.{stage}.ref.json")
+        g = lambda d, k: d.get(k) if d else None
+        me, re_ = g(m, "examples_per_sec"), g(r, "examples_per_sec")
+        ratio = me / re_ if me and re_ else None
+        rows.append((name, stage, me, re_, ratio, g(m, "step_ms_median"), g(r, "step_ms_median"),
+                     g(m, "peak_rss_mb"), g(r, "peak_rss_mb"), g(r, "rss_after_import_mb")))
+
+any_ref = next((read(p) for p in sorted(out.glob("*.ref.json")) if read(p)), None)
+print(f"# mpt bench vs PyTorch + PEFT\n")
+if any_ref:
+    v = any_ref["versions"]
+    print(f"reference: torch {v['torch']}, transformers {v['transformers']}, peft {v['peft']}, "
+          f"{any_ref['threads']} torch threads, device {any_ref['device']}; "
+          f"prompt {any_ref['prompt_len']}, batch {any_ref['batch']}, seq {any_ref['seq_len']}, "
+          f"{any_ref['steps']} timed + {any_ref['warmup']} warm-up steps")
+print(f"load average (1/5/15 min): start {load.get('load_start', '?')}, end {load.get('load_end', '?')}\n")
+print("| model | stage | ex/s mpt | ex/s pytorch | ratio mpt/pytorch | step ms mpt | step ms pytorch | peak RSS MiB mpt | peak RSS MiB pytorch (after imports) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for name, stage, me, re_, ratio, sm, sr, pm, pr, pi in rows:
+    print(f"| {name} | {stage} | {f(me, '.2f')} | {f(re_, '.2f')} | {f(ratio, '.2f')} | {f(sm, '.0f')} | "
+          f"{f(sr, '.0f')} | {f(pm, '.0f')} | {f(pr, '.0f')} ({f(pi, '.0f')}) |")
+print("\nratio > 1: mpt has the higher throughput (examples/s at the median step).")
+PY
