@@ -20,7 +20,7 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, Layout, NewArtifact, SoftPro
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
-    EpochSampler, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
+    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
     load_task, train,
 };
 use serde::{Deserialize, Serialize};
@@ -184,7 +184,7 @@ pub fn run(
     let heads = Heads::new(backbone, tokenizer, &train_data, config.head, device)?;
     let tau = config.targets.len();
     let rows = if tau == 1 {
-        RowSource::Single(EpochSampler::new(splits[0].train.len(), config.train.seed))
+        RowSource::single(&splits[0].train, &config.train)
     } else {
         let sizes: Vec<usize> = train_data.iter().map(|d| d.len()).collect();
         let kappa = config.kappa.unwrap_or(tau);

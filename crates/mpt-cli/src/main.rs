@@ -12,6 +12,11 @@ mod summary;
 
 use clap::{Parser, Subcommand};
 
+// Tensor temporaries are large and short-lived; mimalloc reuses their pages instead of
+// returning them to the OS and faulting them in again on the next operation.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Multitask Prompt Tuning (ICLR 2023) on frozen transformers.
 #[derive(Debug, Parser)]
 #[command(name = "mpt", version, about, long_about = None)]

@@ -229,9 +229,10 @@ pub fn build(p: &Pipeline) -> Plan {
     if f.methods.multitask {
         groups.push(targets.clone());
     }
-    for group in &groups {
-        for k in ks_for(group) {
-            for &seed in &f.targets.seeds {
+    // Seed outermost: an interrupted run has every (task, k, method) cell of the first seeds.
+    for &seed in &f.targets.seeds {
+        for group in &groups {
+            for k in ks_for(group) {
                 let mut data = p.target_data.clone();
                 data.few_shot_k = k;
                 data.sample_seed = seed;

@@ -10,7 +10,7 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, Tas
 use mpt_data::DataRoot;
 use mpt_models::Model;
 use mpt_train::{
-    EpochSampler, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
+    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
     train,
 };
 use serde::{Deserialize, Serialize};
@@ -113,7 +113,7 @@ pub fn run(
         heads: &heads,
         train: vec![&splits.train],
         dev: vec![&splits.dev],
-        rows: RowSource::Single(EpochSampler::new(splits.train.len(), config.train.seed)),
+        rows: RowSource::single(&splits.train, &config.train),
         batch_size: config.train.batch_size,
         eval_batch_size: config.train.eval_batch_size,
         decoding: config.train.decoding,

@@ -11,21 +11,35 @@ use crate::data::{TaskData, make_batch};
 use crate::error::Result;
 use crate::eval::{Decoding, evaluate};
 use crate::head::{Heads, cross_entropy, hidden_mse, kl_divergence};
-use crate::select::EpochSampler;
+use crate::select::{BucketSampler, EpochSampler};
 use crate::trainer::{EvalPoint, Objective, StepLoss};
 
 /// Where a step's rows come from.
 pub enum RowSource {
     /// One task: a seeded epoch sampler.
     Single(EpochSampler),
+    /// One task, length-bucketed batches.
+    Bucketed(BucketSampler),
     /// Several tasks: the K-task sampler (K drawn from [2, κ] each batch).
     Multi(MultitaskSampler),
 }
 
 impl RowSource {
+    /// The single-task source a training config asks for: length-bucketed batches when
+    /// `length_bucketing` is on, plain shuffled batches otherwise.
+    pub fn single(data: &TaskData, config: &crate::trainer::TrainConfig) -> Self {
+        if config.length_bucketing {
+            let lengths = data.input_ids.iter().map(Vec::len).collect();
+            RowSource::Bucketed(BucketSampler::new(lengths, config.seed, 32))
+        } else {
+            RowSource::Single(EpochSampler::new(data.len(), config.seed))
+        }
+    }
+
     fn next(&mut self, batch_size: usize) -> Vec<(usize, usize)> {
         match self {
             RowSource::Single(s) => s.take(batch_size).into_iter().map(|i| (0, i)).collect(),
+            RowSource::Bucketed(s) => s.take(batch_size).into_iter().map(|i| (0, i)).collect(),
             RowSource::Multi(s) => s.next_batch(),
         }
     }

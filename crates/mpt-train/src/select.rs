@@ -137,3 +137,41 @@ impl EpochSampler {
         out
     }
 }
+
+/// Length-bucketed batches over one task: draws a pool of `pool_batches` batches' worth of
+/// indices from an [`EpochSampler`], sorts the pool by input length, cuts it into batches and
+/// hands them out in a seeded random order. Rows of a batch then have similar lengths, so
+/// less padding is computed; every example is still visited once per epoch.
+#[derive(Debug, Clone)]
+pub struct BucketSampler {
+    inner: EpochSampler,
+    lengths: Vec<usize>,
+    pool_batches: usize,
+    ready: Vec<Vec<usize>>,
+    rng: ChaCha8Rng,
+}
+
+impl BucketSampler {
+    /// A sampler over examples with the given input `lengths`.
+    pub fn new(lengths: Vec<usize>, seed: u64, pool_batches: usize) -> Self {
+        Self {
+            inner: EpochSampler::new(lengths.len(), seed),
+            lengths,
+            pool_batches: pool_batches.max(1),
+            ready: Vec::new(),
+            rng: ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_b0c7),
+        }
+    }
+
+    /// The next batch of `k` indices.
+    pub fn take(&mut self, k: usize) -> Vec<usize> {
+        if self.ready.is_empty() {
+            let mut pool = self.inner.take(k * self.pool_batches);
+            pool.sort_by_key(|&i| self.lengths[i]);
+            let mut batches: Vec<Vec<usize>> = pool.chunks(k).map(<[usize]>::to_vec).collect();
+            batches.shuffle(&mut self.rng);
+            self.ready = batches;
+        }
+        self.ready.pop().unwrap_or_default()
+    }
+}

@@ -62,6 +62,8 @@ pub struct TrainConfig {
     pub lengths: Lengths,
     /// T5 prediction mode.
     pub decoding: Decoding,
+    /// Batch single-task training rows of similar length (less padding).
+    pub length_bucketing: bool,
 }
 
 impl Default for TrainConfig {
@@ -81,6 +83,7 @@ impl Default for TrainConfig {
             seed: 42,
             lengths: Lengths::default(),
             decoding: Decoding::Rank,
+            length_bucketing: true,
         }
     }
 }
