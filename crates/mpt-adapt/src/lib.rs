@@ -172,7 +172,11 @@ pub fn run(
                 message: format!("this method starts from a {kind} artifact; give its folder"),
             });
         }
-        (Some(kind), Some(path)) => Some(Artifact::load(path, Some(kind), Some(&backbone_ref))?),
+        (Some(kind), Some(path)) => {
+            let a = Artifact::load(path, Some(kind), Some(&backbone_ref))?;
+            a.check_dim(backbone.dim())?;
+            Some(a)
+        }
     };
     let tokenizer = model.require_tokenizer()?;
     let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.targets.len());

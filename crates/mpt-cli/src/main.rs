@@ -17,6 +17,19 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` (same index in mimalloc v2 and v3).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Keeps freed pages committed (no purging) unless `MIMALLOC_PURGE_DELAY` says otherwise: a
+/// training step frees and reallocates the same large buffers every step, and purging them
+/// made the kernel zero fresh pages each time (12% of a MiniLM teacher step, measured).
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: sets a process-wide integer option; called first thing in main.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 /// Multitask Prompt Tuning (ICLR 2023) on frozen transformers.
 #[derive(Debug, Parser)]
 #[command(name = "mpt", version, about, long_about = None)]
@@ -68,6 +81,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn main() -> std::process::ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
     let result = match cli.command {

@@ -376,6 +376,18 @@ impl Artifact {
         serde_json::from_value(value).map_err(|source| CoreError::Json { path, source })
     }
 
+    /// Checks that the prompt width matches the hidden size `dim` of the backbone in use.
+    pub fn check_dim(&self, dim: usize) -> Result<()> {
+        if self.meta.dim != dim {
+            return Err(CoreError::Field {
+                path: self.dir.join(META_FILE),
+                field: "dim".into(),
+                message: format!("is {}, but the backbone in use has hidden size {dim}", self.meta.dim),
+            });
+        }
+        Ok(())
+    }
+
     /// Loads and verifies an artifact: format, version, `expected` kind (if any), checksum,
     /// tensor shapes against the metadata, and the backbone in use (if given).
     pub fn load(dir: &Path, expected: Option<ArtifactKind>, backbone: Option<&BackboneRef>) -> Result<Artifact> {

@@ -174,11 +174,12 @@ impl DistillConfig {
 }
 
 /// Loads teacher artifacts and orders them like `config.tasks`.
-fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneRef) -> Result<Vec<Artifact>> {
+fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneRef, dim: usize) -> Result<Vec<Artifact>> {
     let mut by_task = Vec::with_capacity(config.tasks.len());
     let mut loaded = Vec::new();
     for path in paths {
         let a = Artifact::load(path, Some(ArtifactKind::Teacher), Some(backbone))?;
+        a.check_dim(dim)?;
         if a.meta.tasks.len() != 1 || a.meta.layout != mpt_core::Layout::Prompt {
             return Err(DistillError::Teacher {
                 path: path.clone(),
@@ -244,7 +245,7 @@ pub fn run(
                 message: "distillation (lambda > 0) or shared_init = teacher_mean needs teacher artifacts".into(),
             });
         }
-        load_teachers(teachers, config, &backbone_ref)?
+        load_teachers(teachers, config, &backbone_ref, backbone.dim())?
     };
     let l = teachers
         .first()

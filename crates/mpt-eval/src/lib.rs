@@ -135,6 +135,7 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     let backbone = &model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
     let artifact = Artifact::load(artifact_dir, None, Some(&backbone_ref))?;
+    artifact.check_dim(model.backbone.dim())?;
     let index = artifact.meta.tasks.iter().position(|t| t == task.name);
     let prompt = match (index, artifact.meta.layout) {
         (Some(k), _) => artifact.prompt_params(device)?.task_prompt(k),

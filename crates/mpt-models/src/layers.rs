@@ -4,8 +4,8 @@
 //! constants.
 
 use burn::prelude::*;
-use burn::tensor::module::{attention, layer_norm, linear};
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::softmax;
+use burn::tensor::module::{layer_norm, linear};
 
 use crate::error::Result;
 use crate::weights::Weights;
@@ -115,23 +115,13 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 }
 
 /// Scaled dot-product attention over `[B, H, L, dh]` heads with an additive bias
-/// broadcast to `[B, H, Lq, Lk]` (padding mask and/or relative position bias).
+/// broadcast to `[B, H, Lq, Lk]` (padding mask and/or relative position bias):
+/// `softmax(q kᵀ · scale + bias) v`, written as batched matmuls so both the forward pass and
+/// autodiff use the blocked matmul kernels (flex's fused `attention` op is a scalar loop).
 pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
-    let [b, h, lq, _] = q.dims();
-    let lk = k.dims()[2];
-    let bias = bias.expand([b, h, lq, lk]);
-    attention(
-        q,
-        k,
-        v,
-        None,
-        Some(bias),
-        AttentionModuleOptions {
-            scale: Some(scale),
-            softcap: None,
-            is_causal: false,
-        },
-    )
+    let scores = q.matmul(k.swap_dims(2, 3));
+    let scores = if scale == 1.0 { scores } else { scores * scale };
+    softmax(scores + bias, 3).matmul(v)
 }
 
 /// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:

@@ -9,6 +9,7 @@ use crate::error::{Result, TrainError};
 
 /// Token limits for encoding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Lengths {
     /// Input tokens per example (prompt excluded), truncated longest-first for pairs.
     pub max_input: usize,

@@ -146,6 +146,14 @@ pub fn evaluate(
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<(Vec<usize>, Scores)> {
     let predicted = predict(backbone, heads, task_index, data, prompt, batch_size, decoding, tokenizer)?;
-    let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &predicted)?;
+    // A greedy output that is no label string counts as wrong: it is scored as a class other
+    // than the gold one (the next class, cyclically). The returned predictions keep usize::MAX.
+    let classes = data.task.num_classes().max(1);
+    let scored: Vec<usize> = predicted
+        .iter()
+        .zip(&data.examples)
+        .map(|(&p, e)| if p == usize::MAX { (e.label + 1) % classes } else { p })
+        .collect();
+    let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &scored)?;
     Ok((predicted, scores))
 }
