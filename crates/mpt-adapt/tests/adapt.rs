@@ -1,6 +1,7 @@
 //! Stage 3 end to end on bert-tiny and the synthetic data root, from multitask and teacher
 //! artifacts written in the test.
 
+#[path = "../../../tests/common/stage_fixtures.rs"]
 mod common;
 
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Stage 4 on bert-tiny / t5-v1_1-tiny and the synthetic data root, with artifacts written in
 //! the test.
 
+#[path = "../../../tests/common/stage_fixtures.rs"]
 mod common;
 
 use std::collections::BTreeMap;

@@ -1,5 +1,6 @@
-//! Helpers shared by the stage tests: the committed tiny fixtures and artifacts written
-//! directly with `Artifact::write` (stage crates never depend on each other).
+//! Helpers shared by the stage-crate tests (mpt-adapt, mpt-distill, mpt-eval; included with
+//! `#[path]`): the committed tiny fixtures and artifacts written directly with
+//! `Artifact::write` (stage crates never depend on each other).
 #![allow(dead_code)]
 
 use std::cell::RefCell;
