@@ -2,14 +2,19 @@
 # Copies a finished (or partly finished) pipeline run's report into docs/results/<name>/ with the
 # exact command, commit and machine it came from.
 #
-# Usage: scripts/publish-results.sh PIPELINE.toml [RUN_DIR]
+# Usage: scripts/publish-results.sh [--with-run] PIPELINE.toml [RUN_DIR]
 #   e.g. scripts/publish-results.sh pipelines/fewshot.toml
+#   --with-run  also copy the run's artifacts, results and state (small: prompts only) into
+#               docs/results/<name>/run, so a later sitting on another machine can resume with
+#               `mkdir -p runs && cp -r docs/results/<name>/run runs/<name>`.
 # Run the pipeline first (it resumes across sittings):
 #   cargo run --release -p mpt-cli -- run pipelines/fewshot.toml
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
-pipeline="${1:?usage: scripts/publish-results.sh PIPELINE.toml [RUN_DIR]}"
+with_run=0
+if [ "${1:-}" = "--with-run" ]; then with_run=1; shift; fi
+pipeline="${1:?usage: scripts/publish-results.sh [--with-run] PIPELINE.toml [RUN_DIR]}"
 name="$(sed -n 's/^name *= *"\(.*\)"/\1/p' "$pipeline" | head -n1)"
 run_dir="${2:-runs/$name}"
 [ -f "$run_dir/report.md" ] || { echo "no report at $run_dir/report.md: run the pipeline first" >&2; exit 1; }
@@ -29,4 +34,11 @@ cp "$run_dir/state.json" "$out/state.json"
     echo
     cat "$run_dir/report.md"
 } > "$out/report.md"
+if [ "$with_run" = 1 ]; then
+    rm -rf "$out/run"
+    mkdir -p "$out/run"
+    cp -r "$run_dir/artifacts" "$run_dir/results" "$run_dir/state.json" "$run_dir/pipeline.toml" "$out/run/"
+    find "$out/run/artifacts" \( -name '.*.tmp-*' -o -name '.*.old-*' \) -prune -exec rm -rf {} + 2>/dev/null || true
+    echo "copied the run folder to $out/run (resume: mkdir -p runs && cp -r $out/run $run_dir)"
+fi
 echo "published $out/report.md"
