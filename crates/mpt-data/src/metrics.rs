@@ -7,6 +7,11 @@
 //! reported as `0.0` here so a constant predictor cannot poison averages). Empty inputs give
 //! `0.0`. Agreement with sklearn 1.9 / SciPy 1.17 is checked to 1e-9 by
 //! `tests/metrics_reference.rs` against `tests/fixtures/metrics_reference.json`.
+//!
+//! A prediction may be [`NO_LABEL`] (a generated string that is none of the task's labels); it is
+//! scored as sklearn scores `-1` in `y_pred`: never right, never a positive of a real class, its
+//! own column in macro F1 and MCC. Correlations read it as the value `-1.0` (ATTEMPT's
+//! `string_to_float` default for STS-B).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
@@ -17,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::DataError;
 use crate::example::Example;
 use crate::registry::{TaskKind, TaskSpec};
+
+/// The prediction for an example whose generated output is no label of the task.
+pub const NO_LABEL: usize = usize::MAX;
 
 /// A metric a task reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -161,14 +169,18 @@ pub fn macro_f1(gold: &[usize], predicted: &[usize]) -> f64 {
 /// Matthews correlation coefficient, multiclass form (sklearn `matthews_corrcoef`); 0 when
 /// the denominator vanishes (e.g. a constant predictor).
 pub fn matthews_corrcoef(gold: &[usize], predicted: &[usize]) -> f64 {
-    let classes = gold.iter().chain(predicted).max().map_or(0, |m| m + 1);
+    let labels = gold.iter().chain(predicted).filter(|&&x| x != NO_LABEL);
+    let real = labels.max().map_or(0, |m| m + 1);
+    // NO_LABEL gets the column after the real classes.
+    let index = |x: usize| if x == NO_LABEL { real } else { x };
+    let classes = real + usize::from(predicted.contains(&NO_LABEL) || gold.contains(&NO_LABEL));
     if classes == 0 {
         return 0.0;
     }
     let mut t = vec![0f64; classes];
     let mut p = vec![0f64; classes];
     let mut correct = 0f64;
-    for (&g, &q) in gold.iter().zip(predicted) {
+    for (g, q) in gold.iter().zip(predicted).map(|(&g, &q)| (index(g), index(q))) {
         t[g] += 1.0;
         p[q] += 1.0;
         if g == q {
@@ -253,6 +265,8 @@ pub fn exact_match(groups: &[&str], gold: &[usize], predicted: &[usize]) -> f64 
 /// Scores `predicted` class indices (STS-B: bucket indices) against `examples` with the task's
 /// metrics. STS-B correlations compare the bucket value `0.2 * index` with the raw gold score.
 ///
+/// A prediction may be [`NO_LABEL`] (see the module docs).
+///
 /// Errors: length mismatch, no examples, a prediction outside the task's classes, or an
 /// example lacking its score (STS-B) or group (MultiRC).
 pub fn evaluate(
@@ -280,7 +294,7 @@ pub fn evaluate(
         problem,
     };
     for (example, &p) in examples.iter().zip(predicted) {
-        if p >= task.num_classes() {
+        if p >= task.num_classes() && p != NO_LABEL {
             return Err(bad(
                 example,
                 format!(
@@ -310,7 +324,10 @@ pub fn evaluate(
                         )),
                     })
                     .collect::<Result<Vec<f64>, _>>()?;
-                let values: Vec<f64> = predicted.iter().map(|&p| p as f64 * 0.2).collect();
+                let values: Vec<f64> = predicted
+                    .iter()
+                    .map(|&p| if p == NO_LABEL { -1.0 } else { p as f64 * 0.2 })
+                    .collect();
                 if metric == Metric::Pearson {
                     pearson(&values, &gold_scores)
                 } else {
@@ -401,6 +418,26 @@ mod tests {
         let scores = evaluate(multirc, &examples, &[1, 0, 0]).unwrap();
         assert_eq!(scores.get(Metric::Em), Some(0.5));
         assert!((scores.get(Metric::F1a).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn evaluate_scores_no_label_predictions_as_sklearn_scores_minus_one() {
+        // Gold 0 predicted NO_LABEL: wrong, but no false positive of class 1.
+        let mrpc = lookup("mrpc").unwrap();
+        let examples = vec![ex(1, None, None), ex(0, None, None), ex(1, None, None)];
+        let scores = evaluate(mrpc, &examples, &[1, NO_LABEL, NO_LABEL]).unwrap();
+        assert!((scores.get(Metric::Accuracy).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert!((scores.get(Metric::F1).unwrap() - 2.0 / 3.0).abs() < 1e-12);
+        // STS-B: NO_LABEL is the value -1.0, below every bucket.
+        let stsb = lookup("stsb").unwrap();
+        let examples = vec![ex(0, Some(0.1), None), ex(10, Some(2.0), None), ex(25, Some(5.0), None)];
+        let scores = evaluate(stsb, &examples, &[NO_LABEL, 10, 25]).unwrap();
+        assert!((scores.get(Metric::Spearman).unwrap() - 1.0).abs() < 1e-12);
+        // CoLA's MCC gives NO_LABEL its own column instead of failing on the index.
+        let cola = lookup("cola").unwrap();
+        let examples = vec![ex(1, None, None), ex(0, None, None), ex(1, None, None), ex(0, None, None)];
+        let mcc = evaluate(cola, &examples, &[1, 0, NO_LABEL, 0]).unwrap().get(Metric::Matthews).unwrap();
+        assert!(mcc > 0.0 && mcc < 1.0, "{mcc}");
     }
 
     #[test]

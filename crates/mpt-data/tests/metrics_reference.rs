@@ -2,7 +2,7 @@
 //! (`tests/fixtures/metrics_reference.json`, written by `make_metric_fixtures.py`).
 
 use mpt_data::metrics::{
-    accuracy, binary_f1, exact_match, macro_f1, matthews_corrcoef, pearson, spearman,
+    NO_LABEL, accuracy, binary_f1, exact_match, macro_f1, matthews_corrcoef, pearson, spearman,
 };
 use serde_json::Value;
 
@@ -15,7 +15,8 @@ fn usizes(v: &Value) -> Vec<usize> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|x| x.as_u64().unwrap() as usize)
+        // sklearn's -1 (a prediction that is no label) is NO_LABEL here.
+        .map(|x| x.as_u64().map_or(NO_LABEL, |x| x as usize))
         .collect()
 }
 
@@ -41,6 +42,10 @@ fn classification_metrics_match_sklearn() {
     let reference = reference();
     let cases = reference["classification"].as_array().unwrap();
     assert!(cases.len() >= 10);
+    assert!(
+        cases.iter().filter(|c| c["pred"].to_string().contains("-1")).count() >= 3,
+        "the fixture covers predictions that are no label"
+    );
     for case in cases {
         let name = case["name"].as_str().unwrap();
         let (gold, pred) = (usizes(&case["gold"]), usizes(&case["pred"]));
