@@ -23,35 +23,9 @@ cd "$REPO_ROOT"
 
 WHAT=("$@")
 
-STEP_NAMES=()
-STEP_SECS=()
-summary() {
-    local i
-    echo
-    echo "ci-backends.sh: wall time per step"
-    for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-34s %6ss\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}"
-    done
-}
-step() {
-    local name="$1" start rc
-    shift
-    echo
-    echo "==> ci-backends.sh: $name"
-    start=$SECONDS
-    set +e
-    "$@"
-    rc=$?
-    set -e
-    STEP_NAMES+=("$name")
-    STEP_SECS+=($((SECONDS - start)))
-    if [[ $rc -ne 0 ]]; then
-        summary
-        echo >&2
-        echo "ci-backends.sh: FAILED: $name (exit $rc)" >&2
-        exit "$rc"
-    fi
-}
+STEP_SCRIPT=ci-backends.sh
+# shellcheck source=lib/steps.sh
+source "$REPO_ROOT/scripts/lib/steps.sh"
 
 SMOKE=(cargo test -p mpt-cli --test backend_smoke)
 

@@ -34,38 +34,9 @@ done
 DEFAULT_CRATES="mpt-data mpt-models mpt-core mpt-train mpt-teacher mpt-distill mpt-adapt mpt-eval mpt-pipeline mpt-cli"
 read -r -a CRATES <<< "${MPT_TEST_CRATES:-$DEFAULT_CRATES}"
 
-STEP_NAMES=()
-STEP_SECS=()
-summary() {
-    local i total=0
-    echo
-    echo "test.sh: wall time per step"
-    for i in "${!STEP_NAMES[@]}"; do
-        printf '  %-28s %6ss\n' "${STEP_NAMES[$i]}" "${STEP_SECS[$i]}"
-        total=$((total + STEP_SECS[i]))
-    done
-    printf '  %-28s %6ss\n' "total" "$total"
-}
-# step NAME CMD...: runs CMD, records its wall time; on failure prints which step failed and exits.
-step() {
-    local name="$1" start rc
-    shift
-    echo
-    echo "==> test.sh: $name"
-    start=$SECONDS
-    set +e
-    "$@"
-    rc=$?
-    set -e
-    STEP_NAMES+=("$name")
-    STEP_SECS+=($((SECONDS - start)))
-    if [[ $rc -ne 0 ]]; then
-        summary
-        echo >&2
-        echo "test.sh: FAILED: $name (exit $rc)" >&2
-        exit "$rc"
-    fi
-}
+STEP_SCRIPT=test.sh
+# shellcheck source=lib/steps.sh
+source "$REPO_ROOT/scripts/lib/steps.sh"
 
 step "fetch-models" scripts/fetch-models.sh
 step "check-features" scripts/check-features.sh

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use burn::prelude::*;
 use mpt_core::init::{FactorInit, PromptInit, TargetInit, fresh_prompt, target_from_multitask};
-use mpt_core::{Artifact, ArtifactKind, BackboneRef, Layout, NewArtifact, SoftPrompt, TaskPrompts};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
@@ -173,8 +173,8 @@ pub fn run(
             });
         }
         (Some(kind), Some(path)) => {
-            let a = Artifact::load(path, Some(kind), Some(&backbone_ref))?;
-            a.check_dim(backbone.dim())?;
+            let in_use = InUse { backbone: &backbone_ref, dim: backbone.dim() };
+            let a = Artifact::load(path, Some(kind), Some(in_use))?;
             Some(a)
         }
     };

@@ -9,7 +9,7 @@ use std::path::Path;
 use common::*;
 use mpt_adapt::{AdaptConfig, AdaptError, Method, run};
 use mpt_core::init::{FactorInit, PromptInit, TargetInit};
-use mpt_core::{Artifact, ArtifactKind, CoreError, Layout};
+use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_data::DataError;
 use mpt_train::{HeadConfig, Selection, Silent, TrainConfig, TrainError};
 
@@ -76,7 +76,7 @@ fn check_target(a: &Artifact, targets: &[&str], layout: Layout, tunable: usize, 
     for t in targets {
         assert!(m.metrics["dev"][*t].is_object(), "dev metrics of {t}: {}", m.metrics);
     }
-    Artifact::load(&a.dir, Some(ArtifactKind::Target), Some(&backbone_of("bert-tiny"))).unwrap();
+    Artifact::load(&a.dir, Some(ArtifactKind::Target), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D })).unwrap();
 }
 
 #[test]

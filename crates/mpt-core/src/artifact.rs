@@ -107,6 +107,15 @@ impl BackboneRef {
     }
 }
 
+/// The backbone a caller runs on, as [`Artifact::load`] checks an artifact against it.
+#[derive(Debug, Clone, Copy)]
+pub struct InUse<'a> {
+    /// Identity: the artifact must come from the same config and weights.
+    pub backbone: &'a BackboneRef,
+    /// Hidden size `d`: the artifact's prompt width must equal it.
+    pub dim: usize,
+}
+
 /// `artifact.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -376,21 +385,10 @@ impl Artifact {
         serde_json::from_value(value).map_err(|source| CoreError::Json { path, source })
     }
 
-    /// Checks that the prompt width matches the hidden size `dim` of the backbone in use.
-    pub fn check_dim(&self, dim: usize) -> Result<()> {
-        if self.meta.dim != dim {
-            return Err(CoreError::Field {
-                path: self.dir.join(META_FILE),
-                field: "dim".into(),
-                message: format!("is {}, but the backbone in use has hidden size {dim}", self.meta.dim),
-            });
-        }
-        Ok(())
-    }
-
     /// Loads and verifies an artifact: format, version, `expected` kind (if any), checksum,
-    /// tensor shapes against the metadata, and the backbone in use (if given).
-    pub fn load(dir: &Path, expected: Option<ArtifactKind>, backbone: Option<&BackboneRef>) -> Result<Artifact> {
+    /// tensor shapes against the metadata, and (if given) the backbone in use: same model, and
+    /// a prompt width equal to its hidden size.
+    pub fn load(dir: &Path, expected: Option<ArtifactKind>, in_use: Option<InUse<'_>>) -> Result<Artifact> {
         let meta = Self::read_meta(dir)?;
         if let Some(kind) = expected
             && kind != meta.kind
@@ -401,14 +399,21 @@ impl Artifact {
                 found: meta.kind.to_string(),
             });
         }
-        if let Some(in_use) = backbone
-            && !meta.backbone.same_model(in_use)
-        {
-            return Err(CoreError::BackboneMismatch {
-                path: dir.to_path_buf(),
-                expected: meta.backbone.describe(),
-                found: in_use.describe(),
-            });
+        if let Some(in_use) = in_use {
+            if !meta.backbone.same_model(in_use.backbone) {
+                return Err(CoreError::BackboneMismatch {
+                    path: dir.to_path_buf(),
+                    expected: meta.backbone.describe(),
+                    found: in_use.backbone.describe(),
+                });
+            }
+            if meta.dim != in_use.dim {
+                return Err(CoreError::Field {
+                    path: dir.join(META_FILE),
+                    field: "dim".into(),
+                    message: format!("is {}, but the backbone in use has hidden size {}", meta.dim, in_use.dim),
+                });
+            }
         }
         let path = dir.join(TENSORS_FILE);
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;

@@ -7,6 +7,6 @@ pub mod init;
 pub mod peft;
 pub mod prompt;
 
-pub use artifact::{Artifact, ArtifactKind, ArtifactMeta, BackboneRef, Layout, NewArtifact};
+pub use artifact::{Artifact, ArtifactKind, ArtifactMeta, BackboneRef, InUse, Layout, NewArtifact};
 pub use error::{CoreError, Result};
 pub use prompt::{MultitaskPrompt, PromptParams, SoftPrompt, TaskPrompts};

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use common::{backbone, host, multitask_tensors, new_artifact, plain_tensors};
 use mpt_core::artifact::{META_FILE, TENSORS_FILE, canonical_json};
-use mpt_core::{Artifact, ArtifactKind, CoreError, Layout};
+use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_models::io::{HostTensor, to_safetensors_bytes};
 use sha2::{Digest, Sha256};
 
@@ -54,7 +54,7 @@ fn round_trip_is_bit_exact() {
     ] {
         let dir = tmp.path().join(name);
         let written = Artifact::write(&dir, new.clone()).unwrap();
-        let loaded = Artifact::load(&dir, Some(new.kind), Some(&backbone())).unwrap();
+        let loaded = Artifact::load(&dir, Some(new.kind), Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
         assert_eq!(loaded.meta, written.meta);
         assert_eq!(loaded.tensors, new.tensors);
         for (k, t) in &new.tensors {
@@ -226,12 +226,17 @@ fn backbone_mismatch() {
     let a = multitask(&tmp.path().join("mt"));
     let mut other = backbone();
     other.weights_sha256 = "b".repeat(64);
-    let err = Artifact::load(&a.dir, None, Some(&other)).unwrap_err();
+    let err = Artifact::load(&a.dir, None, Some(InUse { backbone: &other, dim: 6 })).unwrap_err();
     assert!(matches!(err, CoreError::BackboneMismatch { .. }), "{err}");
     // The folder name alone does not matter.
     let mut renamed = backbone();
     renamed.name = "elsewhere".into();
-    Artifact::load(&a.dir, None, Some(&renamed)).unwrap();
+    Artifact::load(&a.dir, None, Some(InUse { backbone: &renamed, dim: 6 })).unwrap();
+    // The same model, but a prompt width that is not its hidden size.
+    let err = Artifact::load(&a.dir, None, Some(InUse { backbone: &backbone(), dim: 8 })).unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "dim"), "{err}");
+    assert!(text.contains(META_FILE) && text.contains("is 6") && text.contains("hidden size 8"), "{text}");
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use burn::prelude::*;
 use common::{backbone, host, multitask_tensors, new_artifact, plain_tensors, tensor_values, values};
 use mpt_core::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, PeftExportOptions, export_peft, export_prompt, import_peft};
-use mpt_core::{Artifact, ArtifactKind, CoreError, Layout};
+use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_models::io::{HostTensor, read_safetensors, write_safetensors};
 use serde_json::{Value, json};
 
@@ -189,7 +189,7 @@ fn export_then_import_round_trips_bit_identically() {
         let tasks: Vec<String> = tasks.iter().map(|s| s.to_string()).collect();
         let b = import_peft(&peft, &back_dir, backbone(), 6, kind, tasks.clone()).unwrap();
         assert_eq!(b.tensors, a.tensors, "{name}");
-        let loaded = Artifact::load(&back_dir, Some(kind), Some(&backbone())).unwrap();
+        let loaded = Artifact::load(&back_dir, Some(kind), Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
         assert_eq!(loaded.tensors, a.tensors);
         assert_eq!(loaded.meta.tasks, tasks);
         assert_eq!(loaded.meta.layout, a.meta.layout);
@@ -266,7 +266,7 @@ fn seq2seq_adapter_with_two_l_rows_keeps_the_first_l() {
     assert_eq!(values(&m.tensors["prefix_task_cols"]), want.as_slice());
     assert_eq!(m.tensors["prefix_task_rows"], tensors["prefix_task_rows"]);
     assert!(m.meta.config["kept_rows"]["note"].as_str().unwrap().contains("decoder"));
-    Artifact::load(&m.dir, Some(ArtifactKind::Multitask), Some(&backbone())).unwrap();
+    Artifact::load(&m.dir, Some(ArtifactKind::Multitask), Some(InUse { backbone: &backbone(), dim: d })).unwrap();
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use mpt_core::init::{FactorInit, PromptInit, fresh_factors, fresh_prompt};
-use mpt_core::{Artifact, ArtifactKind, BackboneRef, MultitaskPrompt, NewArtifact, SoftPrompt, TaskPrompts};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, MultitaskPrompt, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
@@ -178,8 +178,7 @@ fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneR
     let mut by_task = Vec::with_capacity(config.tasks.len());
     let mut loaded = Vec::new();
     for path in paths {
-        let a = Artifact::load(path, Some(ArtifactKind::Teacher), Some(backbone))?;
-        a.check_dim(dim)?;
+        let a = Artifact::load(path, Some(ArtifactKind::Teacher), Some(InUse { backbone, dim }))?;
         if a.meta.tasks.len() != 1 || a.meta.layout != mpt_core::Layout::Prompt {
             return Err(DistillError::Teacher {
                 path: path.clone(),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use common::*;
 use mpt_core::init::{FactorInit, PromptInit};
-use mpt_core::{Artifact, ArtifactKind, CoreError, Layout};
+use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_distill::{DistillConfig, DistillError, SharedInit, run};
 use mpt_train::{HeadConfig, Selection, Silent, TrainConfig};
 
@@ -86,7 +86,7 @@ fn distils_teachers_into_a_multitask_artifact_in_config_order() {
     assert_eq!(*progress.begins.borrow(), [("distill".to_string(), 2)]);
     let recorded: DistillConfig = serde_json::from_value(m.config.clone()).unwrap();
     assert_eq!(recorded, cfg);
-    Artifact::load(&out, Some(ArtifactKind::Multitask), Some(&backbone_of("bert-tiny"))).unwrap();
+    Artifact::load(&out, Some(ArtifactKind::Multitask), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D })).unwrap();
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::prelude::*;
-use mpt_core::{Artifact, BackboneRef, Layout};
+use mpt_core::{Artifact, BackboneRef, InUse, Layout};
 use mpt_data::{DataRoot, Split};
 use mpt_models::Model;
 use mpt_train::{Decoding, HeadConfig, Heads, Lengths, Selection, TaskData, evaluate};
@@ -134,8 +134,8 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     let task = mpt_data::lookup(&config.task)?;
     let backbone = &model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
-    let artifact = Artifact::load(artifact_dir, None, Some(&backbone_ref))?;
-    artifact.check_dim(model.backbone.dim())?;
+    let in_use = InUse { backbone: &backbone_ref, dim: model.backbone.dim() };
+    let artifact = Artifact::load(artifact_dir, None, Some(in_use))?;
     let index = artifact.meta.tasks.iter().position(|t| t == task.name);
     let prompt = match (index, artifact.meta.layout) {
         (Some(k), _) => artifact.prompt_params(device)?.task_prompt(k),

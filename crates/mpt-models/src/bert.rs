@@ -13,7 +13,7 @@
 //! | `embeddings.position_embeddings.weight` `[P, d]` | `position_embeddings` |
 //! | `embeddings.token_type_embeddings.weight` `[T, d]` | `token_type_embeddings` |
 //! | `embeddings.LayerNorm.{weight,bias}` (or `gamma`/`beta`) | `embeddings_norm` |
-//! | `encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}` | `layers[i].{query,key,value}` |
+//! | `encoder.layer.{i}.attention.self.{query,key,value}.{weight,bias}` | `layers[i].{query,key,value}` (query times 1/sqrt(d_head)) |
 //! | `encoder.layer.{i}.attention.output.dense.{weight,bias}` | `layers[i].attention_output` |
 //! | `encoder.layer.{i}.attention.output.LayerNorm.*` | `layers[i].attention_norm` |
 //! | `encoder.layer.{i}.intermediate.dense.{weight,bias}` | `layers[i].intermediate` |
@@ -190,11 +190,14 @@ impl Bert {
         let token_type_embeddings =
             w.tensor(&p("embeddings.token_type_embeddings.weight"), [config.type_vocab_size, d])?;
         let embeddings_norm = LayerNorm::load(&mut w, &p("embeddings.LayerNorm"), d, eps)?;
+        // 1/sqrt(d_head) is folded into the query projection: softmax(q kᵀ / sqrt(dh)) without a
+        // pass over the [B, H, L, L] scores, forward and backward.
+        let scale = 1.0 / ((d / config.num_attention_heads) as f64).sqrt();
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for i in 0..config.num_hidden_layers {
             let l = |s: &str| p(&format!("encoder.layer.{i}.{s}"));
             layers.push(BertLayer {
-                query: Linear::load(&mut w, &l("attention.self.query"), d, d, true)?,
+                query: Linear::load(&mut w, &l("attention.self.query"), d, d, true)?.scaled(scale),
                 key: Linear::load(&mut w, &l("attention.self.key"), d, d, true)?,
                 value: Linear::load(&mut w, &l("attention.self.value"), d, d, true)?,
                 attention_output: Linear::load(&mut w, &l("attention.output.dense"), d, d, true)?,
@@ -267,12 +270,11 @@ impl Bert {
             .forward(inputs_embeds + positions + types);
         let bias = mask_bias(attention_mask);
         let heads = self.config.num_attention_heads;
-        let scale = 1.0 / ((d / heads) as f64).sqrt();
         for layer in &self.layers {
             let q = split_heads(layer.query.forward(hidden.clone()), heads);
             let k = split_heads(layer.key.forward(hidden.clone()), heads);
             let v = split_heads(layer.value.forward(hidden.clone()), heads);
-            let context = merge_heads(attend(q, k, v, bias.clone(), scale));
+            let context = merge_heads(attend(q, k, v, bias.clone(), 1.0));
             let attended = layer
                 .attention_norm
                 .forward(layer.attention_output.forward(context) + hidden);

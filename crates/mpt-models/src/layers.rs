@@ -31,6 +31,14 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// The same map times `factor`: `y = x (factor W) + factor b`.
+    pub fn scaled(self, factor: f64) -> Self {
+        Self {
+            weight: self.weight * factor,
+            bias: self.bias.map(|b| b * factor),
+        }
+    }
+
     /// `[.., d_in] -> [.., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         linear(x, self.weight.clone(), self.bias.clone())

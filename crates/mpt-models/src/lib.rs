@@ -212,6 +212,14 @@ impl ModelConfig {
             ModelConfig::Bert(_) => Arch::Bert,
         }
     }
+
+    /// Hidden size `d` (`d_model` / `hidden_size`): the width of a soft prompt.
+    pub fn dim(&self) -> usize {
+        match self {
+            ModelConfig::T5(c) => c.d_model,
+            ModelConfig::Bert(c) => c.hidden_size,
+        }
+    }
 }
 
 /// A backbone with its tokenizer and fingerprint.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::prelude::*;
-use mpt_core::{Artifact, BackboneRef};
+use mpt_core::{Artifact, BackboneRef, InUse};
 use mpt_data::DataRoot;
 use mpt_models::{Model, ModelConfig, ModelFiles};
 use mpt_train::Progress;
@@ -109,8 +109,9 @@ fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<
 pub struct Runner<'a> {
     pipeline: &'a Pipeline,
     plan: &'a Plan,
-    /// None when the backbone folder is absent (a dry run can still show the plan).
-    backbone: Option<BackboneRef>,
+    /// The backbone and its hidden size; None when the backbone folder is absent (a dry run
+    /// can still show the plan).
+    backbone: Option<(BackboneRef, usize)>,
     outputs: Vec<Option<String>>,
 }
 
@@ -120,8 +121,8 @@ impl<'a> Runner<'a> {
     pub fn new(pipeline: &'a Pipeline, plan: &'a Plan, require_backbone: bool) -> Result<Self> {
         let backbone = match ModelFiles::locate(&pipeline.file.backbone) {
             Ok(files) => {
-                let arch = ModelConfig::read(&files.config)?.arch();
-                Some(BackboneRef::new(arch, &mpt_models::fingerprint(&files)?))
+                let config = ModelConfig::read(&files.config)?;
+                Some((BackboneRef::new(config.arch(), &mpt_models::fingerprint(&files)?), config.dim()))
             }
             Err(e) if require_backbone => return Err(e.into()),
             Err(_) => None,
@@ -161,14 +162,14 @@ impl<'a> Runner<'a> {
                 }
             }
             kind => {
-                let Some(backbone) = &self.backbone else {
+                let Some((backbone, dim)) = &self.backbone else {
                     return Status::Pending("backbone folder not found".into());
                 };
                 let dir = self.plan.artifact_dir(self.run_dir(), i);
                 if !dir.join(mpt_core::artifact::META_FILE).is_file() {
                     return Status::Pending("no artifact yet".into());
                 }
-                let artifact = match Artifact::load(&dir, None, Some(backbone)) {
+                let artifact = match Artifact::load(&dir, None, Some(InUse { backbone, dim: *dim })) {
                     Ok(a) => a,
                     Err(e) => return Status::Pending(format!("existing artifact unusable: {e}")),
                 };
@@ -386,7 +387,7 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
         ui.stage_end(&stage.name, seconds, "done");
         summary.ran.push(stage.name.clone());
     }
-    let backbone = runner.backbone.clone().expect("a real run requires the backbone");
+    let (backbone, _) = runner.backbone.clone().expect("a real run requires the backbone");
     let report = crate::report::write(pipeline, plan, &backbone)?;
     log_line(&run_dir, &format!("report {}", report.display()));
     summary.report = Some(report);

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use mpt_core::init::PromptInit;
-use mpt_core::{Artifact, ArtifactKind, BackboneRef, Layout};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout};
 use mpt_data::{DataError, DataRoot};
 use mpt_models::Model;
 use mpt_teacher::{TeacherConfig, TeacherError, run};
@@ -127,7 +127,7 @@ fn bert_teacher_writes_a_verified_artifact() {
     assert_eq!(recorded, cfg);
     // Loading verifies kind, checksum, shapes and backbone, and gives the same artifact.
     let backbone = BackboneRef::new(model.backbone.arch(), &model.fingerprint);
-    let loaded = Artifact::load(&out, Some(ArtifactKind::Teacher), Some(&backbone)).unwrap();
+    let loaded = Artifact::load(&out, Some(ArtifactKind::Teacher), Some(InUse { backbone: &backbone, dim: model.backbone.dim() })).unwrap();
     // (metrics hold f32 losses as f64; serde_json's default parser may change their last
     // digit, so everything but the curve is compared exactly)
     let mut on_disk = loaded.meta.clone();

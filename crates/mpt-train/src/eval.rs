@@ -4,7 +4,7 @@
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use mpt_data::metrics::Scores;
+use mpt_data::metrics::{NO_LABEL, Scores};
 use mpt_models::Backbone;
 use serde::{Deserialize, Serialize};
 
@@ -24,7 +24,8 @@ pub enum Decoding {
 }
 
 /// Predicted class per example of `data` (task `task_index` of `heads`'s task list), with
-/// `prompt` `[l, d]` prepended. A greedy output that matches no label yields `usize::MAX`.
+/// `prompt` `[l, d]` prepended. A greedy output that matches no label yields
+/// [`mpt_data::metrics::NO_LABEL`].
 pub fn predict(
     backbone: &Backbone,
     heads: &Heads,
@@ -39,7 +40,7 @@ pub fn predict(
     let prompt = prompt.clone().without_autodiff();
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| data.input_ids[i].len());
-    let mut predictions = vec![usize::MAX; data.len()];
+    let mut predictions = vec![NO_LABEL; data.len()];
     let tasks = [data];
     for chunk in order.chunks(batch_size.max(1)) {
         let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
@@ -69,7 +70,7 @@ pub fn predict(
                                     .labels
                                     .iter()
                                     .position(|label| *label == text.trim())
-                                    .unwrap_or(usize::MAX)
+                                    .unwrap_or(NO_LABEL)
                             })
                             .collect()
                     }
@@ -146,14 +147,6 @@ pub fn evaluate(
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<(Vec<usize>, Scores)> {
     let predicted = predict(backbone, heads, task_index, data, prompt, batch_size, decoding, tokenizer)?;
-    // A greedy output that is no label string counts as wrong: it is scored as a class other
-    // than the gold one (the next class, cyclically). The returned predictions keep usize::MAX.
-    let classes = data.task.num_classes().max(1);
-    let scored: Vec<usize> = predicted
-        .iter()
-        .zip(&data.examples)
-        .map(|(&p, e)| if p == usize::MAX { (e.label + 1) % classes } else { p })
-        .collect();
-    let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &scored)?;
+    let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &predicted)?;
     Ok((predicted, scores))
 }
