@@ -274,7 +274,7 @@ impl Bert {
             let q = split_heads(layer.query.forward(hidden.clone()), heads);
             let k = split_heads(layer.key.forward(hidden.clone()), heads);
             let v = split_heads(layer.value.forward(hidden.clone()), heads);
-            let context = merge_heads(attend(q, k, v, bias.clone(), 1.0));
+            let context = merge_heads(attend(q, k, v, bias.clone()));
             let attended = layer
                 .attention_norm
                 .forward(layer.attention_output.forward(context) + hidden);

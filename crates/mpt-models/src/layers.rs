@@ -122,14 +122,13 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     x.swap_dims(1, 2).reshape([b, l, h * dh])
 }
 
-/// Scaled dot-product attention over `[B, H, L, dh]` heads with an additive bias
-/// broadcast to `[B, H, Lq, Lk]` (padding mask and/or relative position bias):
-/// `softmax(q kᵀ · scale + bias) v`, written as batched matmuls so both the forward pass and
-/// autodiff use the blocked matmul kernels (flex's fused `attention` op is a scalar loop).
-pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, scale: f64) -> Tensor<4> {
-    let scores = q.matmul(k.swap_dims(2, 3));
-    let scores = if scale == 1.0 { scores } else { scores * scale };
-    softmax(scores + bias, 3).matmul(v)
+/// Dot-product attention over `[B, H, L, dh]` heads with an additive bias broadcast to
+/// `[B, H, Lq, Lk]` (padding mask and/or relative position bias): `softmax(q kᵀ + bias) v`,
+/// unscaled (T5 does not scale; BERT folds 1/sqrt(dh) into its query weights), written as
+/// batched matmuls so both the forward pass and autodiff use the blocked matmul kernels (flex's
+/// fused `attention` op is a scalar loop).
+pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3).matmul(v)
 }
 
 /// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:

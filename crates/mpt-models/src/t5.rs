@@ -224,7 +224,7 @@ impl Attention {
         let k = split_heads(self.k.forward(kv.clone()), heads);
         let v = split_heads(self.v.forward(kv), heads);
         // T5 does not scale scores by 1/sqrt(d_kv): the scale is folded into the weights.
-        self.o.forward(merge_heads(attend(q, k, v, bias, 1.0)))
+        self.o.forward(merge_heads(attend(q, k, v, bias)))
     }
 }
 
