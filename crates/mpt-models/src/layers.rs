@@ -4,10 +4,10 @@
 //! constants.
 
 use burn::prelude::*;
-use burn::tensor::activation::softmax;
-use burn::tensor::module::{layer_norm, linear};
+use burn::tensor::module::linear;
 
 use crate::error::Result;
+use crate::fused;
 use crate::weights::Weights;
 
 /// `y = x W + b`, with `W` stored `[d_in, d_out]`.
@@ -21,7 +21,13 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) from an HF `nn.Linear`.
-    pub fn load(w: &mut Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
+    pub fn load(
+        w: &mut Weights,
+        prefix: &str,
+        d_in: usize,
+        d_out: usize,
+        bias: bool,
+    ) -> Result<Self> {
         let weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
         let bias = if bias {
             Some(w.tensor(&format!("{prefix}.bias"), [d_out])?)
@@ -64,8 +70,13 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Loads `{prefix}.weight`/`.bias`, or the legacy `{prefix}.gamma`/`.beta` names.
     pub fn load(w: &mut Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
-        let legacy = !w.contains(&format!("{prefix}.weight")) && w.contains(&format!("{prefix}.gamma"));
-        let (wn, bn) = if legacy { ("gamma", "beta") } else { ("weight", "bias") };
+        let legacy =
+            !w.contains(&format!("{prefix}.weight")) && w.contains(&format!("{prefix}.gamma"));
+        let (wn, bn) = if legacy {
+            ("gamma", "beta")
+        } else {
+            ("weight", "bias")
+        };
         Ok(Self {
             weight: w.tensor(&format!("{prefix}.{wn}"), [d])?,
             bias: w.tensor(&format!("{prefix}.{bn}"), [d])?,
@@ -75,7 +86,7 @@ impl LayerNorm {
 
     /// `[.., d] -> [.., d]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        layer_norm(x, self.weight.clone(), Some(self.bias.clone()), self.eps)
+        fused::layer_norm(x, self.weight.clone(), self.bias.clone(), self.eps)
     }
 
     /// Number of scalars.
@@ -104,9 +115,7 @@ impl RmsNorm {
 
     /// `[B, L, d] -> [B, L, d]`.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let variance = x.clone().square().mean_dim(2);
-        let x = x * (variance + self.eps).sqrt().recip();
-        x * self.weight.clone().unsqueeze::<3>()
+        fused::rms_norm(x, self.weight.clone(), self.eps)
     }
 }
 
@@ -128,7 +137,7 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// batched matmuls so both the forward pass and autodiff use the blocked matmul kernels (flex's
 /// fused `attention` op is a scalar loop).
 pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
-    softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3).matmul(v)
+    fused::softmax_last(q.matmul(k.swap_dims(2, 3)) + bias).matmul(v)
 }
 
 /// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:

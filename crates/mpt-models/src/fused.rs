@@ -1,0 +1,528 @@
+//! Fused exact GELU, last-axis softmax, LayerNorm and RMS norm, each with a hand-written
+//! backward pass, as a burn backend extension ([`FusedOps`]).
+//!
+//! burn's autodiff differentiates `softmax` and `layer_norm` as chains of 5 to 9 primitive ops
+//! (a pass over memory and a stored intermediate each), and flex evaluates GELU with a scalar
+//! libm `erf` per element. Here each op is one pass over its rows on flex (vectorised
+//! `exp`/`erf`, [`cpu`]), and on an autodiff device it records one graph node whose backward
+//! is one more fused pass. Other backends, and tensors that are not f32, take burn's own ops.
+//!
+//! Gradients reach the activation input only: `gamma`, `beta` and `weight` are frozen backbone
+//! parameters here, and a weight that requires a gradient takes burn's ops instead.
+//! `MPT_FUSED=0` in the environment turns the fused path off (for A/B measurements).
+
+mod cpu;
+
+use std::sync::OnceLock;
+
+use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::flex::FlexTensor;
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{
+    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
+};
+use burn::prelude::*;
+use burn::tensor::DType;
+
+/// Fused ops with their backward passes; implemented for flex and for autodiff over it.
+#[backend_extension(Flex, Autodiff)]
+pub trait FusedOps: Backend {
+    /// Exact GELU `x Φ(x)`, element-wise.
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `grad · gelu'(x)`.
+    fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Softmax over the last axis.
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// `y ⊙ (grad - Σ_last y ⊙ grad)` from the softmax output `y`.
+    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// LayerNorm over the last axis (`gamma`, `beta`: `[d]`).
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// Input gradient of [`FusedOps::fused_layer_norm`].
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// `x / sqrt(mean_last(x²) + eps) · weight` (T5's layer norm; `weight`: `[d]`).
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+    /// Input gradient of [`FusedOps::fused_rms_norm`].
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self>;
+}
+
+/// Whether the fused path is on (`MPT_FUSED=0` turns it off).
+fn enabled() -> bool {
+    static ON: OnceLock<bool> = OnceLock::new();
+    *ON.get_or_init(|| std::env::var("MPT_FUSED").map_or(true, |v| v != "0"))
+}
+
+/// Whether `x` lives on a backend with a [`FusedOps`] implementation and is f32.
+fn fusable<const D: usize>(x: &Tensor<D>) -> bool {
+    enabled()
+        && x.dtype() == DType::F32
+        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+}
+
+/// Exact GELU, `[..] -> [..]`.
+pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if fusable(&x) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
+    } else {
+        burn::tensor::activation::gelu(x)
+    }
+}
+
+/// Softmax over the last axis, `[..] -> [..]`.
+pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if fusable(&x) {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()))
+    } else {
+        burn::tensor::activation::softmax(x, D - 1)
+    }
+}
+
+/// LayerNorm over the last axis: `x` `[.., d]`, `gamma`, `beta` `[d]`.
+pub fn layer_norm<const D: usize>(
+    x: Tensor<D>,
+    gamma: Tensor<1>,
+    beta: Tensor<1>,
+    eps: f64,
+) -> Tensor<D> {
+    if fusable(&x) && !gamma.is_require_grad() && !beta.is_require_grad() {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            eps,
+        ))
+    } else {
+        burn::tensor::module::layer_norm(x, gamma, Some(beta), eps)
+    }
+}
+
+/// RMS norm over the last axis: `x` `[.., d]`, `weight` `[d]`.
+pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    if fusable(&x) && !weight.is_require_grad() {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            eps,
+        ))
+    } else {
+        let variance = x.clone().square().mean_dim(D - 1);
+        x * (variance + eps).sqrt().recip() * weight.unsqueeze::<D>()
+    }
+}
+
+/// Contiguous f32 data of `t`.
+fn values(t: &FlexTensor) -> &[f32] {
+    t.as_slice::<f32>()
+        .expect("fused ops take contiguous f32 tensors")
+}
+
+/// Runs `kernel(inputs.., output)` into a fresh tensor shaped like `like`.
+fn produce(like: &FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut out = FlexTensor::empty(like.layout().shape().clone(), DType::F32);
+    kernel(out.storage_mut::<f32>());
+    out
+}
+
+/// Length of the last axis.
+fn last_dim(t: &FlexTensor) -> usize {
+    let shape = t.layout().shape();
+    shape[shape.num_dims() - 1]
+}
+
+impl FusedOps for Flex {
+    fn fused_gelu(x: FlexTensor) -> FlexTensor {
+        let x = x.to_contiguous();
+        produce(&x, |y| cpu::gelu_forward(values(&x), y))
+    }
+
+    fn fused_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
+        produce(&x, |dx| cpu::gelu_backward(values(&x), values(&grad), dx))
+    }
+
+    fn fused_softmax(x: FlexTensor) -> FlexTensor {
+        let x = x.to_contiguous();
+        let n = last_dim(&x);
+        produce(&x, |y| cpu::softmax_forward(values(&x), y, n))
+    }
+
+    fn fused_softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        let (y, grad) = (y.to_contiguous(), grad.to_contiguous());
+        let n = last_dim(&y);
+        produce(&y, |dx| {
+            cpu::softmax_backward(values(&y), values(&grad), dx, n)
+        })
+    }
+
+    fn fused_layer_norm(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            beta.to_contiguous(),
+        );
+        produce(&x, |y| {
+            cpu::layer_norm_forward(values(&x), values(&gamma), values(&beta), y, eps as f32)
+        })
+    }
+
+    fn fused_layer_norm_backward(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        let (x, gamma, grad) = (
+            x.to_contiguous(),
+            gamma.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        produce(&x, |dx| {
+            cpu::layer_norm_backward(values(&x), values(&gamma), values(&grad), dx, eps as f32)
+        })
+    }
+
+    fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        produce(&x, |y| {
+            cpu::rms_norm_forward(values(&x), values(&weight), y, eps as f32)
+        })
+    }
+
+    fn fused_rms_norm_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        grad: FlexTensor,
+        eps: f64,
+    ) -> FlexTensor {
+        let (x, weight, grad) = (
+            x.to_contiguous(),
+            weight.to_contiguous(),
+            grad.to_contiguous(),
+        );
+        produce(&x, |dx| {
+            cpu::rms_norm_backward(values(&x), values(&weight), values(&grad), dx, eps as f32)
+        })
+    }
+}
+
+/// Backward of GELU; state: the input.
+#[derive(Debug)]
+struct GeluBackward;
+
+impl<B: FusedOps> Backward<B, 1> for GeluBackward {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let x = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::fused_gelu_backward(x, grad)
+        });
+    }
+}
+
+/// Backward of softmax; state: the output.
+#[derive(Debug)]
+struct SoftmaxBackward;
+
+impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let y = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::fused_softmax_backward(y, grad)
+        });
+    }
+}
+
+/// Backward of LayerNorm to its input; state: input, gamma, eps.
+#[derive(Debug)]
+struct LayerNormBackward;
+
+impl<B: FusedOps> Backward<B, 1> for LayerNormBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, gamma, eps) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::fused_layer_norm_backward(x, gamma, grad, eps)
+        });
+    }
+}
+
+/// Backward of the RMS norm to its input; state: input, weight, eps.
+#[derive(Debug)]
+struct RmsNormBackward;
+
+impl<B: FusedOps> Backward<B, 1> for RmsNormBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, f64);
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let (x, weight, eps) = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::fused_rms_norm_backward(x, weight, grad, eps)
+        });
+    }
+}
+
+/// The forward ops record one node each; the backward ops are evaluated untracked (no
+/// second-order gradients).
+impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let out = B::fused_gelu(x.primitive().clone());
+        match GeluBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(x.into_primitive(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_gelu_backward(
+            x.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
+
+    fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
+        let out = B::fused_softmax(x.primitive().clone());
+        match SoftmaxBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_softmax_backward(
+            y.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
+
+    fn fused_layer_norm(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let gamma = gamma.into_primitive();
+        let out = B::fused_layer_norm(
+            x.primitive().clone(),
+            gamma.clone(),
+            beta.into_primitive(),
+            eps,
+        );
+        match LayerNormBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), gamma, eps), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_layer_norm_backward(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_layer_norm_backward(
+            x.into_primitive(),
+            gamma.into_primitive(),
+            grad.into_primitive(),
+            eps,
+        ))
+    }
+
+    fn fused_rms_norm(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        let weight = weight.into_primitive();
+        let out = B::fused_rms_norm(x.primitive().clone(), weight.clone(), eps);
+        match RmsNormBackward
+            .prepare::<C>([x.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), weight, eps), out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_rms_norm_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+        eps: f64,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_rms_norm_backward(
+            x.into_primitive(),
+            weight.into_primitive(),
+            grad.into_primitive(),
+            eps,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    const SHAPES: [[usize; 3]; 3] = [[2, 3, 7], [2, 5, 228], [3, 17, 384]];
+
+    fn random(shape: [usize; 3], device: &Device, scale: f64) -> Tensor<3> {
+        Tensor::<3>::random(shape, Distribution::Normal(0.0, scale), device)
+    }
+
+    /// `f` (fused) against `reference` (burn's ops): outputs, and input gradients of
+    /// `Σ out ⊙ probe` on an autodiff device, compared whole at `tol`.
+    fn check(
+        scale: f64,
+        tol: f64,
+        f: impl Fn(Tensor<3>) -> Tensor<3>,
+        reference: impl Fn(Tensor<3>) -> Tensor<3>,
+    ) {
+        let device = Device::flex().autodiff();
+        device.seed(7);
+        for shape in SHAPES {
+            let x = random(shape, &device, scale).require_grad();
+            let probe = random(shape, &device, 1.0);
+            let out = f(x.clone());
+            let expected = reference(x.clone());
+            out.clone().into_data().assert_approx_eq::<f32>(
+                &expected.clone().into_data(),
+                burn::tensor::Tolerance::absolute(tol),
+            );
+            let grads = (out * probe.clone()).sum().backward();
+            let got = x.grad(&grads).expect("fused op gives x a gradient");
+            let grads = (expected * probe).sum().backward();
+            let want = x.grad(&grads).expect("reference gives x a gradient");
+            got.into_data()
+                .assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(tol));
+        }
+    }
+
+    #[test]
+    fn gelu_matches_burn() {
+        check(3.0, 1e-5, gelu, burn::tensor::activation::gelu);
+    }
+
+    #[test]
+    fn softmax_matches_burn() {
+        check(4.0, 1e-5, softmax_last, |x| {
+            burn::tensor::activation::softmax(x, 2)
+        });
+    }
+
+    #[test]
+    fn softmax_of_masked_scores_matches_burn() {
+        let device = Device::flex();
+        let scores = Tensor::<3>::random([2, 4, 9], Distribution::Normal(0.0, 1.0), &device);
+        let mask = Tensor::<3>::from_floats(
+            [[[0.0, 0.0, f32::MIN, 0.0, f32::MIN, 0.0, 0.0, 0.0, f32::MIN]]],
+            &device,
+        );
+        let x = scores + mask;
+        softmax_last(x.clone()).into_data().assert_approx_eq::<f32>(
+            &burn::tensor::activation::softmax(x, 2).into_data(),
+            burn::tensor::Tolerance::absolute(1e-6),
+        );
+    }
+
+    #[test]
+    fn layer_norm_matches_burn() {
+        let device = Device::flex();
+        for d in [7, 228, 384] {
+            let gamma = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &device);
+            let beta = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &device);
+            let f = |x: Tensor<3>| {
+                if x.dims()[2] != d {
+                    return x;
+                }
+                layer_norm(x, gamma.clone(), beta.clone(), 1e-12)
+            };
+            let reference = |x: Tensor<3>| {
+                if x.dims()[2] != d {
+                    return x;
+                }
+                burn::tensor::module::layer_norm(x, gamma.clone(), Some(beta.clone()), 1e-12)
+            };
+            check(2.0, 2e-5, f, reference);
+        }
+    }
+
+    #[test]
+    fn rms_norm_matches_composed_ops() {
+        let device = Device::flex();
+        for d in [7, 228, 384] {
+            let weight = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &device);
+            let f = |x: Tensor<3>| {
+                if x.dims()[2] != d {
+                    x
+                } else {
+                    rms_norm(x, weight.clone(), 1e-6)
+                }
+            };
+            let reference = |x: Tensor<3>| {
+                if x.dims()[2] != d {
+                    return x;
+                }
+                let variance = x.clone().square().mean_dim(2);
+                x * (variance + 1e-6).sqrt().recip() * weight.clone().unsqueeze::<3>()
+            };
+            check(2.0, 2e-5, f, reference);
+        }
+    }
+
+    #[test]
+    fn non_contiguous_input_is_handled() {
+        let device = Device::flex();
+        let x = Tensor::<3>::random([4, 6, 10], Distribution::Normal(0.0, 2.0), &device)
+            .swap_dims(1, 2);
+        softmax_last(x.clone()).into_data().assert_approx_eq::<f32>(
+            &burn::tensor::activation::softmax(x.clone(), 2).into_data(),
+            burn::tensor::Tolerance::absolute(1e-6),
+        );
+        gelu(x.clone()).into_data().assert_approx_eq::<f32>(
+            &burn::tensor::activation::gelu(x).into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+    }
+}

@@ -1,0 +1,363 @@
+//! Host kernels behind the flex implementation of [`super::FusedOps`]: exact GELU, last-axis
+//! softmax, LayerNorm and RMS norm, forward and backward, over contiguous f32 rows.
+//!
+//! `exp` and `erf` are branch-free polynomials (Cephes `expf`, Abramowitz & Stegun 7.1.26 for
+//! `erf`, the approximation PyTorch's vectorised CPU `erf` uses), so the loops vectorise; they
+//! are compiled once for AVX2+FMA (picked at run time) and once for the baseline target.
+//! Rows are split across rayon's threads.
+
+use rayon::prelude::*;
+
+/// Elements per parallel task for element-wise kernels.
+const ELEMENTWISE_CHUNK: usize = 1 << 15;
+
+/// Rows per parallel task: about 32 K elements.
+fn rows_per_task(row: usize) -> usize {
+    (ELEMENTWISE_CHUNK / row.max(1)).max(1)
+}
+
+/// `e^x` for `x <= 0` (inputs above 0 are clamped to 0): relative error about 1e-7, exactly 0
+/// below -87.3 (where `e^x` would be subnormal), NaN stays NaN.
+///
+/// `x = n ln 2 + r`: `n` is rounded by adding 1.5·2²³ (so it lands in the low mantissa bits, no
+/// float-to-int conversion, which would not vectorise), `e^r` is Cephes' polynomial and `2^n`
+/// is built from those bits.
+#[inline(always)]
+fn exp_nonpositive(x: f32) -> f32 {
+    const LO: f32 = -87.336_55;
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0;
+    let xc = x.clamp(LO, 0.0);
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
+    let r = xc - n * 0.693_359_4 - n * -2.121_944_4e-4;
+    let p = 1.987_569_1e-4_f32;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 1.666_666_5e-1;
+    let p = p * r + 0.5;
+    let p = p * r * r + r + 1.0;
+    let scale = f32::from_bits(shifted.to_bits().wrapping_add(127) << 23);
+    if x < LO { 0.0 } else { p * scale }
+}
+
+/// `erf(x)`, absolute error below 1.5e-7.
+#[inline(always)]
+fn erf(x: f32) -> f32 {
+    let a = x.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
+        + 0.254_829_6)
+        * t;
+    (1.0 - poly * exp_nonpositive(-a * a)).copysign(x)
+}
+
+/// Exact GELU `x Φ(x)`.
+#[inline(always)]
+fn gelu(x: f32) -> f32 {
+    0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// `d gelu / dx = Φ(x) + x φ(x)`.
+#[inline(always)]
+fn gelu_derivative(x: f32) -> f32 {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    let cdf = 0.5 * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + x * INV_SQRT_2PI * exp_nonpositive(-0.5 * x * x)
+}
+
+/// Lane-parallel reduction so the sum vectorises without reassociation flags.
+#[inline(always)]
+fn sum(row: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] += c[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+/// `Σ a_i b_i`, lane-parallel.
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let ca = a.chunks_exact(8);
+    let cb = b.chunks_exact(8);
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `Σ a_i b_i c_i`, lane-parallel.
+#[inline(always)]
+fn dot3(a: &[f32], b: &[f32], c: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let n = a.len() / 8 * 8;
+    for j in (0..n).step_by(8) {
+        for i in 0..8 {
+            acc[i] += a[j + i] * b[j + i] * c[j + i];
+        }
+    }
+    acc.iter().sum::<f32>() + (n..a.len()).map(|j| a[j] * b[j] * c[j]).sum::<f32>()
+}
+
+/// Largest element (NaN elements are skipped).
+#[inline(always)]
+fn max(row: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = row.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for i in 0..8 {
+            acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
+        }
+    }
+    acc.iter()
+        .chain(tail)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Compiles `$body` (a closure call) twice: with AVX2+FMA, taken when the CPU has them, and for
+/// the baseline target.
+macro_rules! multiversion {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn imp($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    imp($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU supports the features `avx2` was compiled for.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            imp($($arg),*)
+        }
+    };
+}
+
+multiversion!(gelu_chunk(x: &[f32], y: &mut [f32]) {
+    for (y, &x) in y.iter_mut().zip(x) {
+        *y = gelu(x);
+    }
+});
+
+multiversion!(gelu_backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
+        *d = g * gelu_derivative(x);
+    }
+});
+
+multiversion!(softmax_rows(x: &[f32], y: &mut [f32], n: usize) {
+    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let m = max(x);
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = exp_nonpositive(x - m);
+        }
+        let inv = 1.0 / sum(y);
+        for y in y.iter_mut() {
+            *y *= inv;
+        }
+    }
+});
+
+multiversion!(softmax_backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
+    for ((y, g), dx) in y.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+        let s = dot(y, g);
+        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+            *d = y * (g - s);
+        }
+    }
+});
+
+multiversion!(layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
+    let n = gamma.len();
+    let inv_n = 1.0 / n as f32;
+    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let mean = sum(x) * inv_n;
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = x - mean;
+        }
+        let rstd = 1.0 / (dot(y, y) * inv_n + eps).sqrt();
+        for ((y, &g), &b) in y.iter_mut().zip(gamma).zip(beta) {
+            *y = *y * rstd * g + b;
+        }
+    }
+});
+
+multiversion!(layer_norm_backward_rows(x: &[f32], gamma: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+    let n = gamma.len();
+    let inv_n = 1.0 / n as f32;
+    let mut xhat = vec![0.0f32; n];
+    let mut gg = vec![0.0f32; n];
+    for ((x, g), dx) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+        let mean = sum(x) * inv_n;
+        for (h, &x) in xhat.iter_mut().zip(x) {
+            *h = x - mean;
+        }
+        let rstd = 1.0 / (dot(&xhat, &xhat) * inv_n + eps).sqrt();
+        for ((h, q), (&g, &w)) in xhat.iter_mut().zip(gg.iter_mut()).zip(g.iter().zip(gamma)) {
+            *h *= rstd;
+            *q = g * w;
+        }
+        let a = sum(&gg) * inv_n;
+        let b = dot(&gg, &xhat) * inv_n;
+        for ((d, &q), &h) in dx.iter_mut().zip(&gg).zip(&xhat) {
+            *d = rstd * (q - a - h * b);
+        }
+    }
+});
+
+multiversion!(rms_norm_rows(x: &[f32], weight: &[f32], y: &mut [f32], eps: f32) {
+    let n = weight.len();
+    let inv_n = 1.0 / n as f32;
+    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
+        let r = 1.0 / (dot(x, x) * inv_n + eps).sqrt();
+        for ((y, &x), &w) in y.iter_mut().zip(x).zip(weight) {
+            *y = x * r * w;
+        }
+    }
+});
+
+multiversion!(rms_norm_backward_rows(x: &[f32], weight: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+    let n = weight.len();
+    let inv_n = 1.0 / n as f32;
+    for ((x, g), dx) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+        let r = 1.0 / (dot(x, x) * inv_n + eps).sqrt();
+        let b = dot3(g, weight, x) * inv_n * r * r;
+        for (((d, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(weight) {
+            *d = r * (g * w - x * b);
+        }
+    }
+});
+
+/// `y = gelu(x)`.
+pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
+    y.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(x.par_chunks(ELEMENTWISE_CHUNK))
+        .for_each(|(y, x)| gelu_chunk(x, y));
+}
+
+/// `dx = g · gelu'(x)`.
+pub fn gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
+    dx.par_chunks_mut(ELEMENTWISE_CHUNK)
+        .zip(
+            x.par_chunks(ELEMENTWISE_CHUNK)
+                .zip(g.par_chunks(ELEMENTWISE_CHUNK)),
+        )
+        .for_each(|(dx, (x, g))| gelu_backward_chunk(x, g, dx));
+}
+
+/// Softmax over rows of length `n`.
+pub fn softmax_forward(x: &[f32], y: &mut [f32], n: usize) {
+    let step = rows_per_task(n) * n;
+    y.par_chunks_mut(step)
+        .zip(x.par_chunks(step))
+        .for_each(|(y, x)| softmax_rows(x, y, n));
+}
+
+/// `dx = y ⊙ (g - Σ y g)` per row of length `n`.
+pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
+    let step = rows_per_task(n) * n;
+    dx.par_chunks_mut(step)
+        .zip(y.par_chunks(step).zip(g.par_chunks(step)))
+        .for_each(|(dx, (y, g))| softmax_backward_rows(y, g, dx, n));
+}
+
+/// LayerNorm over rows of length `gamma.len()` (biased variance, as PyTorch).
+pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
+    let step = rows_per_task(gamma.len()) * gamma.len();
+    y.par_chunks_mut(step)
+        .zip(x.par_chunks(step))
+        .for_each(|(y, x)| layer_norm_rows(x, gamma, beta, y, eps));
+}
+
+/// Input gradient of LayerNorm (mean and variance recomputed from `x`).
+pub fn layer_norm_backward(x: &[f32], gamma: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+    let step = rows_per_task(gamma.len()) * gamma.len();
+    dx.par_chunks_mut(step)
+        .zip(x.par_chunks(step).zip(g.par_chunks(step)))
+        .for_each(|(dx, (x, g))| layer_norm_backward_rows(x, gamma, g, dx, eps));
+}
+
+/// `y = x / sqrt(mean(x²) + eps) · weight` over rows of length `weight.len()`.
+pub fn rms_norm_forward(x: &[f32], weight: &[f32], y: &mut [f32], eps: f32) {
+    let step = rows_per_task(weight.len()) * weight.len();
+    y.par_chunks_mut(step)
+        .zip(x.par_chunks(step))
+        .for_each(|(y, x)| rms_norm_rows(x, weight, y, eps));
+}
+
+/// Input gradient of the RMS norm.
+pub fn rms_norm_backward(x: &[f32], weight: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+    let step = rows_per_task(weight.len()) * weight.len();
+    dx.par_chunks_mut(step)
+        .zip(x.par_chunks(step).zip(g.par_chunks(step)))
+        .for_each(|(dx, (x, g))| rms_norm_backward_rows(x, weight, g, dx, eps));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_matches_std_on_nonpositive_inputs() {
+        let mut worst = 0.0f32;
+        for i in 0..=200_000 {
+            let x = -87.0 * i as f32 / 200_000.0;
+            let rel = (exp_nonpositive(x) - x.exp()).abs() / x.exp();
+            worst = worst.max(rel);
+        }
+        assert!(worst < 3e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert!(exp_nonpositive(f32::NAN).is_nan());
+    }
+
+    #[test]
+    fn erf_matches_libm() {
+        let mut worst = 0.0f64;
+        for i in -100_000..=100_000 {
+            let x = 6.0 * i as f64 / 100_000.0;
+            let err = (erf(x as f32) as f64 - libm_erf(x)).abs();
+            worst = worst.max(err);
+        }
+        // A&S 7.1.26 is within 1.5e-7; f32 evaluation adds a few units in the last place.
+        assert!(worst < 1e-6, "worst absolute error {worst}");
+    }
+
+    /// erf by its Maclaurin series (|x| < 3) or the asymptotic complement, in f64.
+    fn libm_erf(x: f64) -> f64 {
+        if x.abs() < 3.0 {
+            let mut term = x;
+            let mut total = x;
+            for n in 1..200 {
+                term *= -x * x / n as f64;
+                total += term / (2 * n + 1) as f64;
+            }
+            total * 2.0 / std::f64::consts::PI.sqrt()
+        } else {
+            // erfc(x) ~ e^{-x²}/(x sqrt(pi)) (1 - 1/(2x²) + 3/(4x⁴) - 15/(8x⁶)): below 1e-6 here
+            let a = x.abs();
+            let s = 1.0 - 1.0 / (2.0 * a * a) + 3.0 / (4.0 * a.powi(4)) - 15.0 / (8.0 * a.powi(6));
+            (1.0 - (-a * a).exp() / (a * std::f64::consts::PI.sqrt()) * s).copysign(x)
+        }
+    }
+}
