@@ -3,9 +3,12 @@
 //!
 //! burn's autodiff differentiates `softmax` and `layer_norm` as chains of 5 to 9 primitive ops
 //! (a pass over memory and a stored intermediate each), and flex evaluates GELU with a scalar
-//! libm `erf` per element. Here each op is one pass over its rows on flex (vectorised
-//! `exp`/`erf`, [`cpu`]), and on an autodiff device it records one graph node whose backward
-//! is one more fused pass. Other backends, and tensors that are not f32, take burn's own ops.
+//! libm `erf` per element. Here each op is one graph node on an autodiff device, with a
+//! backward written for it: on flex, forward and backward are one pass over the rows each
+//! (vectorised `exp`/`erf`, [`cpu`]); on libtorch (feature `tch`) they are torch's own kernels
+//! (`softmax` and `_softmax_backward_data`, `layer_norm`, `gelu` and `gelu_backward`, a few
+//! torch ops for the norms' input gradients). Other backends (wgpu, cuda), and tensors that are
+//! not f32, take burn's own ops.
 //!
 //! Gradients reach the activation input only: `gamma`, `beta` and `weight` are frozen backbone
 //! parameters here, and a weight that requires a gradient takes burn's ops instead.
@@ -26,8 +29,8 @@ use burn::backend::{
 use burn::prelude::*;
 use burn::tensor::DType;
 
-/// Fused ops with their backward passes; implemented for flex and for autodiff over it.
-#[backend_extension(Flex, Autodiff)]
+/// Fused ops with their backward passes; implemented for flex, libtorch and autodiff over them.
+#[backend_extension(Flex, LibTorch: cfg(feature = "tch"), Autodiff)]
 pub trait FusedOps: Backend {
     /// Exact GELU `x Φ(x)`, element-wise.
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self>;
@@ -74,9 +77,16 @@ fn enabled() -> bool {
 
 /// Whether `x` lives on a backend with a [`FusedOps`] implementation and is f32.
 fn fusable<const D: usize>(x: &Tensor<D>) -> bool {
-    enabled()
-        && x.dtype() == DType::F32
-        && matches!(x.device().inner().as_dispatch(), DispatchDevice::Flex(_))
+    if !enabled() || x.dtype() != DType::F32 {
+        return false;
+    }
+    match x.device().inner().as_dispatch() {
+        DispatchDevice::Flex(_) => true,
+        #[cfg(feature = "tch")]
+        DispatchDevice::LibTorch(_) => true,
+        #[allow(unreachable_patterns)]
+        _ => false,
+    }
 }
 
 /// Exact GELU, `[..] -> [..]`.
@@ -136,9 +146,22 @@ fn values(t: &FlexTensor) -> &[f32] {
         .expect("fused ops take contiguous f32 tensors")
 }
 
-/// Runs `kernel(inputs.., output)` into a fresh tensor shaped like `like`.
-fn produce(like: &FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
-    let mut out = FlexTensor::empty(like.layout().shape().clone(), DType::F32);
+/// `t` as a contiguous tensor whose buffer holds exactly its elements, to be overwritten in
+/// place: the buffer itself when `t` owns it alone, a copy otherwise.
+fn writable(t: FlexTensor) -> FlexTensor {
+    let t = t.to_contiguous();
+    let n = t.layout().num_elements();
+    if t.layout().contiguous_offsets() == Some((0, n)) && t.storage::<f32>().len() == n {
+        return t; // `storage_mut` copies the buffer first if it is shared
+    }
+    let mut out = FlexTensor::empty(t.layout().shape().clone(), DType::F32);
+    out.storage_mut::<f32>().copy_from_slice(values(&t));
+    out
+}
+
+/// Applies `kernel` to the elements of [`writable`]`(t)` and returns it.
+fn in_place(t: FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
+    let mut out = writable(t);
     kernel(out.storage_mut::<f32>());
     out
 }
@@ -151,27 +174,23 @@ fn last_dim(t: &FlexTensor) -> usize {
 
 impl FusedOps for Flex {
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
-        let x = x.to_contiguous();
-        produce(&x, |y| cpu::gelu_forward(values(&x), y))
+        in_place(x, cpu::gelu_forward)
     }
 
     fn fused_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (x, grad) = (x.to_contiguous(), grad.to_contiguous());
-        produce(&x, |dx| cpu::gelu_backward(values(&x), values(&grad), dx))
+        let x = x.to_contiguous();
+        in_place(grad, |g| cpu::gelu_backward(values(&x), g))
     }
 
     fn fused_softmax(x: FlexTensor) -> FlexTensor {
-        let x = x.to_contiguous();
         let n = last_dim(&x);
-        produce(&x, |y| cpu::softmax_forward(values(&x), y, n))
+        in_place(x, |y| cpu::softmax_forward(y, n))
     }
 
     fn fused_softmax_backward(y: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        let (y, grad) = (y.to_contiguous(), grad.to_contiguous());
+        let y = y.to_contiguous();
         let n = last_dim(&y);
-        produce(&y, |dx| {
-            cpu::softmax_backward(values(&y), values(&grad), dx, n)
-        })
+        in_place(grad, |g| cpu::softmax_backward(values(&y), g, n))
     }
 
     fn fused_layer_norm(
@@ -180,13 +199,9 @@ impl FusedOps for Flex {
         beta: FlexTensor,
         eps: f64,
     ) -> FlexTensor {
-        let (x, gamma, beta) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            beta.to_contiguous(),
-        );
-        produce(&x, |y| {
-            cpu::layer_norm_forward(values(&x), values(&gamma), values(&beta), y, eps as f32)
+        let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
+        in_place(x, |y| {
+            cpu::layer_norm_forward(y, values(&gamma), values(&beta), eps as f32)
         })
     }
 
@@ -196,21 +211,15 @@ impl FusedOps for Flex {
         grad: FlexTensor,
         eps: f64,
     ) -> FlexTensor {
-        let (x, gamma, grad) = (
-            x.to_contiguous(),
-            gamma.to_contiguous(),
-            grad.to_contiguous(),
-        );
-        produce(&x, |dx| {
-            cpu::layer_norm_backward(values(&x), values(&gamma), values(&grad), dx, eps as f32)
+        let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
+        in_place(grad, |g| {
+            cpu::layer_norm_backward(values(&x), values(&gamma), g, eps as f32)
         })
     }
 
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        produce(&x, |y| {
-            cpu::rms_norm_forward(values(&x), values(&weight), y, eps as f32)
-        })
+        let weight = weight.to_contiguous();
+        in_place(x, |y| cpu::rms_norm_forward(y, values(&weight), eps as f32))
     }
 
     fn fused_rms_norm_backward(
@@ -219,14 +228,104 @@ impl FusedOps for Flex {
         grad: FlexTensor,
         eps: f64,
     ) -> FlexTensor {
-        let (x, weight, grad) = (
-            x.to_contiguous(),
-            weight.to_contiguous(),
-            grad.to_contiguous(),
-        );
-        produce(&x, |dx| {
-            cpu::rms_norm_backward(values(&x), values(&weight), values(&grad), dx, eps as f32)
+        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        in_place(grad, |g| {
+            cpu::rms_norm_backward(values(&x), values(&weight), g, eps as f32)
         })
+    }
+}
+
+#[cfg(feature = "tch")]
+mod torch {
+    //! [`FusedOps`] on libtorch: torch's fused kernels where it has them.
+
+    use burn::backend::LibTorch;
+    use burn::backend::libtorch::TchTensor;
+    use tch::{Kind, Tensor};
+
+    use super::FusedOps;
+
+    /// Mean over the last axis, kept as a size-1 axis.
+    fn mean_last(t: &Tensor) -> Tensor {
+        t.mean_dim(-1, true, Kind::Float)
+    }
+
+    fn last_dim(t: &Tensor) -> i64 {
+        *t.size()
+            .last()
+            .expect("fused ops take tensors of rank >= 1")
+    }
+
+    impl FusedOps for LibTorch {
+        fn fused_gelu(x: TchTensor) -> TchTensor {
+            TchTensor::new(x.tensor.gelu("none"))
+        }
+
+        fn fused_gelu_backward(x: TchTensor, grad: TchTensor) -> TchTensor {
+            TchTensor::new(x.tensor.gelu_backward(&grad.tensor, "none"))
+        }
+
+        fn fused_softmax(x: TchTensor) -> TchTensor {
+            TchTensor::new(x.tensor.softmax(-1, Kind::Float))
+        }
+
+        fn fused_softmax_backward(y: TchTensor, grad: TchTensor) -> TchTensor {
+            TchTensor::new(Tensor::internal_softmax_backward_data(
+                &grad.tensor,
+                &y.tensor,
+                -1,
+                Kind::Float,
+            ))
+        }
+
+        fn fused_layer_norm(
+            x: TchTensor,
+            gamma: TchTensor,
+            beta: TchTensor,
+            eps: f64,
+        ) -> TchTensor {
+            let d = last_dim(&x.tensor);
+            TchTensor::new(x.tensor.layer_norm(
+                [d],
+                Some(&gamma.tensor),
+                Some(&beta.tensor),
+                eps,
+                true,
+            ))
+        }
+
+        fn fused_layer_norm_backward(
+            x: TchTensor,
+            gamma: TchTensor,
+            grad: TchTensor,
+            eps: f64,
+        ) -> TchTensor {
+            let d = last_dim(&x.tensor);
+            let (xhat, _, rstd) =
+                x.tensor
+                    .native_layer_norm([d], None::<Tensor>, None::<Tensor>, eps);
+            let gg = &grad.tensor * &gamma.tensor;
+            let a = mean_last(&gg);
+            let b = mean_last(&(&gg * &xhat));
+            TchTensor::new(rstd * (gg - a - xhat * b))
+        }
+
+        fn fused_rms_norm(x: TchTensor, weight: TchTensor, eps: f64) -> TchTensor {
+            let r = (mean_last(&x.tensor.square()) + eps).rsqrt();
+            TchTensor::new(&x.tensor * r * &weight.tensor)
+        }
+
+        fn fused_rms_norm_backward(
+            x: TchTensor,
+            weight: TchTensor,
+            grad: TchTensor,
+            eps: f64,
+        ) -> TchTensor {
+            let r = (mean_last(&x.tensor.square()) + eps).rsqrt();
+            let gw = &grad.tensor * &weight.tensor;
+            let b = mean_last(&(&gw * &x.tensor)) * r.square();
+            TchTensor::new(r * (gw - &x.tensor * b))
+        }
     }
 }
 

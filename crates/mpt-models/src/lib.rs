@@ -8,6 +8,8 @@
 pub mod bert;
 mod error;
 pub mod forward;
+// burn-tch is deprecated upstream; the fused ops still implement it (feature `tch`).
+#[cfg_attr(feature = "tch", allow(deprecated))]
 pub mod fused;
 pub mod io;
 pub mod layers;

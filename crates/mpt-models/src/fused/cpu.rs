@@ -1,5 +1,7 @@
 //! Host kernels behind the flex implementation of [`super::FusedOps`]: exact GELU, last-axis
-//! softmax, LayerNorm and RMS norm, forward and backward, over contiguous f32 rows.
+//! softmax, LayerNorm and RMS norm, forward and backward, over contiguous f32 rows. Each
+//! overwrites one of its operands (the input going forward, the incoming gradient going
+//! backward), so a uniquely owned buffer is reused instead of a fresh one being zeroed.
 //!
 //! `exp` and `erf` are branch-free polynomials (Cephes `expf`, Abramowitz & Stegun 7.1.26 for
 //! `erf`, the approximation PyTorch's vectorised CPU `erf` uses), so the loops vectorise; they
@@ -153,23 +155,23 @@ macro_rules! multiversion {
     };
 }
 
-multiversion!(gelu_chunk(x: &[f32], y: &mut [f32]) {
-    for (y, &x) in y.iter_mut().zip(x) {
-        *y = gelu(x);
+multiversion!(gelu_chunk(y: &mut [f32]) {
+    for y in y.iter_mut() {
+        *y = gelu(*y);
     }
 });
 
-multiversion!(gelu_backward_chunk(x: &[f32], g: &[f32], dx: &mut [f32]) {
-    for ((d, &x), &g) in dx.iter_mut().zip(x).zip(g) {
-        *d = g * gelu_derivative(x);
+multiversion!(gelu_backward_chunk(x: &[f32], g: &mut [f32]) {
+    for (g, &x) in g.iter_mut().zip(x) {
+        *g *= gelu_derivative(x);
     }
 });
 
-multiversion!(softmax_rows(x: &[f32], y: &mut [f32], n: usize) {
-    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let m = max(x);
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = exp_nonpositive(x - m);
+multiversion!(softmax_rows(y: &mut [f32], n: usize) {
+    for y in y.chunks_exact_mut(n) {
+        let m = max(y);
+        for y in y.iter_mut() {
+            *y = exp_nonpositive(*y - m);
         }
         let inv = 1.0 / sum(y);
         for y in y.iter_mut() {
@@ -178,22 +180,22 @@ multiversion!(softmax_rows(x: &[f32], y: &mut [f32], n: usize) {
     }
 });
 
-multiversion!(softmax_backward_rows(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-    for ((y, g), dx) in y.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+multiversion!(softmax_backward_rows(y: &[f32], g: &mut [f32], n: usize) {
+    for (y, g) in y.chunks_exact(n).zip(g.chunks_exact_mut(n)) {
         let s = dot(y, g);
-        for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
-            *d = y * (g - s);
+        for (g, &y) in g.iter_mut().zip(y) {
+            *g = y * (*g - s);
         }
     }
 });
 
-multiversion!(layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
+multiversion!(layer_norm_rows(y: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
     let n = gamma.len();
     let inv_n = 1.0 / n as f32;
-    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let mean = sum(x) * inv_n;
-        for (y, &x) in y.iter_mut().zip(x) {
-            *y = x - mean;
+    for y in y.chunks_exact_mut(n) {
+        let mean = sum(y) * inv_n;
+        for y in y.iter_mut() {
+            *y -= mean;
         }
         let rstd = 1.0 / (dot(y, y) * inv_n + eps).sqrt();
         for ((y, &g), &b) in y.iter_mut().zip(gamma).zip(beta) {
@@ -202,115 +204,103 @@ multiversion!(layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f
     }
 });
 
-multiversion!(layer_norm_backward_rows(x: &[f32], gamma: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+multiversion!(layer_norm_backward_rows(x: &[f32], gamma: &[f32], g: &mut [f32], eps: f32) {
     let n = gamma.len();
     let inv_n = 1.0 / n as f32;
     let mut xhat = vec![0.0f32; n];
-    let mut gg = vec![0.0f32; n];
-    for ((x, g), dx) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+    for (x, g) in x.chunks_exact(n).zip(g.chunks_exact_mut(n)) {
         let mean = sum(x) * inv_n;
         for (h, &x) in xhat.iter_mut().zip(x) {
             *h = x - mean;
         }
         let rstd = 1.0 / (dot(&xhat, &xhat) * inv_n + eps).sqrt();
-        for ((h, q), (&g, &w)) in xhat.iter_mut().zip(gg.iter_mut()).zip(g.iter().zip(gamma)) {
+        for ((h, g), &w) in xhat.iter_mut().zip(g.iter_mut()).zip(gamma) {
             *h *= rstd;
-            *q = g * w;
+            *g *= w;
         }
-        let a = sum(&gg) * inv_n;
-        let b = dot(&gg, &xhat) * inv_n;
-        for ((d, &q), &h) in dx.iter_mut().zip(&gg).zip(&xhat) {
-            *d = rstd * (q - a - h * b);
-        }
-    }
-});
-
-multiversion!(rms_norm_rows(x: &[f32], weight: &[f32], y: &mut [f32], eps: f32) {
-    let n = weight.len();
-    let inv_n = 1.0 / n as f32;
-    for (x, y) in x.chunks_exact(n).zip(y.chunks_exact_mut(n)) {
-        let r = 1.0 / (dot(x, x) * inv_n + eps).sqrt();
-        for ((y, &x), &w) in y.iter_mut().zip(x).zip(weight) {
-            *y = x * r * w;
+        let a = sum(g) * inv_n;
+        let b = dot(g, &xhat) * inv_n;
+        for (g, &h) in g.iter_mut().zip(&xhat) {
+            *g = rstd * (*g - a - h * b);
         }
     }
 });
 
-multiversion!(rms_norm_backward_rows(x: &[f32], weight: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
+multiversion!(rms_norm_rows(y: &mut [f32], weight: &[f32], eps: f32) {
     let n = weight.len();
     let inv_n = 1.0 / n as f32;
-    for ((x, g), dx) in x.chunks_exact(n).zip(g.chunks_exact(n)).zip(dx.chunks_exact_mut(n)) {
+    for y in y.chunks_exact_mut(n) {
+        let r = 1.0 / (dot(y, y) * inv_n + eps).sqrt();
+        for (y, &w) in y.iter_mut().zip(weight) {
+            *y *= r * w;
+        }
+    }
+});
+
+multiversion!(rms_norm_backward_rows(x: &[f32], weight: &[f32], g: &mut [f32], eps: f32) {
+    let n = weight.len();
+    let inv_n = 1.0 / n as f32;
+    for (x, g) in x.chunks_exact(n).zip(g.chunks_exact_mut(n)) {
         let r = 1.0 / (dot(x, x) * inv_n + eps).sqrt();
         let b = dot3(g, weight, x) * inv_n * r * r;
-        for (((d, &x), &g), &w) in dx.iter_mut().zip(x).zip(g).zip(weight) {
-            *d = r * (g * w - x * b);
+        for ((g, &x), &w) in g.iter_mut().zip(x).zip(weight) {
+            *g = r * (*g * w - x * b);
         }
     }
 });
 
-/// `y = gelu(x)`.
-pub fn gelu_forward(x: &[f32], y: &mut [f32]) {
-    y.par_chunks_mut(ELEMENTWISE_CHUNK)
+/// `y ← gelu(y)`.
+pub fn gelu_forward(y: &mut [f32]) {
+    y.par_chunks_mut(ELEMENTWISE_CHUNK).for_each(gelu_chunk);
+}
+
+/// `g ← g · gelu'(x)`.
+pub fn gelu_backward(x: &[f32], g: &mut [f32]) {
+    g.par_chunks_mut(ELEMENTWISE_CHUNK)
         .zip(x.par_chunks(ELEMENTWISE_CHUNK))
-        .for_each(|(y, x)| gelu_chunk(x, y));
+        .for_each(|(g, x)| gelu_backward_chunk(x, g));
 }
 
-/// `dx = g · gelu'(x)`.
-pub fn gelu_backward(x: &[f32], g: &[f32], dx: &mut [f32]) {
-    dx.par_chunks_mut(ELEMENTWISE_CHUNK)
-        .zip(
-            x.par_chunks(ELEMENTWISE_CHUNK)
-                .zip(g.par_chunks(ELEMENTWISE_CHUNK)),
-        )
-        .for_each(|(dx, (x, g))| gelu_backward_chunk(x, g, dx));
+/// `y ← softmax(y)` over rows of length `n`.
+pub fn softmax_forward(y: &mut [f32], n: usize) {
+    y.par_chunks_mut(rows_per_task(n) * n)
+        .for_each(|y| softmax_rows(y, n));
 }
 
-/// Softmax over rows of length `n`.
-pub fn softmax_forward(x: &[f32], y: &mut [f32], n: usize) {
+/// `g ← y ⊙ (g - Σ y g)` per row of length `n` (`y`: the softmax output).
+pub fn softmax_backward(y: &[f32], g: &mut [f32], n: usize) {
     let step = rows_per_task(n) * n;
-    y.par_chunks_mut(step)
-        .zip(x.par_chunks(step))
-        .for_each(|(y, x)| softmax_rows(x, y, n));
+    g.par_chunks_mut(step)
+        .zip(y.par_chunks(step))
+        .for_each(|(g, y)| softmax_backward_rows(y, g, n));
 }
 
-/// `dx = y ⊙ (g - Σ y g)` per row of length `n`.
-pub fn softmax_backward(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
-    let step = rows_per_task(n) * n;
-    dx.par_chunks_mut(step)
-        .zip(y.par_chunks(step).zip(g.par_chunks(step)))
-        .for_each(|(dx, (y, g))| softmax_backward_rows(y, g, dx, n));
+/// `y ← LayerNorm(y)` over rows of length `gamma.len()` (biased variance, as PyTorch).
+pub fn layer_norm_forward(y: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
+    y.par_chunks_mut(rows_per_task(gamma.len()) * gamma.len())
+        .for_each(|y| layer_norm_rows(y, gamma, beta, eps));
 }
 
-/// LayerNorm over rows of length `gamma.len()` (biased variance, as PyTorch).
-pub fn layer_norm_forward(x: &[f32], gamma: &[f32], beta: &[f32], y: &mut [f32], eps: f32) {
+/// `g ←` the input gradient of LayerNorm at `x` (mean and variance recomputed from `x`).
+pub fn layer_norm_backward(x: &[f32], gamma: &[f32], g: &mut [f32], eps: f32) {
     let step = rows_per_task(gamma.len()) * gamma.len();
-    y.par_chunks_mut(step)
+    g.par_chunks_mut(step)
         .zip(x.par_chunks(step))
-        .for_each(|(y, x)| layer_norm_rows(x, gamma, beta, y, eps));
+        .for_each(|(g, x)| layer_norm_backward_rows(x, gamma, g, eps));
 }
 
-/// Input gradient of LayerNorm (mean and variance recomputed from `x`).
-pub fn layer_norm_backward(x: &[f32], gamma: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
-    let step = rows_per_task(gamma.len()) * gamma.len();
-    dx.par_chunks_mut(step)
-        .zip(x.par_chunks(step).zip(g.par_chunks(step)))
-        .for_each(|(dx, (x, g))| layer_norm_backward_rows(x, gamma, g, dx, eps));
+/// `y ← y / sqrt(mean(y²) + eps) · weight` over rows of length `weight.len()`.
+pub fn rms_norm_forward(y: &mut [f32], weight: &[f32], eps: f32) {
+    y.par_chunks_mut(rows_per_task(weight.len()) * weight.len())
+        .for_each(|y| rms_norm_rows(y, weight, eps));
 }
 
-/// `y = x / sqrt(mean(x²) + eps) · weight` over rows of length `weight.len()`.
-pub fn rms_norm_forward(x: &[f32], weight: &[f32], y: &mut [f32], eps: f32) {
+/// `g ←` the input gradient of the RMS norm at `x`.
+pub fn rms_norm_backward(x: &[f32], weight: &[f32], g: &mut [f32], eps: f32) {
     let step = rows_per_task(weight.len()) * weight.len();
-    y.par_chunks_mut(step)
+    g.par_chunks_mut(step)
         .zip(x.par_chunks(step))
-        .for_each(|(y, x)| rms_norm_rows(x, weight, y, eps));
-}
-
-/// Input gradient of the RMS norm.
-pub fn rms_norm_backward(x: &[f32], weight: &[f32], g: &[f32], dx: &mut [f32], eps: f32) {
-    let step = rows_per_task(weight.len()) * weight.len();
-    dx.par_chunks_mut(step)
-        .zip(x.par_chunks(step).zip(g.par_chunks(step)))
-        .for_each(|(dx, (x, g))| rms_norm_backward_rows(x, weight, g, dx, eps));
+        .for_each(|(g, x)| rms_norm_backward_rows(x, weight, g, eps));
 }
 
 #[cfg(test)]
