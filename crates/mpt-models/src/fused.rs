@@ -22,6 +22,7 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
+use burn::backend::ops::FloatTensorOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
@@ -67,6 +68,38 @@ pub trait FusedOps: Backend {
         grad: FloatTensor<Self>,
         eps: f64,
     ) -> FloatTensor<Self>;
+    /// `softmax(q kᵀ + bias) v`, unscaled, over `[B, H, L, dh]` heads; `bias` broadcasts to
+    /// `[B, H, Lq, Lk]` and gets no gradient.
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// The two halves of [`FusedOps::fused_attention`] the autodiff implementation records and
+/// replays (not dispatched: called on the concrete backend only).
+pub trait AttentionKernels: Backend {
+    /// The output, and what the backward pass needs besides the inputs (flex: the attention
+    /// probabilities; libtorch: the log-sum-exp of each score row).
+    fn attention_forward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> (FloatTensor<Self>, FloatTensor<Self>);
+    /// Gradients with respect to `q`, `k`, `v` from the output gradient.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_backward(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        out: FloatTensor<Self>,
+        saved: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> [FloatTensor<Self>; 3];
 }
 
 /// Whether the fused path is on (`MPT_FUSED=0` turns it off).
@@ -137,6 +170,21 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
     } else {
         let variance = x.clone().square().mean_dim(D - 1);
         x * (variance + eps).sqrt().recip() * weight.unsqueeze::<D>()
+    }
+}
+
+/// `softmax(q kᵀ + bias) v`, unscaled: `q` `[B, H, Lq, dh]`, `k`, `v` `[B, H, Lk, dh]`, `bias`
+/// broadcast to `[B, H, Lq, Lk]` (a constant: no gradient). Returns `[B, H, Lq, dh]`.
+pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    if fusable(&q) && !bias.is_require_grad() {
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
+            q.into_dispatch(),
+            k.into_dispatch(),
+            v.into_dispatch(),
+            bias.into_dispatch(),
+        ))
+    } else {
+        burn::tensor::activation::softmax(q.matmul(k.swap_dims(2, 3)) + bias, 3).matmul(v)
     }
 }
 
@@ -233,6 +281,47 @@ impl FusedOps for Flex {
             cpu::rms_norm_backward(values(&x), values(&weight), g, eps as f32)
         })
     }
+
+    fn fused_attention(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+    ) -> FlexTensor {
+        Self::attention_forward(q, k, v, bias).0
+    }
+}
+
+/// Flex: the batched matmuls of the textbook form around the fused softmax; the probabilities
+/// are kept for the backward pass.
+impl AttentionKernels for Flex {
+    fn attention_forward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        bias: FlexTensor,
+    ) -> (FlexTensor, FlexTensor) {
+        let scores = Flex::float_add(Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3)), bias);
+        let p = Self::fused_softmax(scores);
+        (Flex::float_matmul(p.clone(), v), p)
+    }
+
+    fn attention_backward(
+        q: FlexTensor,
+        k: FlexTensor,
+        v: FlexTensor,
+        _bias: FlexTensor,
+        _out: FlexTensor,
+        p: FlexTensor,
+        grad: FlexTensor,
+    ) -> [FlexTensor; 3] {
+        let dv = Flex::float_matmul(Flex::float_swap_dims(p.clone(), 2, 3), grad.clone());
+        let dp = Flex::float_matmul(grad, Flex::float_swap_dims(v, 2, 3));
+        let ds = Self::fused_softmax_backward(p, dp);
+        let dq = Flex::float_matmul(ds.clone(), k);
+        let dk = Flex::float_matmul(Flex::float_swap_dims(ds, 2, 3), q);
+        [dq, dk, dv]
+    }
 }
 
 #[cfg(feature = "tch")]
@@ -256,7 +345,55 @@ mod torch {
             .expect("fused ops take tensors of rank >= 1")
     }
 
+    impl super::AttentionKernels for LibTorch {
+        fn attention_forward(
+            q: TchTensor,
+            k: TchTensor,
+            v: TchTensor,
+            bias: TchTensor,
+        ) -> (TchTensor, TchTensor) {
+            let (out, logsumexp) = Tensor::internal_scaled_dot_product_flash_attention_for_cpu(
+                &q.tensor,
+                &k.tensor,
+                &v.tensor,
+                0.0,
+                false,
+                Some(&bias.tensor),
+                1.0,
+            );
+            (TchTensor::new(out), TchTensor::new(logsumexp))
+        }
+
+        fn attention_backward(
+            q: TchTensor,
+            k: TchTensor,
+            v: TchTensor,
+            bias: TchTensor,
+            out: TchTensor,
+            logsumexp: TchTensor,
+            grad: TchTensor,
+        ) -> [TchTensor; 3] {
+            let (dq, dk, dv) = Tensor::internal_scaled_dot_product_flash_attention_for_cpu_backward(
+                &grad.tensor,
+                &q.tensor,
+                &k.tensor,
+                &v.tensor,
+                &out.tensor,
+                &logsumexp.tensor,
+                0.0,
+                false,
+                Some(&bias.tensor),
+                1.0,
+            );
+            [TchTensor::new(dq), TchTensor::new(dk), TchTensor::new(dv)]
+        }
+    }
+
     impl FusedOps for LibTorch {
+        fn fused_attention(q: TchTensor, k: TchTensor, v: TchTensor, bias: TchTensor) -> TchTensor {
+            <Self as super::AttentionKernels>::attention_forward(q, k, v, bias).0
+        }
+
         fn fused_gelu(x: TchTensor) -> TchTensor {
             TchTensor::new(x.tensor.gelu("none"))
         }
@@ -389,9 +526,61 @@ impl<B: FusedOps> Backward<B, 1> for RmsNormBackward {
     }
 }
 
+/// Backward of attention to `q`, `k`, `v`; state: inputs, output and the backend's saved tensor.
+#[derive(Debug)]
+struct AttentionBackward;
+
+impl<B: FusedOps + AttentionKernels> Backward<B, 3> for AttentionBackward {
+    type State = [FloatTensor<B>; 6];
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let grad = grads.consume::<B>(&ops.node);
+        let [q, k, v, bias, out, saved] = ops.state;
+        let d = B::attention_backward(q, k, v, bias, out, saved, grad);
+        for (parent, d) in ops.parents.into_iter().zip(d) {
+            if let Some(node) = parent {
+                grads.register::<B>(node.id, d);
+            }
+        }
+    }
+}
+
 /// The forward ops record one node each; the backward ops are evaluated untracked (no
 /// second-order gradients).
-impl<B: FusedOps, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_attention(
+        q: FloatTensor<Self>,
+        k: FloatTensor<Self>,
+        v: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let bias = bias.into_primitive();
+        let (out, saved) = B::attention_forward(
+            q.primitive().clone(),
+            k.primitive().clone(),
+            v.primitive().clone(),
+            bias.clone(),
+        );
+        match AttentionBackward
+            .prepare::<C>([q.node(), k.node(), v.node()])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => {
+                let state = [
+                    q.into_primitive(),
+                    k.into_primitive(),
+                    v.into_primitive(),
+                    bias,
+                    out.clone(),
+                    saved,
+                ];
+                prep.finish(state, out)
+            }
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let out = B::fused_gelu(x.primitive().clone());
         match GeluBackward
@@ -518,7 +707,17 @@ mod tests {
         f: impl Fn(Tensor<3>) -> Tensor<3>,
         reference: impl Fn(Tensor<3>) -> Tensor<3>,
     ) {
-        let device = Device::flex().autodiff();
+        check_on(&Device::flex().autodiff(), scale, tol, f, reference);
+    }
+
+    fn check_on(
+        device: &Device,
+        scale: f64,
+        tol: f64,
+        f: impl Fn(Tensor<3>) -> Tensor<3>,
+        reference: impl Fn(Tensor<3>) -> Tensor<3>,
+    ) {
+        let device = device.clone();
         device.seed(7);
         for shape in SHAPES {
             let x = random(shape, &device, scale).require_grad();
@@ -610,6 +809,51 @@ mod tests {
         }
     }
 
+    /// Fused attention against burn's ops on `device`: output and the gradients of q, k, v,
+    /// with a broadcast padding bias and with a full `[B, H, L, L]` bias.
+    pub(super) fn check_attention(device: &Device, tol: f64) {
+        device.seed(11);
+        let normal = Distribution::Normal(0.0, 1.0);
+        let [b, h, l, dh] = [2, 3, 9, 8];
+        let mut keep = vec![1.0f32; b * l];
+        keep[l - 1] = 0.0;
+        keep[2 * l - 3] = 0.0;
+        let keep = Tensor::<1>::from_floats(keep.as_slice(), device).reshape([b, 1, 1, l]);
+        let padding = (keep.neg() + 1.0) * f32::MIN as f64;
+        let full = padding.clone() + Tensor::<4>::random([b, h, l, l], normal, device);
+        for bias in [padding, full] {
+            let q = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
+            let k = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
+            let v = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
+            let probe = Tensor::<4>::random([b, h, l, dh], normal, device);
+            let out = attention(q.clone(), k.clone(), v.clone(), bias.clone());
+            let expected = burn::tensor::activation::softmax(
+                q.clone().matmul(k.clone().swap_dims(2, 3)) + bias,
+                3,
+            )
+            .matmul(v.clone());
+            let tolerance = burn::tensor::Tolerance::absolute(tol);
+            out.clone()
+                .into_data()
+                .assert_approx_eq::<f32>(&expected.clone().into_data(), tolerance);
+            let got = (out * probe.clone()).sum().backward();
+            let want = (expected * probe).sum().backward();
+            for x in [&q, &k, &v] {
+                let g = x
+                    .grad(&got)
+                    .expect("fused attention gives q, k, v gradients");
+                let w = x.grad(&want).expect("reference gives q, k, v gradients");
+                g.into_data()
+                    .assert_approx_eq::<f32>(&w.into_data(), tolerance);
+            }
+        }
+    }
+
+    #[test]
+    fn attention_matches_burn() {
+        check_attention(&Device::flex().autodiff(), 1e-5);
+    }
+
     #[test]
     fn non_contiguous_input_is_handled() {
         let device = Device::flex();
@@ -623,5 +867,74 @@ mod tests {
             &burn::tensor::activation::gelu(x).into_data(),
             burn::tensor::Tolerance::absolute(1e-5),
         );
+    }
+
+    /// The libtorch implementations (torch's kernels) against burn's ops on libtorch.
+    #[cfg(feature = "tch")]
+    #[test]
+    #[allow(deprecated)]
+    fn libtorch_fused_ops_match_burn() {
+        let device = Device::libtorch().autodiff();
+        check_on(&device, 3.0, 1e-5, gelu, burn::tensor::activation::gelu);
+        check_on(&device, 4.0, 1e-5, softmax_last, |x| {
+            burn::tensor::activation::softmax(x, 2)
+        });
+        for shape_d in [7, 384] {
+            let gamma = Tensor::<1>::random(
+                [shape_d],
+                Distribution::Normal(1.0, 0.5),
+                &device.clone().inner(),
+            );
+            let beta = Tensor::<1>::random(
+                [shape_d],
+                Distribution::Normal(0.0, 0.5),
+                &device.clone().inner(),
+            );
+            let pick = |x: &Tensor<3>| x.dims()[2] == shape_d;
+            check_on(
+                &device,
+                2.0,
+                2e-5,
+                |x| {
+                    if pick(&x) {
+                        layer_norm(x, gamma.clone(), beta.clone(), 1e-12)
+                    } else {
+                        x
+                    }
+                },
+                |x| {
+                    if pick(&x) {
+                        burn::tensor::module::layer_norm(
+                            x,
+                            gamma.clone(),
+                            Some(beta.clone()),
+                            1e-12,
+                        )
+                    } else {
+                        x
+                    }
+                },
+            );
+            check_on(
+                &device,
+                2.0,
+                2e-5,
+                |x| {
+                    if pick(&x) {
+                        rms_norm(x, gamma.clone(), 1e-6)
+                    } else {
+                        x
+                    }
+                },
+                |x| {
+                    if !pick(&x) {
+                        return x;
+                    }
+                    let variance = x.clone().square().mean_dim(2);
+                    x * (variance + 1e-6).sqrt().recip() * gamma.clone().unsqueeze::<3>()
+                },
+            );
+        }
+        check_attention(&device, 1e-5);
     }
 }

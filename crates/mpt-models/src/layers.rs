@@ -133,11 +133,11 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 
 /// Dot-product attention over `[B, H, L, dh]` heads with an additive bias broadcast to
 /// `[B, H, Lq, Lk]` (padding mask and/or relative position bias): `softmax(q kᵀ + bias) v`,
-/// unscaled (T5 does not scale; BERT folds 1/sqrt(dh) into its query weights), written as
-/// batched matmuls so both the forward pass and autodiff use the blocked matmul kernels (flex's
-/// fused `attention` op is a scalar loop).
+/// unscaled (T5 does not scale; BERT folds 1/sqrt(dh) into its query weights). Fused where the
+/// backend allows ([`fused::attention`]: torch's flash-attention CPU kernels on libtorch, the
+/// blocked matmuls around a fused softmax on flex; flex's own `attention` op is a scalar loop).
 pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
-    fused::softmax_last(q.matmul(k.swap_dims(2, 3)) + bias).matmul(v)
+    fused::attention(q, k, v, bias)
 }
 
 /// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:
