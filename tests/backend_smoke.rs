@@ -13,6 +13,8 @@
 //! prompt-tuning step (`mpt teacher --steps 1` on the tiny BERT and 8 SST-2 rows from
 //! `../shared/data`, skipped when that folder is missing) whose prompt must match the cpu run.
 //! Without a backend's feature, `--device NAME` must fail with a message naming the feature.
+//! On the backends with their own fused kernels (`cpu`, `tch-cpu`, `tch-cuda`), the fused ops
+//! (`mpt_models::fused`) are also compared with burn's ops, outputs and gradients.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -315,6 +317,30 @@ fn every_compiled_backend_matches_the_reference_and_trains_one_step() {
             }
         }
         eprintln!("[{device}] smoke ok in {:.1} s", t.elapsed().as_secs_f64());
+    }
+}
+
+/// The burn device behind a `--device` name, for the backends with fused kernels.
+#[allow(deprecated)]
+fn fused_device(name: &str) -> Option<burn::prelude::Device> {
+    match name {
+        "cpu" => Some(burn::prelude::Device::flex()),
+        #[cfg(feature = "tch")]
+        "tch-cpu" => Some(burn::prelude::Device::libtorch()),
+        #[cfg(feature = "tch")]
+        "tch-cuda" => Some(burn::prelude::Device::libtorch_cuda(0)),
+        _ => None,
+    }
+}
+
+#[test]
+fn fused_ops_match_burn_on_every_compiled_backend() {
+    for name in devices() {
+        let Some(device) = fused_device(name) else {
+            continue;
+        };
+        mpt_models::fused::checks::check_all(&device.autodiff());
+        eprintln!("[{name}] fused ops match burn's");
     }
 }
 

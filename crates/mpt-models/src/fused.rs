@@ -1,19 +1,24 @@
-//! Fused exact GELU, last-axis softmax, LayerNorm and RMS norm, each with a hand-written
-//! backward pass, as a burn backend extension ([`FusedOps`]).
+//! Fused exact GELU, last-axis softmax, LayerNorm, RMS norm and dot-product attention, each
+//! with a hand-written backward pass, as a burn backend extension ([`FusedOps`]).
 //!
-//! burn's autodiff differentiates `softmax` and `layer_norm` as chains of 5 to 9 primitive ops
-//! (a pass over memory and a stored intermediate each), and flex evaluates GELU with a scalar
-//! libm `erf` per element. Here each op is one graph node on an autodiff device, with a
-//! backward written for it: on flex, forward and backward are one pass over the rows each
-//! (vectorised `exp`/`erf`, [`cpu`]); on libtorch (feature `tch`) they are torch's own kernels
-//! (`softmax` and `_softmax_backward_data`, `layer_norm`, `gelu` and `gelu_backward`, a few
-//! torch ops for the norms' input gradients). Other backends (wgpu, cuda), and tensors that are
-//! not f32, take burn's own ops.
+//! burn's autodiff differentiates `softmax`, `layer_norm` and attention as chains of primitive
+//! ops (a pass over memory and a stored intermediate each), and flex evaluates GELU with a
+//! scalar libm `erf` per element. Here each op is one graph node on an autodiff device, with a
+//! backward written for it:
 //!
-//! Gradients reach the activation input only: `gamma`, `beta` and `weight` are frozen backbone
-//! parameters here, and a weight that requires a gradient takes burn's ops instead.
+//! - flex: forward and backward are one pass over the rows each, with vectorised `exp`/`erf`
+//!   ([`cpu`]); attention is the blocked batched matmuls around that softmax.
+//! - libtorch (feature `tch`): torch's own kernels: `softmax`/`_softmax_backward_data`,
+//!   `layer_norm`, `gelu`/`gelu_backward`, the flash-attention CPU kernels forward and
+//!   backward, a few torch ops for the norms' input gradients.
+//! - other backends (wgpu, cuda), and tensors that are not f32: burn's own ops.
+//!
+//! Gradients reach the activations only: `gamma`, `beta`, `weight` and the attention `bias` are
+//! frozen backbone values here, and one that requires a gradient takes burn's ops instead.
 //! `MPT_FUSED=0` in the environment turns the fused path off (for A/B measurements).
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod checks;
 mod cpu;
 
 use std::sync::OnceLock;
@@ -22,7 +27,7 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::FloatTensorOps;
+use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
@@ -67,6 +72,19 @@ pub trait FusedOps: Backend {
         weight: FloatTensor<Self>,
         grad: FloatTensor<Self>,
         eps: f64,
+    ) -> FloatTensor<Self>;
+    /// `x W + b` with `W` stored `[d_in, d_out]`; gradients reach `x` only.
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+    /// `x W` (no bias); gradients reach `x` only.
+    fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
+    /// Input gradient of [`FusedOps::fused_linear`] and [`FusedOps::fused_linear_no_bias`]: `grad Wᵀ`.
+    fn fused_linear_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
     ) -> FloatTensor<Self>;
     /// `softmax(q kᵀ + bias) v`, unscaled, over `[B, H, L, dh]` heads; `bias` broadcasts to
     /// `[B, H, Lq, Lk]` and gets no gradient.
@@ -122,6 +140,11 @@ fn fusable<const D: usize>(x: &Tensor<D>) -> bool {
     }
 }
 
+/// Whether a weight-like operand is f32 and needs no gradient (the fused ops give it none).
+fn frozen_f32<const D: usize>(t: &Tensor<D>) -> bool {
+    t.dtype() == DType::F32 && !t.is_require_grad()
+}
+
 /// Exact GELU, `[..] -> [..]`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
     if fusable(&x) {
@@ -147,7 +170,7 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    if fusable(&x) && !gamma.is_require_grad() && !beta.is_require_grad() {
+    if fusable(&x) && frozen_f32(&gamma) && frozen_f32(&beta) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
             x.into_dispatch(),
             gamma.into_dispatch(),
@@ -161,7 +184,7 @@ pub fn layer_norm<const D: usize>(
 
 /// RMS norm over the last axis: `x` `[.., d]`, `weight` `[d]`.
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
-    if fusable(&x) && !weight.is_require_grad() {
+    if fusable(&x) && frozen_f32(&weight) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
             x.into_dispatch(),
             weight.into_dispatch(),
@@ -173,10 +196,43 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
     }
 }
 
+/// `x W + b` (`W` `[d_in, d_out]`, `b` `[d_out]`, both constants), `[.., d_in] -> [.., d_out]`.
+/// Fused on libtorch only (torch's `linear`: one gemm over all rows with the bias folded in, as
+/// PyTorch's `F.linear`); elsewhere burn's `linear`, which is already one autodiff node.
+pub fn linear<const D: usize>(
+    x: Tensor<D>,
+    weight: Tensor<2>,
+    bias: Option<Tensor<1>>,
+) -> Tensor<D> {
+    #[cfg(feature = "tch")]
+    if fusable(&x)
+        && matches!(
+            x.device().inner().as_dispatch(),
+            DispatchDevice::LibTorch(_)
+        )
+        && frozen_f32(&weight)
+        && bias.as_ref().is_none_or(frozen_f32)
+    {
+        let out = match bias {
+            Some(bias) => <Dispatch as FusedOps>::fused_linear(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+                bias.into_dispatch(),
+            ),
+            None => <Dispatch as FusedOps>::fused_linear_no_bias(
+                x.into_dispatch(),
+                weight.into_dispatch(),
+            ),
+        };
+        return Tensor::from_dispatch(out);
+    }
+    burn::tensor::module::linear(x, weight, bias)
+}
+
 /// `softmax(q kᵀ + bias) v`, unscaled: `q` `[B, H, Lq, dh]`, `k`, `v` `[B, H, Lk, dh]`, `bias`
 /// broadcast to `[B, H, Lq, Lk]` (a constant: no gradient). Returns `[B, H, Lq, dh]`.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
-    if fusable(&q) && !bias.is_require_grad() {
+    if fusable(&q) && k.dtype() == DType::F32 && v.dtype() == DType::F32 && frozen_f32(&bias) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
             q.into_dispatch(),
             k.into_dispatch(),
@@ -280,6 +336,18 @@ impl FusedOps for Flex {
         in_place(grad, |g| {
             cpu::rms_norm_backward(values(&x), values(&weight), g, eps as f32)
         })
+    }
+
+    fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
+        Flex::linear(x, weight, Some(bias))
+    }
+
+    fn fused_linear_no_bias(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
+        Flex::linear(x, weight, None)
+    }
+
+    fn fused_linear_backward(weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
+        Flex::linear_x_backward(weight, grad)
     }
 
     fn fused_attention(
@@ -390,6 +458,18 @@ mod torch {
     }
 
     impl FusedOps for LibTorch {
+        fn fused_linear(x: TchTensor, weight: TchTensor, bias: TchTensor) -> TchTensor {
+            TchTensor::new(x.tensor.linear(&weight.tensor.tr(), Some(&bias.tensor)))
+        }
+
+        fn fused_linear_no_bias(x: TchTensor, weight: TchTensor) -> TchTensor {
+            TchTensor::new(x.tensor.linear::<Tensor>(&weight.tensor.tr(), None))
+        }
+
+        fn fused_linear_backward(weight: TchTensor, grad: TchTensor) -> TchTensor {
+            TchTensor::new(grad.tensor.matmul(&weight.tensor.tr()))
+        }
+
         fn fused_attention(q: TchTensor, k: TchTensor, v: TchTensor, bias: TchTensor) -> TchTensor {
             <Self as super::AttentionKernels>::attention_forward(q, k, v, bias).0
         }
@@ -526,6 +606,21 @@ impl<B: FusedOps> Backward<B, 1> for RmsNormBackward {
     }
 }
 
+/// Backward of a linear map to its input; state: the weight.
+#[derive(Debug)]
+struct LinearBackward;
+
+impl<B: FusedOps> Backward<B, 1> for LinearBackward {
+    type State = FloatTensor<B>;
+
+    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let weight = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
+            B::fused_linear_backward(weight, grad)
+        });
+    }
+}
+
 /// Backward of attention to `q`, `k`, `v`; state: inputs, output and the backend's saved tensor.
 #[derive(Debug)]
 struct AttentionBackward;
@@ -548,6 +643,48 @@ impl<B: FusedOps + AttentionKernels> Backward<B, 3> for AttentionBackward {
 /// The forward ops record one node each; the backward ops are evaluated untracked (no
 /// second-order gradients).
 impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
+    fn fused_linear(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let weight = weight.into_primitive();
+        let out = B::fused_linear(x, weight.clone(), bias.into_primitive());
+        match LinearBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(weight, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
+        let (x, node) = x.into_parts();
+        let weight = weight.into_primitive();
+        let out = B::fused_linear_no_bias(x, weight.clone());
+        match LinearBackward
+            .prepare::<C>([node])
+            .compute_bound()
+            .stateful()
+        {
+            OpsKind::Tracked(prep) => prep.finish(weight, out),
+            OpsKind::UnTracked(prep) => prep.finish(out),
+        }
+    }
+
+    fn fused_linear_backward(
+        weight: FloatTensor<Self>,
+        grad: FloatTensor<Self>,
+    ) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_linear_backward(
+            weight.into_primitive(),
+            grad.into_primitive(),
+        ))
+    }
+
     fn fused_attention(
         q: FloatTensor<Self>,
         k: FloatTensor<Self>,
@@ -690,251 +827,47 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use burn::tensor::Distribution;
+    use super::checks;
+    use burn::prelude::*;
 
-    const SHAPES: [[usize; 3]; 3] = [[2, 3, 7], [2, 5, 228], [3, 17, 384]];
-
-    fn random(shape: [usize; 3], device: &Device, scale: f64) -> Tensor<3> {
-        Tensor::<3>::random(shape, Distribution::Normal(0.0, scale), device)
-    }
-
-    /// `f` (fused) against `reference` (burn's ops): outputs, and input gradients of
-    /// `Σ out ⊙ probe` on an autodiff device, compared whole at `tol`.
-    fn check(
-        scale: f64,
-        tol: f64,
-        f: impl Fn(Tensor<3>) -> Tensor<3>,
-        reference: impl Fn(Tensor<3>) -> Tensor<3>,
-    ) {
-        check_on(&Device::flex().autodiff(), scale, tol, f, reference);
-    }
-
-    fn check_on(
-        device: &Device,
-        scale: f64,
-        tol: f64,
-        f: impl Fn(Tensor<3>) -> Tensor<3>,
-        reference: impl Fn(Tensor<3>) -> Tensor<3>,
-    ) {
-        let device = device.clone();
+    fn flex() -> Device {
+        let device = Device::flex().autodiff();
         device.seed(7);
-        for shape in SHAPES {
-            let x = random(shape, &device, scale).require_grad();
-            let probe = random(shape, &device, 1.0);
-            let out = f(x.clone());
-            let expected = reference(x.clone());
-            out.clone().into_data().assert_approx_eq::<f32>(
-                &expected.clone().into_data(),
-                burn::tensor::Tolerance::absolute(tol),
-            );
-            let grads = (out * probe.clone()).sum().backward();
-            let got = x.grad(&grads).expect("fused op gives x a gradient");
-            let grads = (expected * probe).sum().backward();
-            let want = x.grad(&grads).expect("reference gives x a gradient");
-            got.into_data()
-                .assert_approx_eq::<f32>(&want.into_data(), burn::tensor::Tolerance::absolute(tol));
-        }
+        device
     }
 
     #[test]
     fn gelu_matches_burn() {
-        check(3.0, 1e-5, gelu, burn::tensor::activation::gelu);
+        checks::check_gelu(&flex());
     }
 
     #[test]
     fn softmax_matches_burn() {
-        check(4.0, 1e-5, softmax_last, |x| {
-            burn::tensor::activation::softmax(x, 2)
-        });
-    }
-
-    #[test]
-    fn softmax_of_masked_scores_matches_burn() {
-        let device = Device::flex();
-        let scores = Tensor::<3>::random([2, 4, 9], Distribution::Normal(0.0, 1.0), &device);
-        let mask = Tensor::<3>::from_floats(
-            [[[0.0, 0.0, f32::MIN, 0.0, f32::MIN, 0.0, 0.0, 0.0, f32::MIN]]],
-            &device,
-        );
-        let x = scores + mask;
-        softmax_last(x.clone()).into_data().assert_approx_eq::<f32>(
-            &burn::tensor::activation::softmax(x, 2).into_data(),
-            burn::tensor::Tolerance::absolute(1e-6),
-        );
+        checks::check_softmax(&flex());
     }
 
     #[test]
     fn layer_norm_matches_burn() {
-        let device = Device::flex();
-        for d in [7, 228, 384] {
-            let gamma = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &device);
-            let beta = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &device);
-            let f = |x: Tensor<3>| {
-                if x.dims()[2] != d {
-                    return x;
-                }
-                layer_norm(x, gamma.clone(), beta.clone(), 1e-12)
-            };
-            let reference = |x: Tensor<3>| {
-                if x.dims()[2] != d {
-                    return x;
-                }
-                burn::tensor::module::layer_norm(x, gamma.clone(), Some(beta.clone()), 1e-12)
-            };
-            check(2.0, 2e-5, f, reference);
-        }
+        checks::check_layer_norm(&flex());
     }
 
     #[test]
     fn rms_norm_matches_composed_ops() {
-        let device = Device::flex();
-        for d in [7, 228, 384] {
-            let weight = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &device);
-            let f = |x: Tensor<3>| {
-                if x.dims()[2] != d {
-                    x
-                } else {
-                    rms_norm(x, weight.clone(), 1e-6)
-                }
-            };
-            let reference = |x: Tensor<3>| {
-                if x.dims()[2] != d {
-                    return x;
-                }
-                let variance = x.clone().square().mean_dim(2);
-                x * (variance + 1e-6).sqrt().recip() * weight.clone().unsqueeze::<3>()
-            };
-            check(2.0, 2e-5, f, reference);
-        }
+        checks::check_rms_norm(&flex());
     }
 
-    /// Fused attention against burn's ops on `device`: output and the gradients of q, k, v,
-    /// with a broadcast padding bias and with a full `[B, H, L, L]` bias.
-    pub(super) fn check_attention(device: &Device, tol: f64) {
-        device.seed(11);
-        let normal = Distribution::Normal(0.0, 1.0);
-        let [b, h, l, dh] = [2, 3, 9, 8];
-        let mut keep = vec![1.0f32; b * l];
-        keep[l - 1] = 0.0;
-        keep[2 * l - 3] = 0.0;
-        let keep = Tensor::<1>::from_floats(keep.as_slice(), device).reshape([b, 1, 1, l]);
-        let padding = (keep.neg() + 1.0) * f32::MIN as f64;
-        let full = padding.clone() + Tensor::<4>::random([b, h, l, l], normal, device);
-        for bias in [padding, full] {
-            let q = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
-            let k = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
-            let v = Tensor::<4>::random([b, h, l, dh], normal, device).require_grad();
-            let probe = Tensor::<4>::random([b, h, l, dh], normal, device);
-            let out = attention(q.clone(), k.clone(), v.clone(), bias.clone());
-            let expected = burn::tensor::activation::softmax(
-                q.clone().matmul(k.clone().swap_dims(2, 3)) + bias,
-                3,
-            )
-            .matmul(v.clone());
-            let tolerance = burn::tensor::Tolerance::absolute(tol);
-            out.clone()
-                .into_data()
-                .assert_approx_eq::<f32>(&expected.clone().into_data(), tolerance);
-            let got = (out * probe.clone()).sum().backward();
-            let want = (expected * probe).sum().backward();
-            for x in [&q, &k, &v] {
-                let g = x
-                    .grad(&got)
-                    .expect("fused attention gives q, k, v gradients");
-                let w = x.grad(&want).expect("reference gives q, k, v gradients");
-                g.into_data()
-                    .assert_approx_eq::<f32>(&w.into_data(), tolerance);
-            }
-        }
+    #[test]
+    fn linear_matches_burn() {
+        checks::check_linear(&flex());
     }
 
     #[test]
     fn attention_matches_burn() {
-        check_attention(&Device::flex().autodiff(), 1e-5);
+        checks::check_attention(&flex());
     }
 
     #[test]
     fn non_contiguous_input_is_handled() {
-        let device = Device::flex();
-        let x = Tensor::<3>::random([4, 6, 10], Distribution::Normal(0.0, 2.0), &device)
-            .swap_dims(1, 2);
-        softmax_last(x.clone()).into_data().assert_approx_eq::<f32>(
-            &burn::tensor::activation::softmax(x.clone(), 2).into_data(),
-            burn::tensor::Tolerance::absolute(1e-6),
-        );
-        gelu(x.clone()).into_data().assert_approx_eq::<f32>(
-            &burn::tensor::activation::gelu(x).into_data(),
-            burn::tensor::Tolerance::absolute(1e-5),
-        );
-    }
-
-    /// The libtorch implementations (torch's kernels) against burn's ops on libtorch.
-    #[cfg(feature = "tch")]
-    #[test]
-    #[allow(deprecated)]
-    fn libtorch_fused_ops_match_burn() {
-        let device = Device::libtorch().autodiff();
-        check_on(&device, 3.0, 1e-5, gelu, burn::tensor::activation::gelu);
-        check_on(&device, 4.0, 1e-5, softmax_last, |x| {
-            burn::tensor::activation::softmax(x, 2)
-        });
-        for shape_d in [7, 384] {
-            let gamma = Tensor::<1>::random(
-                [shape_d],
-                Distribution::Normal(1.0, 0.5),
-                &device.clone().inner(),
-            );
-            let beta = Tensor::<1>::random(
-                [shape_d],
-                Distribution::Normal(0.0, 0.5),
-                &device.clone().inner(),
-            );
-            let pick = |x: &Tensor<3>| x.dims()[2] == shape_d;
-            check_on(
-                &device,
-                2.0,
-                2e-5,
-                |x| {
-                    if pick(&x) {
-                        layer_norm(x, gamma.clone(), beta.clone(), 1e-12)
-                    } else {
-                        x
-                    }
-                },
-                |x| {
-                    if pick(&x) {
-                        burn::tensor::module::layer_norm(
-                            x,
-                            gamma.clone(),
-                            Some(beta.clone()),
-                            1e-12,
-                        )
-                    } else {
-                        x
-                    }
-                },
-            );
-            check_on(
-                &device,
-                2.0,
-                2e-5,
-                |x| {
-                    if pick(&x) {
-                        rms_norm(x, gamma.clone(), 1e-6)
-                    } else {
-                        x
-                    }
-                },
-                |x| {
-                    if !pick(&x) {
-                        return x;
-                    }
-                    let variance = x.clone().square().mean_dim(2);
-                    x * (variance + 1e-6).sqrt().recip() * gamma.clone().unsqueeze::<3>()
-                },
-            );
-        }
-        check_attention(&device, 1e-5);
+        checks::check_non_contiguous(&flex());
     }
 }

@@ -4,7 +4,6 @@
 //! constants.
 
 use burn::prelude::*;
-use burn::tensor::module::linear;
 
 use crate::error::Result;
 use crate::fused;
@@ -47,7 +46,7 @@ impl Linear {
 
     /// `[.., d_in] -> [.., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        linear(x, self.weight.clone(), self.bias.clone())
+        fused::linear(x, self.weight.clone(), self.bias.clone())
     }
 
     /// Number of scalars.

@@ -1,0 +1,232 @@
+//! Whole-tensor checks of the fused ops against burn's own ops: outputs, and the input gradients
+//! of `Σ out ⊙ probe`, on any autodiff device. The unit tests run them on flex; the backend
+//! smoke test (`tests/backend_smoke.rs`, feature `test-util`) on every backend compiled in.
+//! Each check panics naming the op and the tensor that differ.
+
+use burn::prelude::*;
+use burn::tensor::Distribution;
+
+use super::{attention, gelu, layer_norm, linear, rms_norm, softmax_last};
+
+/// Row lengths: odd (no full SIMD lane), MiniLM's sequence (228) and width (384).
+const WIDTHS: [usize; 3] = [7, 228, 384];
+
+fn normal(shape: [usize; 3], device: &Device, mean: f64, std: f64) -> Tensor<3> {
+    Tensor::<3>::random(shape, Distribution::Normal(mean, std), device)
+}
+
+fn assert_close<const D: usize>(op: &str, what: &str, got: Tensor<D>, want: Tensor<D>, tol: f32) {
+    assert_eq!(
+        got.dims(),
+        want.dims(),
+        "fused {op}: {what} has the wrong shape"
+    );
+    let values = |t: Tensor<D>| t.into_data().try_to_vec::<f32>().expect("f32 tensors");
+    let (got, want) = (values(got), values(want));
+    let worst = got
+        .iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0f32, |m, d| if d.is_nan() || d > m { d } else { m });
+    assert!(
+        worst <= tol,
+        "fused {op}: {what} differs from burn's ops by up to {worst} (tolerance {tol})"
+    );
+}
+
+/// `fused` against `reference` on inputs `[2, 5, d]` and `[3, 17, d]` drawn with `std`.
+fn check_unary(
+    op: &str,
+    device: &Device,
+    d: usize,
+    std: f64,
+    tol: f32,
+    fused: impl Fn(Tensor<3>) -> Tensor<3>,
+    reference: impl Fn(Tensor<3>) -> Tensor<3>,
+) {
+    for shape in [[2, 5, d], [3, 17, d]] {
+        let x = normal(shape, device, 0.0, std).require_grad();
+        let probe = normal(shape, device, 0.0, 1.0);
+        let out = fused(x.clone());
+        let expected = reference(x.clone());
+        assert_close(op, "output", out.clone(), expected.clone(), tol);
+        let got = x.grad(&(out * probe.clone()).sum().backward());
+        let want = x.grad(&(expected * probe).sum().backward());
+        match (got, want) {
+            (Some(got), Some(want)) => assert_close(op, "input gradient", got, want, tol),
+            (got, want) => panic!(
+                "fused {op}: input gradient present: fused {}, burn {}",
+                got.is_some(),
+                want.is_some()
+            ),
+        }
+    }
+}
+
+/// Exact GELU.
+pub fn check_gelu(device: &Device) {
+    check_unary(
+        "gelu",
+        device,
+        384,
+        3.0,
+        1e-5,
+        gelu,
+        burn::tensor::activation::gelu,
+    );
+}
+
+/// Softmax over the last axis, plain and with `f32::MIN`-masked entries.
+pub fn check_softmax(device: &Device) {
+    for d in WIDTHS {
+        check_unary("softmax", device, d, 4.0, 1e-5, softmax_last, |x| {
+            burn::tensor::activation::softmax(x, 2)
+        });
+    }
+    let inner = device.clone().inner();
+    let mut mask = vec![0.0f32; 9];
+    for i in [2, 4, 8] {
+        mask[i] = f32::MIN;
+    }
+    let x = normal([2, 4, 9], &inner, 0.0, 1.0)
+        + Tensor::<1>::from_floats(mask.as_slice(), &inner).reshape([1, 1, 9]);
+    assert_close(
+        "softmax",
+        "masked output",
+        softmax_last(x.clone()),
+        burn::tensor::activation::softmax(x, 2),
+        1e-6,
+    );
+}
+
+/// LayerNorm with random affine weights.
+pub fn check_layer_norm(device: &Device) {
+    let inner = device.clone().inner();
+    for d in WIDTHS {
+        let gamma = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &inner);
+        let beta = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &inner);
+        check_unary(
+            "layer_norm",
+            device,
+            d,
+            2.0,
+            2e-5,
+            |x| layer_norm(x, gamma.clone(), beta.clone(), 1e-12),
+            |x| burn::tensor::module::layer_norm(x, gamma.clone(), Some(beta.clone()), 1e-12),
+        );
+    }
+}
+
+/// T5's RMS norm against its composition from tensor ops.
+pub fn check_rms_norm(device: &Device) {
+    let inner = device.clone().inner();
+    for d in WIDTHS {
+        let weight = Tensor::<1>::random([d], Distribution::Normal(1.0, 0.5), &inner);
+        check_unary(
+            "rms_norm",
+            device,
+            d,
+            2.0,
+            2e-5,
+            |x| rms_norm(x, weight.clone(), 1e-6),
+            |x| {
+                let variance = x.clone().square().mean_dim(2);
+                x * (variance + 1e-6).sqrt().recip() * weight.clone().unsqueeze::<3>()
+            },
+        );
+    }
+}
+
+/// Linear maps `[d, d]`, with and without a bias.
+pub fn check_linear(device: &Device) {
+    let inner = device.clone().inner();
+    for d in [7, 384] {
+        let weight = Tensor::<2>::random([d, d], Distribution::Normal(0.0, 0.1), &inner);
+        let bias = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &inner);
+        for bias in [Some(bias), None] {
+            check_unary(
+                "linear",
+                device,
+                d,
+                1.0,
+                1e-4,
+                |x| linear(x, weight.clone(), bias.clone()),
+                |x| burn::tensor::module::linear(x, weight.clone(), bias.clone()),
+            );
+        }
+    }
+}
+
+/// Attention with a broadcast padding bias `[B, 1, 1, L]` and with a full `[B, H, L, L]` bias:
+/// the output and the gradients of `q`, `k` and `v`.
+pub fn check_attention(device: &Device) {
+    let inner = device.clone().inner();
+    let [b, h, l, dh] = [2, 3, 9, 8];
+    let mut keep = vec![1.0f32; b * l];
+    keep[l - 1] = 0.0;
+    keep[2 * l - 3] = 0.0;
+    let keep = Tensor::<1>::from_floats(keep.as_slice(), &inner).reshape([b, 1, 1, l]);
+    let padding = (keep.neg() + 1.0) * f32::MIN as f64;
+    let full =
+        padding.clone() + Tensor::<4>::random([b, h, l, l], Distribution::Normal(0.0, 1.0), &inner);
+    let heads = || Tensor::<4>::random([b, h, l, dh], Distribution::Normal(0.0, 1.0), device);
+    for bias in [padding, full] {
+        let (q, k, v) = (
+            heads().require_grad(),
+            heads().require_grad(),
+            heads().require_grad(),
+        );
+        let probe = heads();
+        let out = attention(q.clone(), k.clone(), v.clone(), bias.clone());
+        let expected = burn::tensor::activation::softmax(
+            q.clone().matmul(k.clone().swap_dims(2, 3)) + bias,
+            3,
+        )
+        .matmul(v.clone());
+        assert_close("attention", "output", out.clone(), expected.clone(), 1e-5);
+        let got = (out * probe.clone()).sum().backward();
+        let want = (expected * probe).sum().backward();
+        for (name, x) in [("q gradient", &q), ("k gradient", &k), ("v gradient", &v)] {
+            match (x.grad(&got), x.grad(&want)) {
+                (Some(g), Some(w)) => assert_close("attention", name, g, w, 1e-5),
+                _ => panic!("fused attention: {name} missing"),
+            }
+        }
+    }
+}
+
+/// A transposed (non-contiguous) input.
+pub fn check_non_contiguous(device: &Device) {
+    let x = Tensor::<3>::random(
+        [4, 6, 10],
+        Distribution::Normal(0.0, 2.0),
+        &device.clone().inner(),
+    )
+    .swap_dims(1, 2);
+    assert_close(
+        "softmax",
+        "output on a transposed input",
+        softmax_last(x.clone()),
+        burn::tensor::activation::softmax(x.clone(), 2),
+        1e-6,
+    );
+    assert_close(
+        "gelu",
+        "output on a transposed input",
+        gelu(x.clone()),
+        burn::tensor::activation::gelu(x),
+        1e-5,
+    );
+}
+
+/// Every check above on `device` (an autodiff device).
+pub fn check_all(device: &Device) {
+    device.seed(7);
+    check_gelu(device);
+    check_softmax(device);
+    check_layer_norm(device);
+    check_rms_norm(device);
+    check_linear(device);
+    check_attention(device);
+    check_non_contiguous(device);
+}
