@@ -47,11 +47,7 @@ fn run_ok(device: &str, args: &[&str]) {
         out.status,
         String::from_utf8_lossy(&out.stderr)
     );
-    eprintln!(
-        "[{device}] mpt {} ({:.1} s)",
-        args[..2].join(" "),
-        t.elapsed().as_secs_f64()
-    );
+    eprintln!("[{device}] mpt {} ({:.1} s)", args[..2].join(" "), t.elapsed().as_secs_f64());
 }
 
 /// The devices to smoke-test in this build.
@@ -74,10 +70,7 @@ fn devices() -> Vec<&'static str> {
         Ok(only) if !only.trim().is_empty() => {
             let only: Vec<&str> = only.split(',').map(str::trim).collect();
             for name in &only {
-                assert!(
-                    all.contains(name),
-                    "MPT_SMOKE_DEVICES names {name:?}, not compiled in / enabled: {all:?}"
-                );
+                assert!(all.contains(name), "MPT_SMOKE_DEVICES names {name:?}, not compiled in / enabled: {all:?}");
             }
             all.into_iter().filter(|d| only.contains(d)).collect()
         }
@@ -100,10 +93,7 @@ fn assert_close(what: &str, got: &HostTensor, want: &HostTensor, atol: f32, rtol
     let mut worst = (0.0f32, 0usize, 0.0f32);
     for (i, (a, b)) in g.iter().zip(w).enumerate() {
         let diff = (a - b).abs();
-        assert!(
-            diff.is_finite(),
-            "{what}: element {i} is {a}, reference {b}"
-        );
+        assert!(diff.is_finite(), "{what}: element {i} is {a}, reference {b}");
         let excess = diff - (atol + rtol * b.abs());
         if excess > worst.0 {
             worst = (excess, i, diff);
@@ -120,10 +110,7 @@ fn assert_close(what: &str, got: &HostTensor, want: &HostTensor, atol: f32, rtol
 }
 
 fn pick(refs: &BTreeMap<String, HostTensor>, names: &[&str]) -> BTreeMap<String, HostTensor> {
-    names
-        .iter()
-        .map(|n| (n.to_string(), refs[*n].clone()))
-        .collect()
+    names.iter().map(|n| (n.to_string(), refs[*n].clone())).collect()
 }
 
 /// Writes `inputs`, runs `mpt model forward` on `device` and reads the outputs back.
@@ -162,20 +149,8 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
     let refs = read_safetensors(&bert.join("reference.safetensors")).unwrap();
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "token_type_ids"]);
     let out = forward(device, tmp, &bert, "bert", &inputs, &[]);
-    assert_close(
-        &format!("[{device}] bert last_hidden_state"),
-        &out["last_hidden_state"],
-        &refs["last_hidden_state"],
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        &format!("[{device}] bert sentence_embedding"),
-        &out["sentence_embedding"],
-        &refs["sentence_embedding"],
-        1e-4,
-        1e-4,
-    );
+    assert_close(&format!("[{device}] bert last_hidden_state"), &out["last_hidden_state"], &refs["last_hidden_state"], 1e-4, 1e-4);
+    assert_close(&format!("[{device}] bert sentence_embedding"), &out["sentence_embedding"], &refs["sentence_embedding"], 1e-4, 1e-4);
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward(device, tmp, &bert, "bert-prompted", &inputs, &[]);
     assert_close(
@@ -189,23 +164,8 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
     // T5 v1.1 (gated GELU, untied head) with a soft prompt: encoder states, logits, greedy ids.
     let t5 = fixture("t5-v1_1-tiny");
     let refs = read_safetensors(&t5.join("reference.safetensors")).unwrap();
-    let inputs = pick(
-        &refs,
-        &[
-            "input_ids",
-            "attention_mask",
-            "decoder_input_ids",
-            "soft_prompt",
-        ],
-    );
-    let out = forward(
-        device,
-        tmp,
-        &t5,
-        "t5-prompted",
-        &inputs,
-        &["--generate", "8"],
-    );
+    let inputs = pick(&refs, &["input_ids", "attention_mask", "decoder_input_ids", "soft_prompt"]);
+    let out = forward(device, tmp, &t5, "t5-prompted", &inputs, &["--generate", "8"]);
     assert_close(
         &format!("[{device}] t5 prompted encoder_last_hidden_state"),
         &out["encoder_last_hidden_state"],
@@ -213,17 +173,8 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
         1e-4,
         1e-4,
     );
-    assert_close(
-        &format!("[{device}] t5 prompted lm_logits"),
-        &out["lm_logits"],
-        &refs["prompted.lm_logits"],
-        1e-4,
-        1e-4,
-    );
-    assert_eq!(
-        out["generated_ids"], refs["prompted.generated_ids"],
-        "[{device}] t5 prompted generated_ids"
-    );
+    assert_close(&format!("[{device}] t5 prompted lm_logits"), &out["lm_logits"], &refs["prompted.lm_logits"], 1e-4, 1e-4);
+    assert_eq!(out["generated_ids"], refs["prompted.generated_ids"], "[{device}] t5 prompted generated_ids");
 }
 
 /// One prompt-tuning step (forward + backward + optimizer) on `device`; returns the artifact's
@@ -231,10 +182,7 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
 fn train_one_step(device: &str, tmp: &Path) -> Option<BTreeMap<String, HostTensor>> {
     let data = repo().join("../shared/data");
     if !data.join("sst-2/train.tsv").is_file() {
-        eprintln!(
-            "[{device}] skipping the training step: {} has no sst-2/train.tsv",
-            data.display()
-        );
+        eprintln!("[{device}] skipping the training step: {} has no sst-2/train.tsv", data.display());
         return None;
     }
     let out = tmp.join(format!("teacher-{device}"));
@@ -271,10 +219,7 @@ fn train_one_step(device: &str, tmp: &Path) -> Option<BTreeMap<String, HostTenso
     let tensors = read_safetensors(&out.join("tensors.safetensors")).unwrap();
     for (name, t) in &tensors {
         if let HostTensor::F32 { data, .. } = t {
-            assert!(
-                data.iter().all(|v| v.is_finite()),
-                "[{device}] trained tensor {name} has NaN/inf"
-            );
+            assert!(data.iter().all(|v| v.is_finite()), "[{device}] trained tensor {name} has NaN/inf");
         }
     }
     Some(tensors)
@@ -297,20 +242,10 @@ fn every_compiled_backend_matches_the_reference_and_trains_one_step() {
         } else {
             // Same seed, same data, same init: one step must land where the cpu run does.
             let cpu = cpu_step.get_or_insert_with(|| train_one_step("cpu", tmp.path()).unwrap());
-            assert_eq!(
-                cpu.keys().collect::<Vec<_>>(),
-                step.keys().collect::<Vec<_>>(),
-                "[{device}] artifact tensors"
-            );
+            assert_eq!(cpu.keys().collect::<Vec<_>>(), step.keys().collect::<Vec<_>>(), "[{device}] artifact tensors");
             for (name, want) in cpu.iter() {
                 if matches!(want, HostTensor::F32 { .. }) {
-                    assert_close(
-                        &format!("[{device}] one-step {name} vs cpu"),
-                        &step[name],
-                        want,
-                        1e-3,
-                        1e-3,
-                    );
+                    assert_close(&format!("[{device}] one-step {name} vs cpu"), &step[name], want, 1e-3, 1e-3);
                 } else {
                     assert_eq!(&step[name], want, "[{device}] one-step {name} vs cpu");
                 }
@@ -372,13 +307,9 @@ fn backends_not_compiled_in_fail_with_a_clear_message() {
             "/nonexistent/out.safetensors",
         ]);
         let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--device {device} should fail without feature {feature}");
         assert!(
-            !out.status.success(),
-            "--device {device} should fail without feature {feature}"
-        );
-        assert!(
-            stderr.contains("not compiled into this binary")
-                && stderr.contains(&format!("--features {feature}")),
+            stderr.contains("not compiled into this binary") && stderr.contains(&format!("--features {feature}")),
             "--device {device}: unclear error: {stderr}"
         );
     }

@@ -9,10 +9,7 @@ use mpt_models::io::{HostTensor, read_safetensors, write_safetensors};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn fixture(name: &str) -> PathBuf {
@@ -53,11 +50,7 @@ fn ok_in(dir: &Path, args: &[&str]) -> String {
 /// Runs `mpt ARGS` in `dir`, expecting failure; returns stderr.
 fn fail_in(dir: &Path, args: &[&str]) -> String {
     let out = mpt_in(dir, args);
-    assert!(
-        !out.status.success(),
-        "expected failure: {}",
-        show(args, &out)
-    );
+    assert!(!out.status.success(), "expected failure: {}", show(args, &out));
     assert_eq!(out.status.code(), Some(1), "{}", show(args, &out));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("error:"), "{err}");
@@ -90,39 +83,18 @@ fn model_info_describes_the_t5_v1_1_fixture() {
     };
     assert!(field("model").ends_with("t5-v1_1-tiny"), "{out}");
     let arch = field("architecture");
-    assert!(
-        arch.starts_with("t5 (")
-            && arch.contains("gated-gelu")
-            && arch.contains("separate lm_head"),
-        "{arch}"
-    );
-    assert!(
-        !arch.contains("scaled"),
-        "v1.1 does not scale the decoder output: {arch}"
-    );
+    assert!(arch.starts_with("t5 (") && arch.contains("gated-gelu") && arch.contains("separate lm_head"), "{arch}");
+    assert!(!arch.contains("scaled"), "v1.1 does not scale the decoder output: {arch}");
     assert_eq!(field("d_model"), "32");
     assert_eq!(field("layers"), "2 encoder + 2 decoder");
     assert_eq!(field("heads"), "4");
     assert_eq!(field("d_ff"), "64");
     assert_eq!(field("vocab"), "400");
-    assert!(
-        field("tokenizer").ends_with("tokenizer.json (400 tokens)"),
-        "{out}"
-    );
+    assert!(field("tokenizer").ends_with("tokenizer.json (400 tokens)"), "{out}");
     let params: usize = field("parameters").parse().unwrap();
-    assert!(
-        params > 400 * 32 * 2,
-        "shared + lm_head alone are 25600: {params}"
-    );
+    assert!(params > 400 * 32 * 2, "shared + lm_head alone are 25600: {params}");
 
-    let json: Value = serde_json::from_str(&ok(&[
-        "model",
-        "info",
-        "--model",
-        "tests/fixtures/t5-v1_1-tiny",
-        "--json",
-    ]))
-    .unwrap();
+    let json: Value = serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_1-tiny", "--json"])).unwrap();
     assert_eq!(json["arch"], "t5");
     assert_eq!(json["d_model"], 32);
     assert_eq!(json["encoder_layers"], 2);
@@ -134,26 +106,12 @@ fn model_info_describes_the_t5_v1_1_fixture() {
 
 #[test]
 fn model_info_on_v1_0_and_bert() {
-    let v10: Value = serde_json::from_str(&ok(&[
-        "model",
-        "info",
-        "--model",
-        "tests/fixtures/t5-v1_0-tiny",
-        "--json",
-    ]))
-    .unwrap();
+    let v10: Value = serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_0-tiny", "--json"])).unwrap();
     let variant = v10["variant"].as_str().unwrap();
-    assert!(
-        variant.contains("relu") && variant.contains("tied lm_head") && variant.contains("scaled"),
-        "{variant}"
-    );
+    assert!(variant.contains("relu") && variant.contains("tied lm_head") && variant.contains("scaled"), "{variant}");
     let bert = ok(&["model", "info", "--model", "tests/fixtures/bert-tiny"]);
     assert!(bert.contains("architecture: bert"), "{bert}");
-    assert!(
-        bert.lines()
-            .any(|l| l.starts_with("layers:") && l.trim_end().ends_with(" 2")),
-        "{bert}"
-    );
+    assert!(bert.lines().any(|l| l.starts_with("layers:") && l.trim_end().ends_with(" 2")), "{bert}");
     assert!(bert.contains("vocab:        500"), "{bert}");
 }
 
@@ -169,39 +127,19 @@ fn assert_close(what: &str, got: &HostTensor, want: &HostTensor, tol: f32) {
     let (w, ws) = floats(want);
     assert_eq!(gs, ws, "{what}: shape");
     for (i, (a, b)) in g.iter().zip(w).enumerate() {
-        assert!(
-            (a - b).abs() <= tol + tol * b.abs(),
-            "{what}[{i}]: {a} vs reference {b}"
-        );
+        assert!((a - b).abs() <= tol + tol * b.abs(), "{what}[{i}]: {a} vs reference {b}");
     }
 }
 
 fn pick(refs: &BTreeMap<String, HostTensor>, names: &[&str]) -> BTreeMap<String, HostTensor> {
-    names
-        .iter()
-        .map(|n| (n.to_string(), refs[*n].clone()))
-        .collect()
+    names.iter().map(|n| (n.to_string(), refs[*n].clone())).collect()
 }
 
-fn forward(
-    dir: &Path,
-    model: &Path,
-    inputs: &BTreeMap<String, HostTensor>,
-    extra: &[&str],
-) -> BTreeMap<String, HostTensor> {
+fn forward(dir: &Path, model: &Path, inputs: &BTreeMap<String, HostTensor>, extra: &[&str]) -> BTreeMap<String, HostTensor> {
     let input = dir.join("in.safetensors");
     let output = dir.join("out.safetensors");
     write_safetensors(&input, inputs).unwrap();
-    let mut args = vec![
-        "model",
-        "forward",
-        "--model",
-        s(model),
-        "--inputs",
-        s(&input),
-        "--out",
-        s(&output),
-    ];
+    let mut args = vec!["model", "forward", "--model", s(model), "--inputs", s(&input), "--out", s(&output)];
     args.extend_from_slice(extra);
     let out = mpt_in(dir, &args);
     assert!(out.status.success(), "{}", show(&args, &out));
@@ -209,10 +147,7 @@ fn forward(
     let err = String::from_utf8_lossy(&out.stderr);
     let got = read_safetensors(&output).unwrap();
     for name in got.keys() {
-        assert!(
-            err.contains(name.as_str()),
-            "stderr does not list {name}: {err}"
-        );
+        assert!(err.contains(name.as_str()), "stderr does not list {name}: {err}");
     }
     got
 }
@@ -224,38 +159,15 @@ fn model_forward_on_bert_matches_the_reference() {
     let refs = read_safetensors(&bert.join("reference.safetensors")).unwrap();
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "token_type_ids"]);
     let out = forward(tmp.path(), &bert, &inputs, &[]);
-    assert_eq!(
-        out.keys().collect::<Vec<_>>(),
-        ["last_hidden_state", "sentence_embedding"]
-    );
-    assert_close(
-        "last_hidden_state",
-        &out["last_hidden_state"],
-        &refs["last_hidden_state"],
-        1e-4,
-    );
-    assert_close(
-        "sentence_embedding",
-        &out["sentence_embedding"],
-        &refs["sentence_embedding"],
-        1e-4,
-    );
+    assert_eq!(out.keys().collect::<Vec<_>>(), ["last_hidden_state", "sentence_embedding"]);
+    assert_close("last_hidden_state", &out["last_hidden_state"], &refs["last_hidden_state"], 1e-4);
+    assert_close("sentence_embedding", &out["sentence_embedding"], &refs["sentence_embedding"], 1e-4);
     // With a soft prompt: l more rows, prompt first.
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward(tmp.path(), &bert, &inputs, &[]);
     assert_eq!(out["last_hidden_state"].shape(), &[3, 5 + 37, 32]);
-    assert_close(
-        "prompted last_hidden_state",
-        &out["last_hidden_state"],
-        &refs["prompted_keep_tt.last_hidden_state"],
-        1e-4,
-    );
-    assert_close(
-        "prompted sentence_embedding",
-        &out["sentence_embedding"],
-        &refs["prompted_keep_tt.sentence_embedding"],
-        1e-4,
-    );
+    assert_close("prompted last_hidden_state", &out["last_hidden_state"], &refs["prompted_keep_tt.last_hidden_state"], 1e-4);
+    assert_close("prompted sentence_embedding", &out["sentence_embedding"], &refs["prompted_keep_tt.sentence_embedding"], 1e-4);
 }
 
 #[test]
@@ -265,12 +177,7 @@ fn model_forward_on_t5_v1_0_generates_the_reference_ids() {
     let refs = read_safetensors(&t5.join("reference.safetensors")).unwrap();
     let inputs = pick(&refs, &["input_ids", "attention_mask", "decoder_input_ids"]);
     let out = forward(tmp.path(), &t5, &inputs, &["--generate", "8"]);
-    assert_close(
-        "encoder_last_hidden_state",
-        &out["encoder_last_hidden_state"],
-        &refs["encoder_last_hidden_state"],
-        1e-4,
-    );
+    assert_close("encoder_last_hidden_state", &out["encoder_last_hidden_state"], &refs["encoder_last_hidden_state"], 1e-4);
     assert_close("lm_logits", &out["lm_logits"], &refs["lm_logits"], 1e-4);
     assert_eq!(out["generated_ids"], refs["generated_ids"]);
 }
@@ -279,19 +186,7 @@ fn forward_err(tmp: &Path, model: &Path, inputs: &BTreeMap<String, HostTensor>) 
     let input = tmp.join("bad.safetensors");
     write_safetensors(&input, inputs).unwrap();
     let out = tmp.join("bad.out.safetensors");
-    let err = fail_in(
-        tmp,
-        &[
-            "model",
-            "forward",
-            "--model",
-            s(model),
-            "--inputs",
-            s(&input),
-            "--out",
-            s(&out),
-        ],
-    );
+    let err = fail_in(tmp, &["model", "forward", "--model", s(model), "--inputs", s(&input), "--out", s(&out)]);
     assert!(!out.exists(), "no output is written on error");
     err
 }
@@ -305,91 +200,44 @@ fn model_forward_rejects_bad_inputs_naming_the_tensor() {
 
     // input_ids stored as F32.
     let mut bad = good.clone();
-    let HostTensor::I64 { data, shape } = &refs["input_ids"] else {
-        panic!()
-    };
-    bad.insert(
-        "input_ids".into(),
-        HostTensor::F32 {
-            data: data.iter().map(|&v| v as f32).collect(),
-            shape: shape.clone(),
-        },
-    );
+    let HostTensor::I64 { data, shape } = &refs["input_ids"] else { panic!() };
+    bad.insert("input_ids".into(), HostTensor::F32 { data: data.iter().map(|&v| v as f32).collect(), shape: shape.clone() });
     let err = forward_err(tmp.path(), &bert, &bad);
-    assert!(
-        err.contains("input_ids") && err.contains("F32") && err.contains("I64"),
-        "{err}"
-    );
+    assert!(err.contains("input_ids") && err.contains("F32") && err.contains("I64"), "{err}");
 
     // attention_mask missing.
     let mut bad = good.clone();
     bad.remove("attention_mask");
     let err = forward_err(tmp.path(), &bert, &bad);
-    assert!(
-        err.contains("attention_mask") && err.contains("missing"),
-        "{err}"
-    );
+    assert!(err.contains("attention_mask") && err.contains("missing"), "{err}");
 
     // attention_mask of the wrong shape.
     let mut bad = good.clone();
-    bad.insert(
-        "attention_mask".into(),
-        HostTensor::I64 {
-            data: vec![1; 3 * 4],
-            shape: vec![3, 4],
-        },
-    );
+    bad.insert("attention_mask".into(), HostTensor::I64 { data: vec![1; 3 * 4], shape: vec![3, 4] });
     let err = forward_err(tmp.path(), &bert, &bad);
-    assert!(
-        err.contains("attention_mask") && err.contains("[3, 4]"),
-        "{err}"
-    );
+    assert!(err.contains("attention_mask") && err.contains("[3, 4]"), "{err}");
 
     // An id beyond the vocabulary.
     let mut bad = good.clone();
     let mut ids = data.clone();
     ids[0] = 500;
-    bad.insert(
-        "input_ids".into(),
-        HostTensor::I64 {
-            data: ids,
-            shape: shape.clone(),
-        },
-    );
+    bad.insert("input_ids".into(), HostTensor::I64 { data: ids, shape: shape.clone() });
     let err = forward_err(tmp.path(), &bert, &bad);
     assert!(err.contains("input_ids") && err.contains("500"), "{err}");
 
     // A soft prompt of the wrong width, and an unknown input.
     let mut bad = good.clone();
-    bad.insert(
-        "soft_prompt".into(),
-        HostTensor::F32 {
-            data: vec![0.0; 5 * 16],
-            shape: vec![5, 16],
-        },
-    );
+    bad.insert("soft_prompt".into(), HostTensor::F32 { data: vec![0.0; 5 * 16], shape: vec![5, 16] });
     let err = forward_err(tmp.path(), &bert, &bad);
     assert!(err.contains("soft_prompt") && err.contains("32"), "{err}");
     let mut bad = good.clone();
-    bad.insert(
-        "pixel_values".into(),
-        HostTensor::F32 {
-            data: vec![0.0],
-            shape: vec![1],
-        },
-    );
+    bad.insert("pixel_values".into(), HostTensor::F32 { data: vec![0.0], shape: vec![1] });
     let err = forward_err(tmp.path(), &bert, &bad);
     assert!(err.contains("pixel_values"), "{err}");
 
     // Decoder inputs on an encoder.
     let mut bad = good.clone();
-    bad.insert(
-        "decoder_input_ids".into(),
-        HostTensor::I64 {
-            data: vec![0; 3],
-            shape: vec![3, 1],
-        },
-    );
+    bad.insert("decoder_input_ids".into(), HostTensor::I64 { data: vec![0; 3], shape: vec![3, 1] });
     let err = forward_err(tmp.path(), &bert, &bad);
     assert!(err.contains("decoder_input_ids"), "{err}");
 }
@@ -416,20 +264,10 @@ fn model_folders_that_cannot_be_used_are_named() {
     json["model_type"] = "gpt2".into();
     std::fs::write(&config, serde_json::to_string(&json).unwrap()).unwrap();
     let err = fail(&["model", "info", "--model", s(&model)]);
-    assert!(
-        err.contains("model_type") && err.contains("gpt2") && err.contains("config.json"),
-        "{err}"
-    );
-    assert!(
-        err.contains("bert"),
-        "the supported types are listed: {err}"
-    );
+    assert!(err.contains("model_type") && err.contains("gpt2") && err.contains("config.json"), "{err}");
+    assert!(err.contains("bert"), "the supported types are listed: {err}");
     let refs = read_safetensors(&fixture("bert-tiny/reference.safetensors")).unwrap();
-    let err = forward_err(
-        tmp.path(),
-        &model,
-        &pick(&refs, &["input_ids", "attention_mask"]),
-    );
+    let err = forward_err(tmp.path(), &model, &pick(&refs, &["input_ids", "attention_mask"]));
     assert!(err.contains("gpt2"), "{err}");
     // No weights file.
     std::fs::remove_file(model.join("model.safetensors")).unwrap();
@@ -448,69 +286,24 @@ fn backends_not_compiled_in_are_reported() {
     write_safetensors(&input, &pick(&refs, &["input_ids", "attention_mask"])).unwrap();
     let bert = fixture("bert-tiny");
     let out = tmp.path().join("out.safetensors");
-    for (device, feature, compiled) in [
-        ("wgpu", "wgpu", cfg!(feature = "wgpu")),
-        ("cuda", "cuda", cfg!(feature = "cuda")),
-    ] {
+    for (device, feature, compiled) in [("wgpu", "wgpu", cfg!(feature = "wgpu")), ("cuda", "cuda", cfg!(feature = "cuda"))] {
         if compiled {
             continue;
         }
         let err = fail_in(
             tmp.path(),
-            &[
-                "model",
-                "forward",
-                "--device",
-                device,
-                "--model",
-                s(&bert),
-                "--inputs",
-                s(&input),
-                "--out",
-                s(&out),
-            ],
+            &["model", "forward", "--device", device, "--model", s(&bert), "--inputs", s(&input), "--out", s(&out)],
         );
-        assert!(
-            err.contains(&format!(
-                "--device {device} was not compiled into this binary"
-            )),
-            "{err}"
-        );
+        assert!(err.contains(&format!("--device {device} was not compiled into this binary")), "{err}");
         assert!(err.contains(&format!("--features {feature}")), "{err}");
-        let err = fail_in(
-            tmp.path(),
-            &[
-                "run",
-                "--device",
-                device,
-                "--dry-run",
-                s(&tmp.path().join("p.toml")),
-            ],
-        );
-        assert!(
-            err.contains("p.toml") || err.contains("not compiled"),
-            "{err}"
-        );
+        let err = fail_in(tmp.path(), &["run", "--device", device, "--dry-run", s(&tmp.path().join("p.toml"))]);
+        assert!(err.contains("p.toml") || err.contains("not compiled"), "{err}");
     }
     let err = fail_in(
         tmp.path(),
-        &[
-            "model",
-            "forward",
-            "--device",
-            "tpu",
-            "--model",
-            s(&bert),
-            "--inputs",
-            s(&input),
-            "--out",
-            s(&out),
-        ],
+        &["model", "forward", "--device", "tpu", "--model", s(&bert), "--inputs", s(&input), "--out", s(&out)],
     );
-    assert!(
-        err.contains("unknown --device \"tpu\"") && err.contains("cpu"),
-        "{err}"
-    );
+    assert!(err.contains("unknown --device \"tpu\"") && err.contains("cpu"), "{err}");
     assert!(!out.exists());
 }
 
@@ -571,32 +364,16 @@ fn run_a_tiny_pipeline_then_resume() {
     let text = pipeline_toml("tiny");
     std::fs::write(dir.join("tiny.toml"), &text).unwrap();
     let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
-    assert!(
-        out.contains("tiny: 7 stage(s) ran, 0 already done"),
-        "{out}"
-    );
+    assert!(out.contains("tiny: 7 stage(s) ran, 0 already done"), "{out}");
     assert!(out.contains("report: runs/tiny/report.md"), "{out}");
     let run = dir.join("runs/tiny");
-    for f in [
-        "report.md",
-        "report.json",
-        "pipeline.toml",
-        "state.json",
-        "logs/run.log",
-    ] {
+    for f in ["report.md", "report.json", "pipeline.toml", "state.json", "logs/run.log"] {
         assert!(run.join(f).is_file(), "missing runs/tiny/{f}");
     }
-    assert_eq!(
-        std::fs::read_to_string(run.join("pipeline.toml")).unwrap(),
-        text
-    );
+    assert_eq!(std::fs::read_to_string(run.join("pipeline.toml")).unwrap(), text);
     let md = std::fs::read_to_string(run.join("report.md")).unwrap();
-    assert!(
-        md.contains("mpt") && md.contains("vanilla") && md.contains("rte"),
-        "{md}"
-    );
-    let report: Value =
-        serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
+    assert!(md.contains("mpt") && md.contains("vanilla") && md.contains("rte"), "{md}");
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(run.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["rows"].as_array().unwrap().len(), 2);
     assert!(!report["plots"].as_array().unwrap().is_empty());
     for p in report["plots"].as_array().unwrap() {
@@ -614,49 +391,18 @@ fn run_a_tiny_pipeline_then_resume() {
     assert_eq!(target["parents"], serde_json::json!([mt["id"]]));
     assert_eq!(vanilla["parents"], serde_json::json!([]));
     assert_eq!(target["verified"], true);
-    let result: Value = serde_json::from_str(
-        &std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap(),
-    )
-    .unwrap();
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap()).unwrap();
     assert_eq!(result["result"]["artifact_id"], target["id"]);
 
     // Second run: nothing to do.
     let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
-    assert!(
-        out.contains("tiny: 0 stage(s) ran, 7 already done"),
-        "{out}"
-    );
+    assert!(out.contains("tiny: 0 stage(s) ran, 7 already done"), "{out}");
 
     // --run-dir overrides the folder; --only selects stages.
-    let out = ok_in(
-        dir,
-        &[
-            "run",
-            "-q",
-            "tiny.toml",
-            "--run-dir",
-            "elsewhere",
-            "--only",
-            "adapt/vanilla",
-        ],
-    );
+    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "elsewhere", "--only", "adapt/vanilla"]);
     assert!(out.contains("1 stage(s) ran"), "{out}");
-    assert!(
-        dir.join("elsewhere/artifacts/adapt/vanilla/rte/k2-s0/artifact.json")
-            .is_file()
-    );
-    let err = fail_in(
-        dir,
-        &[
-            "run",
-            "-q",
-            "tiny.toml",
-            "--run-dir",
-            "fresh",
-            "--only",
-            "adapt/mpt",
-        ],
-    );
+    assert!(dir.join("elsewhere/artifacts/adapt/vanilla/rte/k2-s0/artifact.json").is_file());
+    let err = fail_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "fresh", "--only", "adapt/mpt"]);
     assert!(err.contains("distill/mpt"), "{err}");
     let err = fail_in(dir, &["run", "-q", "tiny.toml", "--only", "nothing/here"]);
     assert!(err.contains("no stage matches"), "{err}");
@@ -668,10 +414,7 @@ fn run_dry_run_prints_the_plan() {
     let dir = tmp.path();
     std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
     let out = ok_in(dir, &["run", "--dry-run", "tiny.toml"]);
-    assert!(
-        out.contains("plan for tiny (7 stages) in runs/tiny"),
-        "{out}"
-    );
+    assert!(out.contains("plan for tiny (7 stages) in runs/tiny"), "{out}");
     for stage in [
         "teacher/mnli",
         "teacher/qnli",
@@ -681,18 +424,11 @@ fn run_dry_run_prints_the_plan() {
         "adapt/vanilla/rte/k2-s0",
         "eval/vanilla/rte/k2-s0",
     ] {
-        let line = out
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{stage} ")))
-            .unwrap_or_else(|| panic!("{stage} not in\n{out}"));
+        let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{stage} "))).unwrap_or_else(|| panic!("{stage} not in\n{out}"));
         assert!(line.contains("run ("), "{line}");
     }
     let out = ok_in(dir, &["run", "--dry-run", "tiny.toml", "--only", "teacher"]);
-    assert!(
-        out.lines()
-            .any(|l| l.contains("distill/mpt") && l.contains("not selected")),
-        "{out}"
-    );
+    assert!(out.lines().any(|l| l.contains("distill/mpt") && l.contains("not selected")), "{out}");
     assert!(!dir.join("runs").exists(), "a dry run writes nothing");
 }
 
@@ -704,10 +440,7 @@ fn an_invalid_pipeline_fails_fast() {
     std::fs::write(dir.join("bad.toml"), text).unwrap();
     let t = std::time::Instant::now();
     let err = fail_in(dir, &["run", "bad.toml"]);
-    assert!(
-        err.contains("distill.kappa") && err.contains("bad.toml"),
-        "{err}"
-    );
+    assert!(err.contains("distill.kappa") && err.contains("bad.toml"), "{err}");
     assert!(t.elapsed().as_secs_f64() < 20.0);
     assert!(!dir.join("runs").exists(), "nothing is created");
     let text = pipeline_toml("bad").replace("[distill]", "[distill]\nkapa = 2");
@@ -721,18 +454,7 @@ fn an_invalid_pipeline_fails_fast() {
 // ---------------------------------------------------------------------------------------------
 // mpt teacher | distill | adapt | eval | inspect
 
-const SMALL: [&str; 10] = [
-    "--steps",
-    "2",
-    "--batch-size",
-    "4",
-    "--max-train",
-    "12",
-    "--max-dev",
-    "6",
-    "--seed",
-    "3",
-];
+const SMALL: [&str; 10] = ["--steps", "2", "--batch-size", "4", "--max-train", "12", "--max-dev", "6", "--seed", "3"];
 
 fn stage(dir: &Path, command: &str, args: &[&str]) -> String {
     let model = fixture("bert-tiny");
@@ -746,195 +468,55 @@ fn stage(dir: &Path, command: &str, args: &[&str]) -> String {
 fn stage_commands_chain_and_inspect_shows_the_lineage() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let with_small = |args: &[&str]| -> Vec<String> {
-        args.iter()
-            .chain(SMALL.iter())
-            .map(|a| a.to_string())
-            .collect()
-    };
+    let with_small = |args: &[&str]| -> Vec<String> { args.iter().chain(SMALL.iter()).map(|a| a.to_string()).collect() };
     let call = |command: &str, args: Vec<String>| {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         stage(dir, command, &refs)
     };
 
-    let out = call(
-        "teacher",
-        with_small(&["--task", "mnli", "--prompt-len", "4", "--out", "t-mnli"]),
-    );
-    assert!(
-        out.contains("teacher artifact t-mnli")
-            && out.contains("l=4 d=32 rank=0 (128 tunable numbers)"),
-        "{out}"
-    );
+    let out = call("teacher", with_small(&["--task", "mnli", "--prompt-len", "4", "--out", "t-mnli"]));
+    assert!(out.contains("teacher artifact t-mnli") && out.contains("l=4 d=32 rank=0 (128 tunable numbers)"), "{out}");
     assert!(out.contains("dev   mnli: accuracy"), "{out}");
-    call(
-        "teacher",
-        with_small(&[
-            "--task",
-            "qnli",
-            "--prompt-len",
-            "4",
-            "--init",
-            "random",
-            "--out",
-            "t-qnli",
-        ]),
-    );
-    let out = call(
-        "distill",
-        with_small(&["--teacher", "t-mnli", "--teacher", "t-qnli", "--out", "mt"]),
-    );
-    assert!(
-        out.contains("multitask artifact mt") && out.contains("tasks:    mnli, qnli"),
-        "{out}"
-    );
-    assert!(
-        out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32))),
-        "{out}"
-    );
-    let out = call(
-        "adapt",
-        with_small(&[
-            "--target",
-            "rte",
-            "--method",
-            "mpt",
-            "--from",
-            "mt",
-            "--init",
-            "source:qnli",
-            "--out",
-            "target",
-        ]),
-    );
-    assert!(
-        out.contains("target artifact target")
-            && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32)),
-        "{out}"
-    );
-    call(
-        "adapt",
-        with_small(&[
-            "--target",
-            "cb",
-            "--method",
-            "vanilla",
-            "--prompt-len",
-            "3",
-            "--few-shot-k",
-            "2",
-            "--out",
-            "vanilla",
-        ]),
-    );
-    call(
-        "adapt",
-        with_small(&[
-            "--target", "rte", "--method", "spot", "--from", "t-mnli", "--out", "spot",
-        ]),
-    );
+    call("teacher", with_small(&["--task", "qnli", "--prompt-len", "4", "--init", "random", "--out", "t-qnli"]));
+    let out = call("distill", with_small(&["--teacher", "t-mnli", "--teacher", "t-qnli", "--out", "mt"]));
+    assert!(out.contains("multitask artifact mt") && out.contains("tasks:    mnli, qnli"), "{out}");
+    assert!(out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32))), "{out}");
+    let out = call("adapt", with_small(&["--target", "rte", "--method", "mpt", "--from", "mt", "--init", "source:qnli", "--out", "target"]));
+    assert!(out.contains("target artifact target") && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32)), "{out}");
+    call("adapt", with_small(&["--target", "cb", "--method", "vanilla", "--prompt-len", "3", "--few-shot-k", "2", "--out", "vanilla"]));
+    call("adapt", with_small(&["--target", "rte", "--method", "spot", "--from", "t-mnli", "--out", "spot"]));
 
     // eval: markdown on stdout, JSON + markdown files.
-    let out = call(
-        "eval",
-        vec![
-            "--artifact".into(),
-            "target".into(),
-            "--max-examples".into(),
-            "5".into(),
-            "--json".into(),
-            "r.json".into(),
-        ],
-    );
+    let out = call("eval", vec!["--artifact".into(), "target".into(), "--max-examples".into(), "5".into(), "--json".into(), "r.json".into()]);
     assert!(out.starts_with("| task | split |"), "{out}");
-    assert!(
-        out.lines()
-            .any(|l| l.starts_with("| rte | test |") && l.contains("| 5 |")),
-        "{out}"
-    );
-    let results: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("r.json"))
-            .unwrap_or_else(|e| panic!("r.json: {e}\n{out}")),
-    )
-    .unwrap();
+    assert!(out.lines().any(|l| l.starts_with("| rte | test |") && l.contains("| 5 |")), "{out}");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap_or_else(|e| panic!("r.json: {e}\n{out}"))).unwrap();
     assert_eq!(results.as_array().unwrap().len(), 1);
     assert_eq!(results[0]["examples"], 5);
     assert!(dir.join("r.md").is_file());
     // Evaluating every task of a multitask artifact, and a teacher zero-shot on another task.
-    let out = call(
-        "eval",
-        vec![
-            "--artifact".into(),
-            "mt".into(),
-            "--split".into(),
-            "dev".into(),
-            "--max-examples".into(),
-            "4".into(),
-        ],
-    );
-    assert_eq!(
-        out.lines()
-            .filter(|l| l.starts_with("| mnli |") || l.starts_with("| qnli |"))
-            .count(),
-        2,
-        "{out}"
-    );
-    let out = call(
-        "eval",
-        vec![
-            "--artifact".into(),
-            "t-mnli".into(),
-            "--task".into(),
-            "cb".into(),
-            "--max-examples".into(),
-            "4".into(),
-        ],
-    );
+    let out = call("eval", vec!["--artifact".into(), "mt".into(), "--split".into(), "dev".into(), "--max-examples".into(), "4".into()]);
+    assert_eq!(out.lines().filter(|l| l.starts_with("| mnli |") || l.starts_with("| qnli |")).count(), 2, "{out}");
+    let out = call("eval", vec!["--artifact".into(), "t-mnli".into(), "--task".into(), "cb".into(), "--max-examples".into(), "4".into()]);
     assert!(out.contains("| cb | test |"), "{out}");
 
     // inspect shows the lineage.
     let ids: BTreeMap<&str, String> = ["t-mnli", "t-qnli", "mt", "target", "vanilla", "spot"]
         .into_iter()
-        .map(|n| {
-            (
-                n,
-                inspect_json(dir, &dir.join(n))["id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string(),
-            )
-        })
+        .map(|n| (n, inspect_json(dir, &dir.join(n))["id"].as_str().unwrap().to_string()))
         .collect();
     let text = ok_in(dir, &["inspect", "mt"]);
     assert!(text.contains("kind:         multitask"), "{text}");
-    assert!(
-        text.contains(&format!(
-            "parents:      {}, {}",
-            ids["t-mnli"], ids["t-qnli"]
-        )),
-        "{text}"
-    );
-    assert!(
-        text.contains("layout:       multitask (l = 4, d = 32, r = 1)"),
-        "{text}"
-    );
+    assert!(text.contains(&format!("parents:      {}, {}", ids["t-mnli"], ids["t-qnli"])), "{text}");
+    assert!(text.contains("layout:       multitask (l = 4, d = 32, r = 1)"), "{text}");
     assert!(text.contains("checksum:     ok"), "{text}");
     let text = ok_in(dir, &["inspect", "target"]);
-    assert!(
-        text.contains(&format!("parents:      {}", ids["mt"])),
-        "{text}"
-    );
+    assert!(text.contains(&format!("parents:      {}", ids["mt"])), "{text}");
     assert!(text.contains("tasks:        rte"), "{text}");
     let text = ok_in(dir, &["inspect", "spot"]);
-    assert!(
-        text.contains(&format!("parents:      {}", ids["t-mnli"])),
-        "{text}"
-    );
+    assert!(text.contains(&format!("parents:      {}", ids["t-mnli"])), "{text}");
     let text = ok_in(dir, &["inspect", "vanilla"]);
-    assert!(
-        text.contains("parents:      none") && text.contains("tunable:      96 parameters"),
-        "{text}"
-    );
+    assert!(text.contains("parents:      none") && text.contains("tunable:      96 parameters"), "{text}");
     let v = inspect_json(dir, &dir.join("vanilla"));
     assert_eq!(v["config"]["data"]["few_shot_k"], 2);
     assert_eq!(v["tasks"], serde_json::json!(["cb"]));
@@ -966,43 +548,19 @@ fn stage_commands_report_bad_arguments() {
     assert!(err.contains("--task"), "{err}");
     let err = run(&["--task", "nope", "--out", "x"], "teacher");
     assert!(err.contains("nope"), "{err}");
-    let err = run(
-        &["--task", "mnli", "--init", "zeros", "--out", "x"],
-        "teacher",
-    );
+    let err = run(&["--task", "mnli", "--init", "zeros", "--out", "x"], "teacher");
     assert!(err.contains("--init") && err.contains("zeros"), "{err}");
-    let err = run(
-        &["--target", "rte", "--method", "magic", "--out", "x"],
-        "adapt",
-    );
+    let err = run(&["--target", "rte", "--method", "magic", "--out", "x"], "adapt");
     assert!(err.contains("magic"), "{err}");
-    let err = run(
-        &["--target", "rte", "--method", "mpt", "--out", "x"],
-        "adapt",
-    );
+    let err = run(&["--target", "rte", "--method", "mpt", "--out", "x"], "adapt");
     assert!(err.contains("method"), "{err}");
-    let err = run(
-        &[
-            "--target", "rte", "--method", "spot", "--init", "vocab", "--out", "x",
-        ],
-        "adapt",
-    );
+    let err = run(&["--target", "rte", "--method", "spot", "--init", "vocab", "--out", "x"], "adapt");
     assert!(err.contains("--init"), "{err}");
     let err = run(&["--teacher", "absent", "--out", "x"], "distill");
     assert!(err.contains("absent"), "{err}");
     let err = run(&["--artifact", "absent", "--task", "rte"], "eval");
     assert!(err.contains("absent"), "{err}");
-    let err = run(
-        &[
-            "--artifact",
-            "absent",
-            "--task",
-            "rte",
-            "--split",
-            "holdout",
-        ],
-        "eval",
-    );
+    let err = run(&["--artifact", "absent", "--task", "rte", "--split", "holdout"], "eval");
     assert!(err.contains("holdout"), "{err}");
     assert!(!dir.join("x").exists());
 }
@@ -1013,106 +571,24 @@ fn stage_commands_report_bad_arguments() {
 #[test]
 fn every_subcommand_has_help() {
     let cases: &[(&[&str], &[&str])] = &[
-        (
-            &["--help"],
-            &[
-                "model", "teacher", "distill", "adapt", "eval", "run", "export", "import",
-                "inspect",
-            ],
-        ),
+        (&["--help"], &["model", "teacher", "distill", "adapt", "eval", "run", "export", "import", "inspect"]),
         (&["model", "--help"], &["info", "forward"]),
         (&["model", "info", "--help"], &["--model", "--json"]),
-        (
-            &["model", "forward", "--help"],
-            &["--model", "--inputs", "--out", "--generate", "--device"],
-        ),
-        (
-            &["teacher", "--help"],
-            &[
-                "--task",
-                "--prompt-len",
-                "--init",
-                "--steps",
-                "--out",
-                "--model",
-                "--data-root",
-                "--device",
-                "--config",
-            ],
-        ),
-        (
-            &["distill", "--help"],
-            &[
-                "--teacher",
-                "--tasks",
-                "--kappa",
-                "--lambda",
-                "--temperature",
-                "--rank",
-                "--no-decomposition",
-                "--out",
-            ],
-        ),
-        (
-            &["adapt", "--help"],
-            &[
-                "--target",
-                "--method",
-                "--from",
-                "--init",
-                "--prompt-len",
-                "--few-shot-k",
-                "--out",
-            ],
-        ),
-        (
-            &["eval", "--help"],
-            &[
-                "--artifact",
-                "--task",
-                "--split",
-                "--max-examples",
-                "--batch-size",
-                "--greedy",
-                "--json",
-            ],
-        ),
-        (
-            &["run", "--help"],
-            &[
-                "--dry-run",
-                "--only",
-                "--force",
-                "--device",
-                "--run-dir",
-                "--quiet",
-            ],
-        ),
-        (
-            &["export", "--help"],
-            &[
-                "--format",
-                "--task-type",
-                "--base-model",
-                "--task",
-                "--overwrite",
-            ],
-        ),
-        (
-            &["import", "--help"],
-            &["--format", "--model", "--kind", "--tasks", "--overwrite"],
-        ),
+        (&["model", "forward", "--help"], &["--model", "--inputs", "--out", "--generate", "--device"]),
+        (&["teacher", "--help"], &["--task", "--prompt-len", "--init", "--steps", "--out", "--model", "--data-root", "--device", "--config"]),
+        (&["distill", "--help"], &["--teacher", "--tasks", "--kappa", "--lambda", "--temperature", "--rank", "--no-decomposition", "--out"]),
+        (&["adapt", "--help"], &["--target", "--method", "--from", "--init", "--prompt-len", "--few-shot-k", "--out"]),
+        (&["eval", "--help"], &["--artifact", "--task", "--split", "--max-examples", "--batch-size", "--greedy", "--json"]),
+        (&["run", "--help"], &["--dry-run", "--only", "--force", "--device", "--run-dir", "--quiet"]),
+        (&["export", "--help"], &["--format", "--task-type", "--base-model", "--task", "--overwrite"]),
+        (&["import", "--help"], &["--format", "--model", "--kind", "--tasks", "--overwrite"]),
         (&["inspect", "--help"], &["--json"]),
     ];
     for (args, needles) in cases {
         let out = ok(args);
         assert!(out.contains("Usage: mpt"), "{}", out);
         for needle in *needles {
-            assert!(
-                out.contains(needle),
-                "`mpt {}` does not mention {needle}:\n{out}",
-                args.join(" ")
-            );
+            assert!(out.contains(needle), "`mpt {}` does not mention {needle}:\n{out}", args.join(" "));
         }
     }
     let version = ok(&["--version"]);

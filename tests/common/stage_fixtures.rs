@@ -41,14 +41,10 @@ pub fn backbone_of(name: &str) -> BackboneRef {
 
 /// Deterministic small values in [-0.05, 0.05], varied by `seed`.
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut x = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            x = x
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((x >> 33) as f32 / (1u64 << 31) as f32 - 0.5) * 0.1
         })
         .collect()
@@ -93,28 +89,13 @@ pub fn write_artifact(
 }
 
 /// A teacher artifact: one task, a plain `[l, d]` prompt.
-pub fn teacher(
-    dir: &Path,
-    task: &str,
-    l: usize,
-    d: usize,
-    backbone: &BackboneRef,
-    seed: u64,
-) -> Artifact {
+pub fn teacher(dir: &Path, task: &str, l: usize, d: usize, backbone: &BackboneRef, seed: u64) -> Artifact {
     let tensors = BTreeMap::from([("prompt_embeddings".to_string(), host(&[l, d], seed))]);
     write_artifact(dir, ArtifactKind::Teacher, &[task], backbone, tensors, seed)
 }
 
 /// A multitask artifact: `P*` `[l, d]`, `U` `[T, l, r]`, `V` `[T, r, d]`.
-pub fn multitask(
-    dir: &Path,
-    tasks: &[&str],
-    l: usize,
-    r: usize,
-    d: usize,
-    backbone: &BackboneRef,
-    seed: u64,
-) -> Artifact {
+pub fn multitask(dir: &Path, tasks: &[&str], l: usize, r: usize, d: usize, backbone: &BackboneRef, seed: u64) -> Artifact {
     let t = tasks.len();
     let tensors = BTreeMap::from([
         ("prompt_embeddings".to_string(), host(&[l, d], seed)),

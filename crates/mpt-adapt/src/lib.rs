@@ -16,14 +16,12 @@ use std::path::Path;
 
 use burn::prelude::*;
 use mpt_core::init::{FactorInit, PromptInit, TargetInit, fresh_prompt, target_from_multitask};
-use mpt_core::{
-    Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, SoftPrompt, TaskPrompts,
-};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
-    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig,
-    final_metrics, load_task, train,
+    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
+    load_task, train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -129,29 +127,17 @@ impl AdaptConfig {
         }
         match (&self.method, self.prompt_length) {
             (Method::Vanilla { .. }, None | Some(0)) => {
-                return Err(bad(
-                    "prompt_length",
-                    "vanilla prompt tuning needs a prompt length ≥ 1".into(),
-                ));
+                return Err(bad("prompt_length", "vanilla prompt tuning needs a prompt length ≥ 1".into()));
             }
             (Method::Mpt { .. } | Method::Spot, Some(_)) => {
-                return Err(bad(
-                    "prompt_length",
-                    "comes from the source artifact; leave it out".into(),
-                ));
+                return Err(bad("prompt_length", "comes from the source artifact; leave it out".into()));
             }
             _ => {}
         }
         if let Some(k) = self.kappa
             && (k < 2 || k > self.targets.len())
         {
-            return Err(bad(
-                "kappa",
-                format!(
-                    "must be in [2, {}] (number of targets), got {k}",
-                    self.targets.len()
-                ),
-            ));
+            return Err(bad("kappa", format!("must be in [2, {}] (number of targets), got {k}", self.targets.len())));
         }
         self.train.validate("train.")?;
         Ok(())
@@ -177,8 +163,7 @@ pub fn run(
         (None, Some(_)) => {
             return Err(AdaptError::Config {
                 field: "method".into(),
-                message: "vanilla prompt tuning starts from scratch; no source artifact is used"
-                    .into(),
+                message: "vanilla prompt tuning starts from scratch; no source artifact is used".into(),
             });
         }
         (Some(kind), None) => {
@@ -188,10 +173,7 @@ pub fn run(
             });
         }
         (Some(kind), Some(path)) => {
-            let in_use = InUse {
-                backbone: &backbone_ref,
-                dim: backbone.dim(),
-            };
+            let in_use = InUse { backbone: &backbone_ref, dim: backbone.dim() };
             let a = Artifact::load(path, Some(kind), Some(in_use))?;
             Some(a)
         }
@@ -200,14 +182,7 @@ pub fn run(
     let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.targets.len());
     for name in &config.targets {
         let task = mpt_data::lookup(name)?;
-        splits.push(load_task(
-            root,
-            task,
-            &config.data,
-            tokenizer,
-            backbone.arch(),
-            config.train.lengths,
-        )?);
+        splits.push(load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?);
     }
     let train_data: Vec<_> = splits.iter().map(|s| &s.train).collect();
     let heads = Heads::new(backbone, tokenizer, &train_data, config.head, device)?;
@@ -217,12 +192,7 @@ pub fn run(
     } else {
         let sizes: Vec<usize> = train_data.iter().map(|d| d.len()).collect();
         let kappa = config.kappa.unwrap_or(tau);
-        RowSource::Multi(MultitaskSampler::new(
-            &sizes,
-            kappa,
-            config.train.batch_size,
-            config.train.seed,
-        )?)
+        RowSource::Multi(MultitaskSampler::new(&sizes, kappa, config.train.batch_size, config.train.seed)?)
     };
     let mut objective = TaskObjective {
         backbone,
@@ -242,9 +212,7 @@ pub fn run(
     let seed = config.train.seed;
     let plain = |values: Tensor<2>| SoftPrompt::new(values.require_grad());
     let (tensors, metrics) = match (&config.method, &source) {
-        (Method::Mpt { init, fresh }, Some(artifact))
-            if artifact.meta.layout == Layout::Multitask =>
-        {
+        (Method::Mpt { init, fresh }, Some(artifact)) if artifact.meta.layout == Layout::Multitask => {
             let module = target_from_multitask(artifact, init, *fresh, tau, seed, &autodiff)?;
             let module = mpt_core::MultitaskPrompt::new(
                 module.prompt_embeddings.val().require_grad(),
@@ -267,14 +235,7 @@ pub fn run(
                 _ => None,
             };
             let l = config.prompt_length.expect("validated");
-            let values = fresh_prompt(
-                init,
-                l,
-                &backbone.word_embedding_matrix(),
-                text_ids.as_deref(),
-                seed,
-                &autodiff,
-            )?;
+            let values = fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), seed, &autodiff)?;
             let module = plain(values);
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
             let m = final_metrics(&outcome);
@@ -286,10 +247,7 @@ pub fn run(
         out,
         NewArtifact {
             kind: ArtifactKind::Target,
-            tasks: splits
-                .iter()
-                .map(|s| s.train.task.name.to_string())
-                .collect(),
+            tasks: splits.iter().map(|s| s.train.task.name.to_string()).collect(),
             backbone: backbone_ref,
             parents: source.iter().map(|s| s.meta.id.clone()).collect(),
             config: serde_json::to_value(config).expect("config serialises"),

@@ -106,8 +106,7 @@ pub struct InspectArgs {
 }
 
 fn load(dir: &std::path::Path) -> Result<Artifact> {
-    Artifact::load(dir, None, None)
-        .with_context(|| format!("artifact {} failed verification", dir.display()))
+    Artifact::load(dir, None, None).with_context(|| format!("artifact {} failed verification", dir.display()))
 }
 
 /// `mpt export`.
@@ -126,9 +125,8 @@ pub fn export(args: ExportArgs) -> Result<()> {
                 overwrite: args.overwrite,
             };
             let config = peft::adapter_config(&artifact, &options)?;
-            peft::export_peft(&artifact, &args.outdir, options).with_context(|| {
-                format!("exporting {} as a PEFT adapter", args.artifact.display())
-            })?;
+            peft::export_peft(&artifact, &args.outdir, options)
+                .with_context(|| format!("exporting {} as a PEFT adapter", args.artifact.display()))?;
             println!(
                 "wrote PEFT {} adapter ({}) to {}",
                 config["peft_type"].as_str().unwrap_or("?"),
@@ -169,10 +167,9 @@ pub fn import(args: ImportArgs) -> Result<()> {
         Some(k) => k.into(),
         None => {
             let path = args.adapter_dir.join(peft::ADAPTER_CONFIG);
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let value: Value = serde_json::from_str(&text)
-                .with_context(|| format!("invalid JSON in {}", path.display()))?;
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let value: Value =
+                serde_json::from_str(&text).with_context(|| format!("invalid JSON in {}", path.display()))?;
             if value.get("peft_type").and_then(Value::as_str) == Some("MULTITASK_PROMPT_TUNING") {
                 ArtifactKind::Multitask
             } else {
@@ -182,15 +179,8 @@ pub fn import(args: ImportArgs) -> Result<()> {
     };
     peft::check_output_dir(&args.outdir, args.overwrite, mpt_core::artifact::META_FILE)?;
     let backbone = BackboneRef::new(config.arch(), &fingerprint);
-    let artifact = peft::import_peft(
-        &args.adapter_dir,
-        &args.outdir,
-        backbone,
-        dim,
-        kind,
-        args.tasks,
-    )
-    .with_context(|| format!("importing PEFT adapter {}", args.adapter_dir.display()))?;
+    let artifact = peft::import_peft(&args.adapter_dir, &args.outdir, backbone, dim, kind, args.tasks)
+        .with_context(|| format!("importing PEFT adapter {}", args.adapter_dir.display()))?;
     println!(
         "wrote {} artifact {} ({} layout, tasks {}) to {}",
         artifact.meta.kind,
@@ -250,9 +240,7 @@ fn scores(v: &Value) -> String {
             })
             .collect::<Vec<_>>()
             .join(", "),
-        Value::Number(n) => n
-            .as_f64()
-            .map_or_else(|| n.to_string(), |x| format!("{x:.4}")),
+        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |x| format!("{x:.4}")),
         other => other.to_string(),
     }
 }

@@ -44,8 +44,7 @@ pub struct BenchArgs {
 /// Runs `mpt bench`.
 pub fn bench(args: BenchArgs) -> Result<()> {
     let device = parse_device(&args.device)?;
-    let model = Model::load(&args.model, &device)
-        .with_context(|| format!("loading {}", args.model.display()))?;
+    let model = Model::load(&args.model, &device).with_context(|| format!("loading {}", args.model.display()))?;
     let tokenizer = model.require_tokenizer()?;
     let config = BenchConfig {
         stage: args.stage,
@@ -82,10 +81,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
             args.seq_len,
             args.steps
         );
-        println!(
-            "  step (median): {:.1} ms (mean {:.1} ms)",
-            result.step_ms_median, result.step_ms_mean
-        );
+        println!("  step (median): {:.1} ms (mean {:.1} ms)", result.step_ms_median, result.step_ms_mean);
         println!("  examples/s:    {:.2}", result.examples_per_sec);
         println!("  tokens/s:      {:.0}", result.tokens_per_sec);
         println!("  peak RSS:      {:.0} MiB", result.peak_rss_mb);

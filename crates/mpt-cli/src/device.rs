@@ -15,20 +15,14 @@ pub const DEVICES: &[(&str, &str, bool)] = &[
 /// Builds the (non-autodiff) device named `name`; `cuda`/`tch-cuda` accept `:INDEX`.
 pub fn parse_device(name: &str) -> Result<Device> {
     let (base, index) = match name.split_once(':') {
-        Some((base, index)) => (
-            base,
-            index.parse::<usize>().map_err(|_| {
-                anyhow::anyhow!("--device {name}: the index after ':' must be a number")
-            })?,
-        ),
+        Some((base, index)) => (base, index.parse::<usize>().map_err(|_| {
+            anyhow::anyhow!("--device {name}: the index after ':' must be a number")
+        })?),
         None => (name, 0),
     };
     let Some((_, feature, compiled)) = DEVICES.iter().find(|(n, _, _)| *n == base) else {
         let names: Vec<&str> = DEVICES.iter().map(|(n, _, _)| *n).collect();
-        bail!(
-            "unknown --device {name:?}; expected one of {}",
-            names.join(", ")
-        );
+        bail!("unknown --device {name:?}; expected one of {}", names.join(", "));
     };
     if !compiled {
         bail!(

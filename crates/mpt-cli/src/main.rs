@@ -37,9 +37,7 @@ fn tune_allocator() {
         unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("GLIBC_TUNABLES").is_none()
-        && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none()
-    {
+    if std::env::var_os("GLIBC_TUNABLES").is_none() && std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
         // SAFETY: mallopt sets process-wide malloc parameters; called before any thread starts.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);

@@ -69,10 +69,7 @@ pub fn run(cmd: ModelCmd) -> Result<()> {
                 println!("architecture: {} ({})", info.arch, info.variant);
                 println!("d_model:      {}", info.d_model);
                 if info.decoder_layers > 0 {
-                    println!(
-                        "layers:       {} encoder + {} decoder",
-                        info.encoder_layers, info.decoder_layers
-                    );
+                    println!("layers:       {} encoder + {} decoder", info.encoder_layers, info.decoder_layers);
                 } else {
                     println!("layers:       {}", info.encoder_layers);
                 }
@@ -81,9 +78,7 @@ pub fn run(cmd: ModelCmd) -> Result<()> {
                 println!("vocab:        {}", info.vocab_size);
                 println!("parameters:   {}", info.parameters);
                 match (&info.tokenizer, info.tokenizer_vocab_size) {
-                    (Some(path), Some(v)) => {
-                        println!("tokenizer:    {} ({v} tokens)", path.display())
-                    }
+                    (Some(path), Some(v)) => println!("tokenizer:    {} ({v} tokens)", path.display()),
                     _ => println!("tokenizer:    not found (no tokenizer.json)"),
                 }
             }

@@ -28,11 +28,9 @@ impl Progress for Bars {
             bar.set_draw_target(ProgressDrawTarget::hidden());
         }
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:>22} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}",
-            )
-            .expect("valid template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template("{prefix:>22} [{bar:30}] {pos}/{len} steps {msg} ETA {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(stage.to_string());
         *self.bar.borrow_mut() = Some(bar);
@@ -47,10 +45,7 @@ impl Progress for Bars {
 
     fn eval(&self, point: &EvalPoint, best: f64) {
         if let Some(bar) = self.bar.borrow().as_ref() {
-            bar.println(format!(
-                "  step {:>5}: dev {:.4} (best {:.4})",
-                point.step, point.score, best
-            ));
+            bar.println(format!("  step {:>5}: dev {:.4} (best {:.4})", point.step, point.score, best));
         }
     }
 

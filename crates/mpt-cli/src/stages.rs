@@ -20,9 +20,7 @@ pub fn parse_init(s: &str) -> Result<PromptInit> {
         "random" => PromptInit::Random,
         "vocab" => PromptInit::Vocab,
         _ => match s.strip_prefix("text:") {
-            Some(text) => PromptInit::Text {
-                text: text.to_string(),
-            },
+            Some(text) => PromptInit::Text { text: text.to_string() },
             None => bail!("--init {s:?}: expected random, vocab or text:SOME TEXT"),
         },
     })
@@ -177,15 +175,7 @@ pub fn distill(args: DistillArgs) -> Result<()> {
     args.train.apply(&mut config.train, &mut config.data);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
-    let artifact = mpt_distill::run(
-        &model,
-        &root,
-        &config,
-        &args.teachers,
-        &args.out,
-        &device,
-        &bars,
-    )?;
+    let artifact = mpt_distill::run(&model, &root, &config, &args.teachers, &args.out, &device, &bars)?;
     crate::summary::print_artifact(&artifact);
     Ok(())
 }
@@ -226,9 +216,7 @@ pub fn parse_target_init(s: &str) -> Result<TargetInit> {
         "average" => TargetInit::Average,
         "shared" => TargetInit::Shared,
         _ => match s.strip_prefix("source:") {
-            Some(task) => TargetInit::Source {
-                task: task.to_string(),
-            },
+            Some(task) => TargetInit::Source { task: task.to_string() },
             None => bail!("--init {s:?}: expected average, shared or source:TASK"),
         },
     })
@@ -245,9 +233,7 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
             init: parse_init(init.unwrap_or("vocab"))?,
         },
         ("spot", None) => Method::Spot,
-        ("spot", Some(_)) => {
-            bail!("--method spot starts from the teacher's prompt; --init does not apply")
-        }
+        ("spot", Some(_)) => bail!("--method spot starts from the teacher's prompt; --init does not apply"),
         (other, _) => bail!("--method {other:?}: expected mpt, vanilla or spot"),
     };
     let mut config = match &args.config {
@@ -277,15 +263,7 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
     args.train.apply(&mut config.train, &mut config.data);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
-    let artifact = mpt_adapt::run(
-        &model,
-        &root,
-        &config,
-        args.from.as_deref(),
-        &args.out,
-        &device,
-        &bars,
-    )?;
+    let artifact = mpt_adapt::run(&model, &root, &config, args.from.as_deref(), &args.out, &device, &bars)?;
     crate::summary::print_artifact(&artifact);
     Ok(())
 }
@@ -337,11 +315,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             split,
             data: Selection::default(),
             batch_size: args.batch_size,
-            decoding: if args.greedy {
-                Decoding::Greedy
-            } else {
-                Decoding::Rank
-            },
+            decoding: if args.greedy { Decoding::Greedy } else { Decoding::Rank },
             lengths: Default::default(),
             head: HeadConfig::default(),
         };
@@ -353,13 +327,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             mpt_data::Split::Test => config.data.max_test = args.max_examples,
             mpt_data::Split::Train => config.data.max_train = args.max_examples,
         }
-        results.push(mpt_eval::run(
-            &model,
-            &root,
-            &args.artifact,
-            &config,
-            &device,
-        )?);
+        results.push(mpt_eval::run(&model, &root, &args.artifact, &config, &device)?);
     }
     print!("{}", mpt_eval::to_markdown(&results));
     if let Some(json) = &args.json {

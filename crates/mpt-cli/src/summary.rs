@@ -20,11 +20,7 @@ pub fn print_artifact(a: &Artifact) {
             for (task, scores) in tasks {
                 let scores: Vec<String> = scores
                     .as_object()
-                    .map(|s| {
-                        s.iter()
-                            .map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN)))
-                            .collect()
-                    })
+                    .map(|s| s.iter().map(|(k, v)| format!("{k} {:.4}", v.as_f64().unwrap_or(f64::NAN))).collect())
                     .unwrap_or_default();
                 println!("  {split:<5} {task}: {}", scores.join(", "));
             }

@@ -235,10 +235,7 @@ fn describe_tensors(
             message: format!("shape {prompt:?}, expected rank 2 [l, d]"),
         });
     };
-    match (
-        dims_of(tensors, "prefix_task_cols"),
-        dims_of(tensors, "prefix_task_rows"),
-    ) {
+    match (dims_of(tensors, "prefix_task_cols"), dims_of(tensors, "prefix_task_rows")) {
         (None, None) => Ok((Layout::Prompt, l, d, 0)),
         (Some(cols), Some(rows)) => {
             let r = cols.get(2).copied().unwrap_or(0);
@@ -259,38 +256,22 @@ fn describe_tensors(
         }
         (cols, _) => Err(CoreError::Tensor {
             path: path.to_path_buf(),
-            tensor: if cols.is_some() {
-                "prefix_task_rows"
-            } else {
-                "prefix_task_cols"
-            }
-            .into(),
-            message:
-                "missing; the multitask layout needs both prefix_task_cols and prefix_task_rows"
-                    .into(),
+            tensor: if cols.is_some() { "prefix_task_rows" } else { "prefix_task_cols" }.into(),
+            message: "missing; the multitask layout needs both prefix_task_cols and prefix_task_rows".into(),
         }),
     }
 }
 
 /// `.NAME.KIND-PID` next to `dir`.
 fn sibling(dir: &Path, kind: &str) -> PathBuf {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     parent.join(format!(".{name}.{kind}-{}", std::process::id()))
 }
 
 /// Creates a fresh, empty temporary sibling folder of `dir` (creating `dir`'s parent if needed).
 pub(crate) fn staging_dir(dir: &Path) -> Result<PathBuf> {
-    let parent = dir
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io_err(parent))?;
     let tmp = sibling(dir, "tmp");
     if tmp.exists() {
@@ -376,10 +357,7 @@ impl Artifact {
         let path = dir.join(META_FILE);
         let text = std::fs::read_to_string(&path).map_err(io_err(&path))?;
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|source| CoreError::Json {
-                path: path.clone(),
-                source,
-            })?;
+            serde_json::from_str(&text).map_err(|source| CoreError::Json { path: path.clone(), source })?;
         let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("");
         if format != FORMAT {
             return Err(CoreError::NotAnArtifact {
@@ -410,11 +388,7 @@ impl Artifact {
     /// Loads and verifies an artifact: format, version, `expected` kind (if any), checksum,
     /// tensor shapes against the metadata, and (if given) the backbone in use: same model, and
     /// a prompt width equal to its hidden size.
-    pub fn load(
-        dir: &Path,
-        expected: Option<ArtifactKind>,
-        in_use: Option<InUse<'_>>,
-    ) -> Result<Artifact> {
+    pub fn load(dir: &Path, expected: Option<ArtifactKind>, in_use: Option<InUse<'_>>) -> Result<Artifact> {
         let meta = Self::read_meta(dir)?;
         if let Some(kind) = expected
             && kind != meta.kind
@@ -437,10 +411,7 @@ impl Artifact {
                 return Err(CoreError::Field {
                     path: dir.join(META_FILE),
                     field: "dim".into(),
-                    message: format!(
-                        "is {}, but the backbone in use has hidden size {}",
-                        meta.dim, in_use.dim
-                    ),
+                    message: format!("is {}, but the backbone in use has hidden size {}", meta.dim, in_use.dim),
                 });
             }
         }
@@ -474,10 +445,7 @@ impl Artifact {
             return Err(CoreError::Field {
                 path: meta_path,
                 field: "layout".into(),
-                message: format!(
-                    "says {:?}, but the tensors have the {:?} layout",
-                    meta.layout, layout
-                ),
+                message: format!("says {:?}, but the tensors have the {:?} layout", meta.layout, layout),
             });
         }
         Ok(Artifact {
@@ -490,17 +458,13 @@ impl Artifact {
     /// A host tensor as a device tensor of rank `D`.
     pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
         match self.tensors.get(name) {
-            Some(HostTensor::F32 { data, shape }) if shape.len() == D => Ok(Tensor::from_data(
-                TensorData::new(data.clone(), shape.clone()),
-                device,
-            )),
+            Some(HostTensor::F32 { data, shape }) if shape.len() == D => {
+                Ok(Tensor::from_data(TensorData::new(data.clone(), shape.clone()), device))
+            }
             other => Err(CoreError::Tensor {
                 path: self.dir.join(TENSORS_FILE),
                 tensor: name.into(),
-                message: format!(
-                    "expected an f32 tensor of rank {D}, found {:?}",
-                    other.map(HostTensor::shape)
-                ),
+                message: format!("expected an f32 tensor of rank {D}, found {:?}", other.map(HostTensor::shape)),
             }),
         }
     }
@@ -520,17 +484,10 @@ impl Artifact {
 
     /// Index of `task` in `tasks`.
     pub fn task_index(&self, task: &str) -> Result<usize> {
-        self.meta
-            .tasks
-            .iter()
-            .position(|t| t == task)
-            .ok_or_else(|| CoreError::Field {
-                path: self.dir.join(META_FILE),
-                field: "tasks".into(),
-                message: format!(
-                    "has no task {task:?} (tasks: {})",
-                    self.meta.tasks.join(", ")
-                ),
-            })
+        self.meta.tasks.iter().position(|t| t == task).ok_or_else(|| CoreError::Field {
+            path: self.dir.join(META_FILE),
+            field: "tasks".into(),
+            message: format!("has no task {task:?} (tasks: {})", self.meta.tasks.join(", ")),
+        })
     }
 }

@@ -32,9 +32,7 @@ pub enum CoreError {
         found: String,
     },
     /// A version this build cannot read.
-    #[error(
-        "{path}: artifact version {found} is not supported (this mpt reads versions {supported})"
-    )]
+    #[error("{path}: artifact version {found} is not supported (this mpt reads versions {supported})")]
     UnsupportedVersion {
         /// The file.
         path: PathBuf,
@@ -54,9 +52,7 @@ pub enum CoreError {
         found: String,
     },
     /// A tensor's shape disagrees with `artifact.json`.
-    #[error(
-        "{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from artifact.json)"
-    )]
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from artifact.json)")]
     TensorShape {
         /// The tensors file.
         path: PathBuf,
@@ -78,9 +74,7 @@ pub enum CoreError {
         message: String,
     },
     /// The tensors file does not match the checksum recorded at write time.
-    #[error(
-        "{path}: sha256 is {found}, artifact.json records {expected}: the file was modified or corrupted"
-    )]
+    #[error("{path}: sha256 is {found}, artifact.json records {expected}: the file was modified or corrupted")]
     Checksum {
         /// The tensors file.
         path: PathBuf,
@@ -90,9 +84,7 @@ pub enum CoreError {
         found: String,
     },
     /// The artifact was trained on another backbone.
-    #[error(
-        "{path}: artifact was trained on backbone {expected}, but the backbone in use is {found}"
-    )]
+    #[error("{path}: artifact was trained on backbone {expected}, but the backbone in use is {found}")]
     BackboneMismatch {
         /// The artifact folder.
         path: PathBuf,
@@ -155,9 +147,7 @@ pub enum CoreError {
         supported: String,
     },
     /// A PEFT adapter tensor disagrees with `adapter_config.json`.
-    #[error(
-        "{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from adapter_config.json)"
-    )]
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from adapter_config.json)")]
     PeftShape {
         /// `adapter_model.safetensors`.
         path: PathBuf,

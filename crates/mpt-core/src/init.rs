@@ -80,21 +80,15 @@ pub fn fresh_prompt(
     };
     match init {
         PromptInit::Random => {
-            let values: Vec<f32> =
-                embeddings
-                    .clone()
-                    .try_into_vec_as::<f32>()
-                    .map_err(|e| CoreError::Shape {
-                        what: "word embeddings".into(),
-                        message: format!("{e:?}"),
-                    })?;
+            let values: Vec<f32> = embeddings.clone().try_into_vec_as::<f32>().map_err(|e| {
+                CoreError::Shape {
+                    what: "word embeddings".into(),
+                    message: format!("{e:?}"),
+                }
+            })?;
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
-            let var = values
-                .iter()
-                .map(|&v| (v as f64 - mean).powi(2))
-                .sum::<f64>()
-                / n;
+            let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
             let normal = Normal::new(0.0f32, var.sqrt() as f32).map_err(|e| CoreError::Shape {
                 what: "random init".into(),
                 message: e.to_string(),
@@ -110,11 +104,9 @@ pub fn fresh_prompt(
             Ok(gather((0..l).map(|_| uniform.sample(&mut rng)).collect()))
         }
         PromptInit::Text { text } => {
-            let ids = text_ids
-                .filter(|ids| !ids.is_empty())
-                .ok_or_else(|| CoreError::Init {
-                    message: format!("text init {text:?} gave no token ids"),
-                })?;
+            let ids = text_ids.filter(|ids| !ids.is_empty()).ok_or_else(|| CoreError::Init {
+                message: format!("text init {text:?} gave no token ids"),
+            })?;
             Ok(gather(ids.iter().copied().cycle().take(l).collect()))
         }
     }
@@ -138,8 +130,7 @@ pub fn fresh_factors(
         FactorInit::Normal => {
             let mut rng = rng(seed);
             let normal = Normal::new(0.0f32, 0.02).expect("valid std");
-            let mut draw =
-                |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
+            let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| normal.sample(&mut rng)).collect() };
             let cols = draw(tasks * l * r);
             let rows = draw(tasks * r * d);
             (

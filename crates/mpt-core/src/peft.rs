@@ -21,8 +21,7 @@ use mpt_models::io::{HostTensor, read_safetensors, to_safetensors_bytes, write_a
 use serde_json::{Value, json};
 
 use crate::artifact::{
-    Artifact, ArtifactKind, BackboneRef, Layout, META_FILE, NewArtifact, install_dir, io_err,
-    staging_dir,
+    Artifact, ArtifactKind, BackboneRef, Layout, META_FILE, NewArtifact, install_dir, io_err, staging_dir,
 };
 use crate::error::{CoreError, Result};
 
@@ -131,10 +130,7 @@ pub fn check_output_dir(dir: &Path, overwrite: bool, marker: &str) -> Result<()>
     if !meta.is_dir() {
         return Err(exists("exists and is not a folder".into()));
     }
-    let empty = std::fs::read_dir(dir)
-        .map_err(io_err(dir))?
-        .next()
-        .is_none();
+    let empty = std::fs::read_dir(dir).map_err(io_err(dir))?.next().is_none();
     if empty {
         return Ok(());
     }
@@ -162,14 +158,11 @@ pub fn export_peft(artifact: &Artifact, out_dir: &Path, options: PeftExportOptio
     };
     let mut tensors = BTreeMap::new();
     for &name in names {
-        let t = artifact
-            .tensors
-            .get(name)
-            .ok_or_else(|| CoreError::Tensor {
-                path: artifact.dir.join(crate::artifact::TENSORS_FILE),
-                tensor: name.into(),
-                message: "missing".into(),
-            })?;
+        let t = artifact.tensors.get(name).ok_or_else(|| CoreError::Tensor {
+            path: artifact.dir.join(crate::artifact::TENSORS_FILE),
+            tensor: name.into(),
+            message: "missing".into(),
+        })?;
         tensors.insert(name.to_string(), t.clone());
     }
     let metadata = HashMap::from([
@@ -192,11 +185,7 @@ pub fn export_peft(artifact: &Artifact, out_dir: &Path, options: PeftExportOptio
     Ok(())
 }
 
-fn f32_of<'a>(
-    path: &Path,
-    tensors: &'a BTreeMap<String, HostTensor>,
-    name: &str,
-) -> Result<(&'a [f32], &'a [usize])> {
+fn f32_of<'a>(path: &Path, tensors: &'a BTreeMap<String, HostTensor>, name: &str) -> Result<(&'a [f32], &'a [usize])> {
     match tensors.get(name) {
         Some(HostTensor::F32 { data, shape }) => Ok((data, shape)),
         Some(other) => Err(CoreError::Tensor {
@@ -327,16 +316,12 @@ fn read_adapter_config(path: &Path, dim: usize) -> Result<(Value, AdapterConfig)
             None | Some(Value::Null) => Ok(None),
             Some(v) => match v.as_u64() {
                 Some(n) if n > 0 => Ok(Some(n as usize)),
-                _ => Err(field_err(
-                    field,
-                    format!("is {v}, expected a positive integer"),
-                )),
+                _ => Err(field_err(field, format!("is {v}, expected a positive integer"))),
             },
         }
     };
-    let required = |field: &str| {
-        count(field)?.ok_or_else(|| field_err(field, "missing; expected a positive integer".into()))
-    };
+    let required =
+        |field: &str| count(field)?.ok_or_else(|| field_err(field, "missing; expected a positive integer".into()));
     let l = required("num_virtual_tokens")?;
     let token_dim = required("token_dim")?;
     if token_dim != dim {
@@ -355,16 +340,8 @@ fn read_adapter_config(path: &Path, dim: usize) -> Result<(Value, AdapterConfig)
     }
     let multitask = peft_type == MULTITASK_PROMPT_TUNING;
     // PEFT's MultitaskPromptTuningConfig defaults both to 1.
-    let tasks = if multitask {
-        count("num_tasks")?.unwrap_or(1)
-    } else {
-        0
-    };
-    let rank = if multitask {
-        count("num_ranks")?.unwrap_or(1)
-    } else {
-        0
-    };
+    let tasks = if multitask { count("num_tasks")?.unwrap_or(1) } else { 0 };
+    let rank = if multitask { count("num_ranks")?.unwrap_or(1) } else { 0 };
     Ok((
         value,
         AdapterConfig {
@@ -470,11 +447,7 @@ pub fn import_peft(
             return Err(shape_err(ROWS, vec![t, r, d], rows_shape));
         }
         let cols: Vec<f32> = (0..t)
-            .flat_map(|k| {
-                cols[k * rows_stored * r..(k * rows_stored + l) * r]
-                    .iter()
-                    .copied()
-            })
+            .flat_map(|k| cols[k * rows_stored * r..(k * rows_stored + l) * r].iter().copied())
             .collect();
         tensors.insert(
             COLS.into(),
@@ -491,20 +464,10 @@ pub fn import_peft(
             },
         );
     }
-    let used: &[&str] = if multitask {
-        &[PROMPT, COLS, ROWS]
-    } else {
-        &[PROMPT]
-    };
-    let ignored: Vec<&String> = stored
-        .keys()
-        .filter(|k| !used.contains(&k.as_str()))
-        .collect();
+    let used: &[&str] = if multitask { &[PROMPT, COLS, ROWS] } else { &[PROMPT] };
+    let ignored: Vec<&String> = stored.keys().filter(|k| !used.contains(&k.as_str())).collect();
     if !ignored.is_empty() {
-        tracing::warn!(
-            ?ignored,
-            "PEFT adapter tensors mpt does not use were ignored"
-        );
+        tracing::warn!(?ignored, "PEFT adapter tensors mpt does not use were ignored");
     }
 
     let mut config = json!({

@@ -131,12 +131,7 @@ impl MultitaskPrompt {
         let rows = self.prefix_task_rows.val().select(0, ids);
         let [b, l, _] = cols.dims();
         let d = self.dim();
-        cols.matmul(rows)
-            * self
-                .prompt_embeddings
-                .val()
-                .unsqueeze::<3>()
-                .expand([b, l, d])
+        cols.matmul(rows) * self.prompt_embeddings.val().unsqueeze::<3>().expand([b, l, d])
     }
 
     /// The prompt of task `k` alone: `[l, d]`.

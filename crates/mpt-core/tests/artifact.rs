@@ -19,19 +19,14 @@ fn sha256(bytes: &[u8]) -> String {
 fn multitask(dir: &Path) -> Artifact {
     Artifact::write(
         dir,
-        new_artifact(
-            ArtifactKind::Multitask,
-            &["a", "b", "c"],
-            multitask_tensors(3, 4, 2, 6),
-        ),
+        new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
     )
     .unwrap()
 }
 
 fn edit_meta(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let path = dir.join(META_FILE);
-    let mut v: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     edit(&mut v);
     std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
 }
@@ -50,11 +45,7 @@ fn round_trip_is_bit_exact() {
     for (name, new) in [
         (
             "mt",
-            new_artifact(
-                ArtifactKind::Multitask,
-                &["a", "b", "c"],
-                multitask_tensors(3, 4, 2, 6),
-            ),
+            new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
         ),
         (
             "teacher",
@@ -63,21 +54,11 @@ fn round_trip_is_bit_exact() {
     ] {
         let dir = tmp.path().join(name);
         let written = Artifact::write(&dir, new.clone()).unwrap();
-        let loaded = Artifact::load(
-            &dir,
-            Some(new.kind),
-            Some(InUse {
-                backbone: &backbone(),
-                dim: 6,
-            }),
-        )
-        .unwrap();
+        let loaded = Artifact::load(&dir, Some(new.kind), Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
         assert_eq!(loaded.meta, written.meta);
         assert_eq!(loaded.tensors, new.tensors);
         for (k, t) in &new.tensors {
-            let (HostTensor::F32 { data: a, .. }, HostTensor::F32 { data: b, .. }) =
-                (t, &loaded.tensors[k])
-            else {
+            let (HostTensor::F32 { data: a, .. }, HostTensor::F32 { data: b, .. }) = (t, &loaded.tensors[k]) else {
                 panic!("f32 expected");
             };
             assert!(
@@ -96,10 +77,7 @@ fn meta_describes_the_tensors() {
     let tmp = tempfile::tempdir().unwrap();
     let a = multitask(&tmp.path().join("mt"));
     let m = &a.meta;
-    assert_eq!(
-        (m.layout, m.prompt_length, m.dim, m.rank),
-        (Layout::Multitask, 4, 6, 2)
-    );
+    assert_eq!((m.layout, m.prompt_length, m.dim, m.rank), (Layout::Multitask, 4, 6, 2));
     assert_eq!(m.tunable_params, 4 * 6 + 3 * 2 * (4 + 6));
     assert_eq!(m.format, "mpt-artifact");
     assert_eq!(m.version, 1);
@@ -158,12 +136,8 @@ fn id_is_content_hash_of_tensors_and_config() {
 
 #[test]
 fn canonical_json_sorts_keys_without_whitespace() {
-    let v: serde_json::Value =
-        serde_json::from_str(r#"{"b": 1, "a": {"z": [1, 2], "y": "s"}, "c": null}"#).unwrap();
-    assert_eq!(
-        canonical_json(&v),
-        r#"{"a":{"y":"s","z":[1,2]},"b":1,"c":null}"#
-    );
+    let v: serde_json::Value = serde_json::from_str(r#"{"b": 1, "a": {"z": [1, 2], "y": "s"}, "c": null}"#).unwrap();
+    assert_eq!(canonical_json(&v), r#"{"a":{"y":"s","z":[1,2]},"b":1,"c":null}"#);
 }
 
 #[test]
@@ -172,10 +146,7 @@ fn unknown_version_is_its_own_error() {
     let a = multitask(&tmp.path().join("mt"));
     edit_meta(&a.dir, |v| v["version"] = 2.into());
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(err, CoreError::UnsupportedVersion { found: 2, .. }),
-        "{err}"
-    );
+    assert!(matches!(err, CoreError::UnsupportedVersion { found: 2, .. }), "{err}");
     edit_meta(&a.dir, |v| v["version"] = "one".into());
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
     assert!(
@@ -255,47 +226,17 @@ fn backbone_mismatch() {
     let a = multitask(&tmp.path().join("mt"));
     let mut other = backbone();
     other.weights_sha256 = "b".repeat(64);
-    let err = Artifact::load(
-        &a.dir,
-        None,
-        Some(InUse {
-            backbone: &other,
-            dim: 6,
-        }),
-    )
-    .unwrap_err();
+    let err = Artifact::load(&a.dir, None, Some(InUse { backbone: &other, dim: 6 })).unwrap_err();
     assert!(matches!(err, CoreError::BackboneMismatch { .. }), "{err}");
     // The folder name alone does not matter.
     let mut renamed = backbone();
     renamed.name = "elsewhere".into();
-    Artifact::load(
-        &a.dir,
-        None,
-        Some(InUse {
-            backbone: &renamed,
-            dim: 6,
-        }),
-    )
-    .unwrap();
+    Artifact::load(&a.dir, None, Some(InUse { backbone: &renamed, dim: 6 })).unwrap();
     // The same model, but a prompt width that is not its hidden size.
-    let err = Artifact::load(
-        &a.dir,
-        None,
-        Some(InUse {
-            backbone: &backbone(),
-            dim: 8,
-        }),
-    )
-    .unwrap_err();
+    let err = Artifact::load(&a.dir, None, Some(InUse { backbone: &backbone(), dim: 8 })).unwrap_err();
     let text = err.to_string();
-    assert!(
-        matches!(&err, CoreError::Field { field, .. } if field == "dim"),
-        "{err}"
-    );
-    assert!(
-        text.contains(META_FILE) && text.contains("is 6") && text.contains("hidden size 8"),
-        "{text}"
-    );
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "dim"), "{err}");
+    assert!(text.contains(META_FILE) && text.contains("is 6") && text.contains("hidden size 8"), "{text}");
 }
 
 #[test]
@@ -310,10 +251,7 @@ fn missing_tensor() {
         matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prefix_task_rows"),
         "{err}"
     );
-    replace_tensors(
-        &a.dir,
-        &BTreeMap::from([("other".to_string(), host(&[4, 6], 1))]),
-    );
+    replace_tensors(&a.dir, &BTreeMap::from([("other".to_string(), host(&[4, 6], 1))]));
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
     assert!(
         matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prompt_embeddings"),
@@ -392,11 +330,7 @@ fn failed_replacement_keeps_the_old_artifact_and_no_temporary() {
     let blocker = tmp.path().join(format!(".mt.old-{}", std::process::id()));
     std::fs::create_dir(&blocker).unwrap();
     std::fs::write(blocker.join("x"), b"x").unwrap();
-    let mut new = new_artifact(
-        ArtifactKind::Multitask,
-        &["a", "b", "c"],
-        multitask_tensors(3, 4, 2, 6),
-    );
+    let mut new = new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6));
     new.config["train"]["steps"] = 99.into();
     let err = Artifact::write(&dir, new).unwrap_err();
     assert!(matches!(err, CoreError::Io { .. }), "{err}");
@@ -404,19 +338,12 @@ fn failed_replacement_keeps_the_old_artifact_and_no_temporary() {
     assert_eq!(again.meta, old.meta, "the old artifact must survive");
     assert_eq!(
         entries(tmp.path()),
-        vec![
-            ".mt.old-".to_string() + &std::process::id().to_string(),
-            "mt".into()
-        ]
+        vec![".mt.old-".to_string() + &std::process::id().to_string(), "mt".into()]
     );
 
     // Invalid input fails before anything is touched.
     std::fs::remove_dir_all(&blocker).unwrap();
-    let err = Artifact::write(
-        &dir,
-        new_artifact(ArtifactKind::Multitask, &["a"], BTreeMap::new()),
-    )
-    .unwrap_err();
+    let err = Artifact::write(&dir, new_artifact(ArtifactKind::Multitask, &["a"], BTreeMap::new())).unwrap_err();
     assert!(matches!(err, CoreError::Tensor { .. }), "{err}");
     assert_eq!(Artifact::load(&dir, None, None).unwrap().meta, old.meta);
     assert_eq!(entries(tmp.path()), vec!["mt".to_string()]);
@@ -443,17 +370,10 @@ fn successful_replacement_leaves_no_temporaries() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("mt");
     multitask(&dir);
-    let mut new = new_artifact(
-        ArtifactKind::Multitask,
-        &["a", "b", "c"],
-        multitask_tensors(3, 4, 2, 6),
-    );
+    let mut new = new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6));
     new.config["train"]["steps"] = 99.into();
     let b = Artifact::write(&dir, new).unwrap();
     assert_eq!(Artifact::load(&dir, None, None).unwrap().meta, b.meta);
     assert_eq!(entries(tmp.path()), vec!["mt".to_string()]);
-    assert_eq!(
-        entries(&dir),
-        vec![META_FILE.to_string(), TENSORS_FILE.to_string()]
-    );
+    assert_eq!(entries(&dir), vec![META_FILE.to_string(), TENSORS_FILE.to_string()]);
 }

@@ -4,12 +4,8 @@
 mod common;
 
 use burn::prelude::*;
-use common::{
-    dyadic, multitask_tensors, new_artifact, plain_tensors, tensor, tensor_values, values,
-};
-use mpt_core::init::{
-    FactorInit, PromptInit, TargetInit, fresh_factors, fresh_prompt, target_from_multitask,
-};
+use common::{dyadic, multitask_tensors, new_artifact, plain_tensors, tensor, tensor_values, values};
+use mpt_core::init::{FactorInit, PromptInit, TargetInit, fresh_factors, fresh_prompt, target_from_multitask};
 use mpt_core::{Artifact, ArtifactKind, CoreError};
 
 const T: usize = 4;
@@ -40,31 +36,15 @@ fn average_is_the_mean_of_the_source_factors() {
     let a = multitask(&tmp.path().join("mt"));
     let device = Device::flex();
     let targets = 2;
-    let p = target_from_multitask(
-        &a,
-        &TargetInit::Average,
-        FactorInit::Ones,
-        targets,
-        0,
-        &device,
-    )
-    .unwrap();
+    let p = target_from_multitask(&a, &TargetInit::Average, FactorInit::Ones, targets, 0, &device).unwrap();
     assert_eq!(p.num_tasks(), targets);
     assert_eq!(
         tensor_values(p.prompt_embeddings.val()),
         values(&a.tensors["prompt_embeddings"])
     );
     for (name, per_task, got) in [
-        (
-            "prefix_task_cols",
-            L * R,
-            tensor_values(p.prefix_task_cols.val()),
-        ),
-        (
-            "prefix_task_rows",
-            R * D,
-            tensor_values(p.prefix_task_rows.val()),
-        ),
+        ("prefix_task_cols", L * R, tensor_values(p.prefix_task_cols.val())),
+        ("prefix_task_rows", R * D, tensor_values(p.prefix_task_rows.val())),
     ] {
         let src = values(&a.tensors[name]);
         // T = 4 and dyadic values: the mean is exact.
@@ -77,11 +57,7 @@ fn average_is_the_mean_of_the_source_factors() {
             "the test needs differing tasks"
         );
         for t in 0..targets {
-            assert_eq!(
-                task_slice(&got, t, per_task),
-                mean.as_slice(),
-                "{name} of target {t}"
-            );
+            assert_eq!(task_slice(&got, t, per_task), mean.as_slice(), "{name} of target {t}");
         }
     }
 }
@@ -111,10 +87,7 @@ fn source_copies_one_task_factors() {
     }
     // And the resulting task prompt is the source task's prompt.
     let source = a.prompt_params(&device).unwrap();
-    assert_eq!(
-        tensor_values(p.task_prompt(1)),
-        tensor_values(source.task_prompt(2))
-    );
+    assert_eq!(tensor_values(p.task_prompt(1)), tensor_values(source.task_prompt(2)));
 
     let err = target_from_multitask(
         &a,
@@ -160,15 +133,8 @@ fn targets_need_a_multitask_artifact() {
         new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(L, D)),
     )
     .unwrap();
-    let err = target_from_multitask(
-        &teacher,
-        &TargetInit::Average,
-        FactorInit::Ones,
-        1,
-        0,
-        &Device::flex(),
-    )
-    .unwrap_err();
+    let err =
+        target_from_multitask(&teacher, &TargetInit::Average, FactorInit::Ones, 1, 0, &Device::flex()).unwrap_err();
     assert!(matches!(err, CoreError::WrongKind { .. }), "{err}");
 }
 
@@ -181,13 +147,9 @@ fn undecomposed_multitask_prompt_gets_fresh_rank_one_factors() {
     )
     .unwrap();
     let device = Device::flex();
-    let p =
-        target_from_multitask(&a, &TargetInit::Average, FactorInit::Ones, 2, 0, &device).unwrap();
+    let p = target_from_multitask(&a, &TargetInit::Average, FactorInit::Ones, 2, 0, &device).unwrap();
     assert_eq!(p.rank(), 1);
-    assert_eq!(
-        tensor_values(p.task_prompt(0)),
-        values(&a.tensors["prompt_embeddings"])
-    );
+    assert_eq!(tensor_values(p.task_prompt(0)), values(&a.tensors["prompt_embeddings"]));
 }
 
 #[test]
@@ -195,10 +157,7 @@ fn fresh_prompts_follow_their_init() {
     let device = Device::flex();
     let (v, d, l) = (10, 4, 6);
     let emb = tensor(dyadic(v * d, 4), [v, d], &device);
-    let rows: Vec<Vec<f32>> = tensor_values(emb.clone())
-        .chunks(d)
-        .map(<[f32]>::to_vec)
-        .collect();
+    let rows: Vec<Vec<f32>> = tensor_values(emb.clone()).chunks(d).map(<[f32]>::to_vec).collect();
     // text: the embeddings of the ids, repeated to length l.
     let p = fresh_prompt(
         &PromptInit::Text { text: "x".into() },
@@ -225,14 +184,6 @@ fn fresh_prompts_follow_their_init() {
     assert_eq!(r1.dims(), [l, d]);
     let r2 = fresh_prompt(&PromptInit::Random, l, &emb, None, 6, &device).unwrap();
     assert_ne!(tensor_values(r1), tensor_values(r2));
-    let err = fresh_prompt(
-        &PromptInit::Text { text: "".into() },
-        l,
-        &emb,
-        Some(&[]),
-        0,
-        &device,
-    )
-    .unwrap_err();
+    let err = fresh_prompt(&PromptInit::Text { text: "".into() }, l, &emb, Some(&[]), 0, &device).unwrap_err();
     assert!(matches!(err, CoreError::Init { .. }), "{err}");
 }

@@ -7,12 +7,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use burn::prelude::*;
-use common::{
-    backbone, host, multitask_tensors, new_artifact, plain_tensors, tensor_values, values,
-};
-use mpt_core::peft::{
-    ADAPTER_CONFIG, ADAPTER_WEIGHTS, PeftExportOptions, export_peft, export_prompt, import_peft,
-};
+use common::{backbone, host, multitask_tensors, new_artifact, plain_tensors, tensor_values, values};
+use mpt_core::peft::{ADAPTER_CONFIG, ADAPTER_WEIGHTS, PeftExportOptions, export_peft, export_prompt, import_peft};
 use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_models::io::{HostTensor, read_safetensors, write_safetensors};
 use serde_json::{Value, json};
@@ -68,10 +64,7 @@ fn plain_export_writes_prompt_tuning_config_and_weights() {
     });
     assert_eq!(read_json(&out.join(ADAPTER_CONFIG)), expected);
     let weights = read_safetensors(&out.join(ADAPTER_WEIGHTS)).unwrap();
-    assert_eq!(
-        weights.keys().collect::<Vec<_>>(),
-        vec!["prompt_embeddings"]
-    );
+    assert_eq!(weights.keys().collect::<Vec<_>>(), vec!["prompt_embeddings"]);
     assert_eq!(weights["prompt_embeddings"], a.tensors["prompt_embeddings"]);
     let meta = safetensors_metadata(&out.join(ADAPTER_WEIGHTS));
     assert_eq!(meta["format"], "pt");
@@ -89,11 +82,7 @@ fn multitask_export_writes_multitask_config_and_factor_keys() {
     let tmp = tempfile::tempdir().unwrap();
     let a = Artifact::write(
         &tmp.path().join("m"),
-        new_artifact(
-            ArtifactKind::Multitask,
-            &["a", "b", "c"],
-            multitask_tensors(3, 4, 2, 6),
-        ),
+        new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
     )
     .unwrap();
     let out = tmp.path().join("peft");
@@ -193,23 +182,14 @@ fn export_then_import_round_trips_bit_identically() {
         ),
         ("t", ArtifactKind::Teacher, vec!["a"], plain_tensors(4, 6)),
     ] {
-        let a =
-            Artifact::write(&tmp.path().join(name), new_artifact(kind, &tasks, tensors)).unwrap();
+        let a = Artifact::write(&tmp.path().join(name), new_artifact(kind, &tasks, tensors)).unwrap();
         let peft = tmp.path().join(format!("{name}-peft"));
         export_peft(&a, &peft, PeftExportOptions::default()).unwrap();
         let back_dir = tmp.path().join(format!("{name}-back"));
         let tasks: Vec<String> = tasks.iter().map(|s| s.to_string()).collect();
         let b = import_peft(&peft, &back_dir, backbone(), 6, kind, tasks.clone()).unwrap();
         assert_eq!(b.tensors, a.tensors, "{name}");
-        let loaded = Artifact::load(
-            &back_dir,
-            Some(kind),
-            Some(InUse {
-                backbone: &backbone(),
-                dim: 6,
-            }),
-        )
-        .unwrap();
+        let loaded = Artifact::load(&back_dir, Some(kind), Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
         assert_eq!(loaded.tensors, a.tensors);
         assert_eq!(loaded.meta.tasks, tasks);
         assert_eq!(loaded.meta.layout, a.meta.layout);
@@ -218,10 +198,7 @@ fn export_then_import_round_trips_bit_identically() {
             (4, 6, a.meta.rank)
         );
         assert!(loaded.meta.parents.is_empty());
-        assert_eq!(
-            loaded.meta.config["imported_from"],
-            peft.to_string_lossy().as_ref()
-        );
+        assert_eq!(loaded.meta.config["imported_from"], peft.to_string_lossy().as_ref());
         assert_eq!(
             loaded.meta.config["adapter_config"],
             read_json(&peft.join(ADAPTER_CONFIG))
@@ -233,11 +210,7 @@ fn export_then_import_round_trips_bit_identically() {
 /// A hand-made PEFT adapter folder.
 fn write_adapter(dir: &Path, config: Value, tensors: &BTreeMap<String, HostTensor>) {
     std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(
-        dir.join(ADAPTER_CONFIG),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
+    std::fs::write(dir.join(ADAPTER_CONFIG), serde_json::to_vec_pretty(&config).unwrap()).unwrap();
     write_safetensors(&dir.join(ADAPTER_WEIGHTS), tensors).unwrap();
 }
 
@@ -253,21 +226,10 @@ fn seq2seq_adapter_with_two_l_rows_keeps_the_first_l() {
         json!({"peft_type": "PROMPT_TUNING", "task_type": "SEQ_2_SEQ_LM", "num_virtual_tokens": l, "token_dim": d}),
         &BTreeMap::from([("prompt_embeddings".to_string(), stored.clone())]),
     );
-    let a = import_peft(
-        &dir,
-        &tmp.path().join("a"),
-        backbone(),
-        d,
-        ArtifactKind::Target,
-        vec![],
-    )
-    .unwrap();
+    let a = import_peft(&dir, &tmp.path().join("a"), backbone(), d, ArtifactKind::Target, vec![]).unwrap();
     assert_eq!(a.meta.tasks, vec!["task0"]);
     assert_eq!(a.meta.prompt_length, l);
-    assert_eq!(
-        values(&a.tensors["prompt_embeddings"]),
-        &values(&stored)[..l * d]
-    );
+    assert_eq!(values(&a.tensors["prompt_embeddings"]), &values(&stored)[..l * d]);
     assert_eq!(a.meta.config["kept_rows"]["stored"], 2 * l);
     assert_eq!(a.meta.config["kept_rows"]["kept"], l);
 
@@ -298,29 +260,13 @@ fn seq2seq_adapter_with_two_l_rows_keeps_the_first_l() {
     )
     .unwrap();
     assert_eq!(m.meta.layout, Layout::Multitask);
-    assert_eq!(
-        values(&m.tensors["prompt_embeddings"]),
-        &values(&stored)[..l * d]
-    );
+    assert_eq!(values(&m.tensors["prompt_embeddings"]), &values(&stored)[..l * d]);
     let c = values(&cols);
     let want: Vec<f32> = [&c[..l * r], &c[2 * l * r..3 * l * r]].concat();
     assert_eq!(values(&m.tensors["prefix_task_cols"]), want.as_slice());
     assert_eq!(m.tensors["prefix_task_rows"], tensors["prefix_task_rows"]);
-    assert!(
-        m.meta.config["kept_rows"]["note"]
-            .as_str()
-            .unwrap()
-            .contains("decoder")
-    );
-    Artifact::load(
-        &m.dir,
-        Some(ArtifactKind::Multitask),
-        Some(InUse {
-            backbone: &backbone(),
-            dim: d,
-        }),
-    )
-    .unwrap();
+    assert!(m.meta.config["kept_rows"]["note"].as_str().unwrap().contains("decoder"));
+    Artifact::load(&m.dir, Some(ArtifactKind::Multitask), Some(InUse { backbone: &backbone(), dim: d })).unwrap();
 }
 
 #[test]
@@ -361,24 +307,14 @@ fn import_errors_name_file_and_field() {
         "{err}"
     );
 
-    let err = case(
-        "dim",
-        base.clone(),
-        &prompt,
-        d + 1,
-        ArtifactKind::Target,
-        &[],
-    );
+    let err = case("dim", base.clone(), &prompt, d + 1, ArtifactKind::Target, &[]);
     assert!(
         matches!(&err, CoreError::Peft { field, path, .. } if field == "token_dim" && path.ends_with(ADAPTER_CONFIG)),
         "{err}"
     );
 
     let mut missing = base.clone();
-    missing
-        .as_object_mut()
-        .unwrap()
-        .remove("num_virtual_tokens");
+    missing.as_object_mut().unwrap().remove("num_virtual_tokens");
     let err = case("missing", missing, &prompt, d, ArtifactKind::Target, &[]);
     assert!(
         matches!(&err, CoreError::Peft { field, .. } if field == "num_virtual_tokens"),
@@ -399,50 +335,22 @@ fn import_errors_name_file_and_field() {
     let mut mt_tensors = prompt.clone();
     mt_tensors.insert("prefix_task_cols".into(), host(&[2, l, 1], 2));
     mt_tensors.insert("prefix_task_rows".into(), host(&[2, 2, d], 3));
-    let err = case(
-        "rows",
-        mt.clone(),
-        &mt_tensors,
-        d,
-        ArtifactKind::Multitask,
-        &[],
-    );
+    let err = case("rows", mt.clone(), &mt_tensors, d, ArtifactKind::Multitask, &[]);
     assert!(
         matches!(&err, CoreError::PeftShape { tensor, .. } if tensor == "prefix_task_rows"),
         "{err}"
     );
-    let err = case(
-        "ntasks",
-        mt.clone(),
-        &mt_tensors,
-        d,
-        ArtifactKind::Multitask,
-        &["only"],
-    );
+    let err = case("ntasks", mt.clone(), &mt_tensors, d, ArtifactKind::Multitask, &["only"]);
     assert!(
         matches!(&err, CoreError::Peft { field, .. } if field == "num_tasks"),
         "{err}"
     );
-    let err = case(
-        "teacher-mt",
-        mt,
-        &mt_tensors,
-        d,
-        ArtifactKind::Teacher,
-        &["a", "b"],
-    );
+    let err = case("teacher-mt", mt, &mt_tensors, d, ArtifactKind::Teacher, &["a", "b"]);
     assert!(
         matches!(&err, CoreError::Import { message, .. } if message.contains("teacher")),
         "{err}"
     );
-    let err = case(
-        "teacher-unnamed",
-        base.clone(),
-        &prompt,
-        d,
-        ArtifactKind::Teacher,
-        &[],
-    );
+    let err = case("teacher-unnamed", base.clone(), &prompt, d, ArtifactKind::Teacher, &[]);
     assert!(matches!(err, CoreError::Import { .. }), "{err}");
 
     let err = case(
@@ -460,29 +368,13 @@ fn import_errors_name_file_and_field() {
 
     let dir = tmp.path().join("nofile");
     std::fs::create_dir(&dir).unwrap();
-    let err = import_peft(
-        &dir,
-        &tmp.path().join("x"),
-        backbone(),
-        d,
-        ArtifactKind::Target,
-        vec![],
-    )
-    .unwrap_err();
+    let err = import_peft(&dir, &tmp.path().join("x"), backbone(), d, ArtifactKind::Target, vec![]).unwrap_err();
     assert!(
         matches!(&err, CoreError::Io { path, .. } if path.ends_with(ADAPTER_CONFIG)),
         "{err}"
     );
     std::fs::write(dir.join(ADAPTER_CONFIG), "not json").unwrap();
-    let err = import_peft(
-        &dir,
-        &tmp.path().join("x"),
-        backbone(),
-        d,
-        ArtifactKind::Target,
-        vec![],
-    )
-    .unwrap_err();
+    let err = import_peft(&dir, &tmp.path().join("x"), backbone(), d, ArtifactKind::Target, vec![]).unwrap_err();
     assert!(matches!(err, CoreError::JsonFile { .. }), "{err}");
 }
 
@@ -490,13 +382,8 @@ fn import_errors_name_file_and_field() {
 fn export_prompt_compresses_one_task() {
     let tmp = tempfile::tempdir().unwrap();
     let (t, l, r, d) = (3, 4, 2, 6);
-    let mut new = new_artifact(
-        ArtifactKind::Multitask,
-        &["a", "b", "c"],
-        multitask_tensors(t, l, r, d),
-    );
-    new.metrics =
-        json!({"dev": {"a": {"acc": 0.5}, "b": {"acc": 0.25}}, "test": {"b": {"acc": 0.75}}});
+    let mut new = new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(t, l, r, d));
+    new.metrics = json!({"dev": {"a": {"acc": 0.5}, "b": {"acc": 0.25}}, "test": {"b": {"acc": 0.75}}});
     let a = Artifact::write(&tmp.path().join("m"), new).unwrap();
     let out = export_prompt(&a, &tmp.path().join("b"), Some("b")).unwrap();
     assert_eq!(out.meta.layout, Layout::Prompt);
@@ -515,10 +402,7 @@ fn export_prompt_compresses_one_task() {
     let device = Device::flex();
     let want = tensor_values(a.prompt_params(&device).unwrap().task_prompt(1));
     assert_eq!(values(&out.tensors["prompt_embeddings"]), want.as_slice());
-    assert_eq!(
-        Artifact::load(&out.dir, None, None).unwrap().tensors,
-        out.tensors
-    );
+    assert_eq!(Artifact::load(&out.dir, None, None).unwrap().tensors, out.tensors);
 
     let err = export_prompt(&a, &tmp.path().join("x"), None).unwrap_err();
     assert!(

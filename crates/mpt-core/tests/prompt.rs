@@ -8,15 +8,7 @@ use mpt_core::init::{FactorInit, fresh_factors};
 use mpt_core::{CoreError, MultitaskPrompt};
 
 /// `P* ∘ (U_k V_k)` `[l, d]` on the host.
-fn hand_task_prompt(
-    shared: &[f32],
-    cols: &[f32],
-    rows: &[f32],
-    k: usize,
-    l: usize,
-    r: usize,
-    d: usize,
-) -> Vec<f32> {
+fn hand_task_prompt(shared: &[f32], cols: &[f32], rows: &[f32], k: usize, l: usize, r: usize, d: usize) -> Vec<f32> {
     let mut out = Vec::with_capacity(l * d);
     for i in 0..l {
         for j in 0..d {
@@ -39,14 +31,9 @@ fn ones_factors_reproduce_the_shared_prompt_exactly() {
         let (cols, rows) = fresh_factors(FactorInit::Ones, t, l, r, d, 0, &device);
         assert_eq!(cols.dims(), [t, l, r]);
         assert_eq!(rows.dims(), [t, r, d]);
-        let prompt =
-            MultitaskPrompt::new(tensor(shared.clone(), [l, d], &device), cols, rows).unwrap();
+        let prompt = MultitaskPrompt::new(tensor(shared.clone(), [l, d], &device), cols, rows).unwrap();
         for k in 0..t {
-            assert_eq!(
-                tensor_values(prompt.task_prompt(k)),
-                shared,
-                "r = {r}, task {k}"
-            );
+            assert_eq!(tensor_values(prompt.task_prompt(k)), shared, "r = {r}, task {k}");
         }
         let batch = tensor_values(prompt.batch(&[2, 0, 1, 2]));
         for (b, row) in batch.chunks(l * d).enumerate() {
@@ -84,11 +71,7 @@ fn batch_equals_hand_computation_for_mixed_task_ids() {
         );
     }
     for (k, want) in per_task.iter().enumerate() {
-        assert_eq!(
-            &tensor_values(prompt.task_prompt(k)),
-            want,
-            "task_prompt({k})"
-        );
+        assert_eq!(&tensor_values(prompt.task_prompt(k)), want, "task_prompt({k})");
     }
     assert_eq!(prompt.num_tunable(), l * d + t * r * (l + d));
 }
@@ -110,33 +93,14 @@ fn gradients_reach_the_shared_prompt_and_only_the_used_task_factors() {
     let ones = vec![1.0f32; l * d];
     let mut want = vec![0.0f32; l * d];
     for &k in &ids {
-        for (w, uv) in want
-            .iter_mut()
-            .zip(hand_task_prompt(&ones, &cols, &rows, k, l, r, d))
-        {
+        for (w, uv) in want.iter_mut().zip(hand_task_prompt(&ones, &cols, &rows, k, l, r, d)) {
             *w += uv;
         }
     }
-    let g_shared = prompt
-        .prompt_embeddings
-        .val()
-        .grad(&grads)
-        .expect("gradient of P*");
+    let g_shared = prompt.prompt_embeddings.val().grad(&grads).expect("gradient of P*");
     assert_eq!(tensor_values(g_shared), want);
-    let g_cols = tensor_values(
-        prompt
-            .prefix_task_cols
-            .val()
-            .grad(&grads)
-            .expect("gradient of U"),
-    );
-    let g_rows = tensor_values(
-        prompt
-            .prefix_task_rows
-            .val()
-            .grad(&grads)
-            .expect("gradient of V"),
-    );
+    let g_cols = tensor_values(prompt.prefix_task_cols.val().grad(&grads).expect("gradient of U"));
+    let g_rows = tensor_values(prompt.prefix_task_rows.val().grad(&grads).expect("gradient of V"));
     // Task 2 is not in the batch: its factors get no gradient; tasks 0 and 1 do.
     assert!(g_cols[2 * l * r..].iter().all(|&g| g == 0.0));
     assert!(g_rows[2 * r * d..].iter().all(|&g| g == 0.0));

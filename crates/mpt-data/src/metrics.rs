@@ -180,11 +180,7 @@ pub fn matthews_corrcoef(gold: &[usize], predicted: &[usize]) -> f64 {
     let mut t = vec![0f64; classes];
     let mut p = vec![0f64; classes];
     let mut correct = 0f64;
-    for (g, q) in gold
-        .iter()
-        .zip(predicted)
-        .map(|(&g, &q)| (index(g), index(q)))
-    {
+    for (g, q) in gold.iter().zip(predicted).map(|(&g, &q)| (index(g), index(q))) {
         t[g] += 1.0;
         p[q] += 1.0;
         if g == q {
@@ -434,25 +430,13 @@ mod tests {
         assert!((scores.get(Metric::F1).unwrap() - 2.0 / 3.0).abs() < 1e-12);
         // STS-B: NO_LABEL is the value -1.0, below every bucket.
         let stsb = lookup("stsb").unwrap();
-        let examples = vec![
-            ex(0, Some(0.1), None),
-            ex(10, Some(2.0), None),
-            ex(25, Some(5.0), None),
-        ];
+        let examples = vec![ex(0, Some(0.1), None), ex(10, Some(2.0), None), ex(25, Some(5.0), None)];
         let scores = evaluate(stsb, &examples, &[NO_LABEL, 10, 25]).unwrap();
         assert!((scores.get(Metric::Spearman).unwrap() - 1.0).abs() < 1e-12);
         // CoLA's MCC gives NO_LABEL its own column instead of failing on the index.
         let cola = lookup("cola").unwrap();
-        let examples = vec![
-            ex(1, None, None),
-            ex(0, None, None),
-            ex(1, None, None),
-            ex(0, None, None),
-        ];
-        let mcc = evaluate(cola, &examples, &[1, 0, NO_LABEL, 0])
-            .unwrap()
-            .get(Metric::Matthews)
-            .unwrap();
+        let examples = vec![ex(1, None, None), ex(0, None, None), ex(1, None, None), ex(0, None, None)];
+        let mcc = evaluate(cola, &examples, &[1, 0, NO_LABEL, 0]).unwrap().get(Metric::Matthews).unwrap();
         assert!(mcc > 0.0 && mcc < 1.0, "{mcc}");
     }
 

@@ -43,11 +43,7 @@ fn classification_metrics_match_sklearn() {
     let cases = reference["classification"].as_array().unwrap();
     assert!(cases.len() >= 10);
     assert!(
-        cases
-            .iter()
-            .filter(|c| c["pred"].to_string().contains("-1"))
-            .count()
-            >= 3,
+        cases.iter().filter(|c| c["pred"].to_string().contains("-1")).count() >= 3,
         "the fixture covers predictions that are no label"
     );
     for case in cases {

@@ -15,15 +15,12 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 use mpt_core::init::{FactorInit, PromptInit, fresh_factors, fresh_prompt};
-use mpt_core::{
-    Artifact, ArtifactKind, BackboneRef, InUse, MultitaskPrompt, NewArtifact, SoftPrompt,
-    TaskPrompts,
-};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, MultitaskPrompt, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
-    Distill, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits,
-    TrainConfig, final_metrics, load_task, train,
+    Distill, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
+    load_task, train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -140,10 +137,7 @@ impl DistillConfig {
             message,
         };
         if self.tasks.len() < 2 {
-            return Err(bad(
-                "tasks",
-                format!("needs at least 2 source tasks, got {}", self.tasks.len()),
-            ));
+            return Err(bad("tasks", format!("needs at least 2 source tasks, got {}", self.tasks.len())));
         }
         for (i, t) in self.tasks.iter().enumerate() {
             mpt_data::lookup(t)?;
@@ -152,14 +146,7 @@ impl DistillConfig {
             }
         }
         if self.kappa < 2 || self.kappa > self.tasks.len() {
-            return Err(bad(
-                "kappa",
-                format!(
-                    "must be in [2, {}] (number of tasks), got {}",
-                    self.tasks.len(),
-                    self.kappa
-                ),
-            ));
+            return Err(bad("kappa", format!("must be in [2, {}] (number of tasks), got {}", self.tasks.len(), self.kappa)));
         }
         if self.rank == 0 {
             return Err(bad("rank", "must be at least 1".into()));
@@ -174,10 +161,7 @@ impl DistillConfig {
             return Err(bad("prompt_length", "must be at least 1".into()));
         }
         if self.train.batch_size < self.kappa {
-            return Err(bad(
-                "train.batch_size",
-                format!("must be at least kappa ({})", self.kappa),
-            ));
+            return Err(bad("train.batch_size", format!("must be at least kappa ({})", self.kappa)));
         }
         self.train.validate("train.")?;
         Ok(())
@@ -190,20 +174,11 @@ impl DistillConfig {
 }
 
 /// Loads teacher artifacts and orders them like `config.tasks`.
-fn load_teachers(
-    paths: &[PathBuf],
-    config: &DistillConfig,
-    backbone: &BackboneRef,
-    dim: usize,
-) -> Result<Vec<Artifact>> {
+fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneRef, dim: usize) -> Result<Vec<Artifact>> {
     let mut by_task = Vec::with_capacity(config.tasks.len());
     let mut loaded = Vec::new();
     for path in paths {
-        let a = Artifact::load(
-            path,
-            Some(ArtifactKind::Teacher),
-            Some(InUse { backbone, dim }),
-        )?;
+        let a = Artifact::load(path, Some(ArtifactKind::Teacher), Some(InUse { backbone, dim }))?;
         if a.meta.tasks.len() != 1 || a.meta.layout != mpt_core::Layout::Prompt {
             return Err(DistillError::Teacher {
                 path: path.clone(),
@@ -219,30 +194,21 @@ fn load_teachers(
             .position(|a| a.meta.tasks[0] == canonical)
             .ok_or_else(|| DistillError::Config {
                 field: "tasks".into(),
-                message: format!(
-                    "no teacher artifact for task {canonical:?} among {} given",
-                    paths.len()
-                ),
+                message: format!("no teacher artifact for task {canonical:?} among {} given", paths.len()),
             })?;
         by_task.push(loaded.remove(i));
     }
     if let Some(extra) = loaded.first() {
         return Err(DistillError::Teacher {
             path: extra.dir.clone(),
-            message: format!(
-                "task {:?} is not in the distillation tasks",
-                extra.meta.tasks[0]
-            ),
+            message: format!("task {:?} is not in the distillation tasks", extra.meta.tasks[0]),
         });
     }
     let l = by_task[0].meta.prompt_length;
     if let Some(t) = by_task.iter().find(|a| a.meta.prompt_length != l) {
         return Err(DistillError::Teacher {
             path: t.dir.clone(),
-            message: format!(
-                "prompt length {} differs from the first teacher's {l}",
-                t.meta.prompt_length
-            ),
+            message: format!("prompt length {} differs from the first teacher's {l}", t.meta.prompt_length),
         });
     }
     if let Some(want) = config.prompt_length
@@ -293,14 +259,7 @@ pub fn run(
     let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.tasks.len());
     for name in &config.tasks {
         let task = mpt_data::lookup(name)?;
-        splits.push(load_task(
-            root,
-            task,
-            &config.data,
-            tokenizer,
-            backbone.arch(),
-            config.train.lengths,
-        )?);
+        splits.push(load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?);
     }
     let train_data: Vec<_> = splits.iter().map(|s| &s.train).collect();
     let heads = Heads::new(backbone, tokenizer, &train_data, config.head, device)?;
@@ -315,31 +274,17 @@ pub fn run(
             let stacked = Tensor::stack::<3>(teacher_prompts.clone(), 0);
             Tensor::<2>::from_data(stacked.mean_dim(0).reshape([l, d]).into_data(), &autodiff)
         }
-        SharedInit::TeacherMean => {
-            unreachable!("needs_teachers() guarantees teachers for teacher_mean")
-        }
+        SharedInit::TeacherMean => unreachable!("needs_teachers() guarantees teachers for teacher_mean"),
         SharedInit::Fresh { init } => {
             let text_ids = match init {
                 PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
                 _ => None,
             };
-            fresh_prompt(
-                init,
-                l,
-                &backbone.word_embedding_matrix(),
-                text_ids.as_deref(),
-                config.train.seed,
-                &autodiff,
-            )?
+            fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), config.train.seed, &autodiff)?
         }
     };
     let sizes: Vec<usize> = splits.iter().map(|s| s.train.len()).collect();
-    let sampler = MultitaskSampler::new(
-        &sizes,
-        config.kappa,
-        config.train.batch_size,
-        config.train.seed,
-    )?;
+    let sampler = MultitaskSampler::new(&sizes, config.kappa, config.train.batch_size, config.train.seed)?;
     let distill = (config.lambda > 0.0).then(|| Distill {
         teacher_prompts: Tensor::stack::<3>(teacher_prompts.clone(), 0),
         lambda: config.lambda,
@@ -360,26 +305,11 @@ pub fn run(
         device: device.clone(),
     };
     let parents: Vec<String> = teachers.iter().map(|t| t.meta.id.clone()).collect();
-    let tasks: Vec<String> = splits
-        .iter()
-        .map(|s| s.train.task.name.to_string())
-        .collect();
+    let tasks: Vec<String> = splits.iter().map(|s| s.train.task.name.to_string()).collect();
     let stage = "distill";
     let (tensors, metrics) = if config.decomposition {
-        let (cols, rows) = fresh_factors(
-            config.factor_init,
-            tasks.len(),
-            l,
-            config.rank,
-            d,
-            config.train.seed,
-            &autodiff,
-        );
-        let module = MultitaskPrompt::new(
-            shared.require_grad(),
-            cols.require_grad(),
-            rows.require_grad(),
-        )?;
+        let (cols, rows) = fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
+        let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?;
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;
         let metrics = final_metrics(&outcome);
         (outcome.best.host_tensors(), metrics)

@@ -123,13 +123,7 @@ pub struct EvalResult {
 }
 
 /// Evaluates the artifact at `artifact_dir` on `config.task`/`config.split`.
-pub fn run(
-    model: &Model,
-    root: &DataRoot,
-    artifact_dir: &Path,
-    config: &EvalConfig,
-    device: &Device,
-) -> Result<EvalResult> {
+pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalConfig, device: &Device) -> Result<EvalResult> {
     if config.batch_size == 0 {
         return Err(EvalError::Config {
             field: "batch_size".into(),
@@ -140,10 +134,7 @@ pub fn run(
     let task = mpt_data::lookup(&config.task)?;
     let backbone = &model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
-    let in_use = InUse {
-        backbone: &backbone_ref,
-        dim: model.backbone.dim(),
-    };
+    let in_use = InUse { backbone: &backbone_ref, dim: model.backbone.dim() };
     let artifact = Artifact::load(artifact_dir, None, Some(in_use))?;
     let index = artifact.meta.tasks.iter().position(|t| t == task.name);
     let prompt = match (index, artifact.meta.layout) {
@@ -168,16 +159,7 @@ pub fn run(
     let examples = mpt_train::select::cap(examples, cap, config.data.sample_seed.wrapping_add(2));
     let data = TaskData::encode(task, examples, tokenizer, backbone.arch(), config.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&data], config.head, device)?;
-    let (_, scores) = evaluate(
-        backbone,
-        &heads,
-        0,
-        &data,
-        &prompt,
-        config.batch_size,
-        config.decoding,
-        tokenizer,
-    )?;
+    let (_, scores) = evaluate(backbone, &heads, 0, &data, &prompt, config.batch_size, config.decoding, tokenizer)?;
     Ok(EvalResult {
         task: task.name.into(),
         split: config.split.to_string(),
@@ -195,15 +177,9 @@ pub fn run(
 
 /// A markdown table of results, one row each.
 pub fn to_markdown(results: &[EvalResult]) -> String {
-    let mut out = String::from(
-        "| task | split | artifact | kind | examples | metrics | score |\n|---|---|---|---|---|---|---|\n",
-    );
+    let mut out = String::from("| task | split | artifact | kind | examples | metrics | score |\n|---|---|---|---|---|---|---|\n");
     for r in results {
-        let metrics: Vec<String> = r
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{k} {:.2}", v * 100.0))
-            .collect();
+        let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {:.2}", v * 100.0)).collect();
         out.push_str(&format!(
             "| {} | {} | `{}` | {} | {} | {} | {:.2} |\n",
             r.task,

@@ -29,37 +29,20 @@ fn config(task: &str, split: Split) -> EvalConfig {
 
 fn split_size(task: &str, split: Split) -> usize {
     let spec = mpt_data::lookup(task).unwrap();
-    data_root()
-        .load_split(spec, split, mpt_data::DEFAULT_SEED)
-        .unwrap()
-        .0
-        .len()
+    data_root().load_split(spec, split, mpt_data::DEFAULT_SEED).unwrap().0.len()
 }
 
 fn metric_names(task: &str) -> Vec<String> {
-    let mut names: Vec<String> = mpt_data::lookup(task)
-        .unwrap()
-        .metrics
-        .iter()
-        .map(|m| m.name().to_string())
-        .collect();
+    let mut names: Vec<String> = mpt_data::lookup(task).unwrap().metrics.iter().map(|m| m.name().to_string()).collect();
     names.sort();
     names
 }
 
 fn check_scores(r: &EvalResult, task: &str) {
     assert_eq!(r.task, task);
-    assert_eq!(
-        r.metrics.keys().cloned().collect::<Vec<_>>(),
-        metric_names(task)
-    );
+    assert_eq!(r.metrics.keys().cloned().collect::<Vec<_>>(), metric_names(task));
     let mean = r.metrics.values().sum::<f64>() / r.metrics.len() as f64;
-    assert!(
-        (r.score - mean).abs() < 1e-12,
-        "score {} is not the mean of {:?}",
-        r.score,
-        r.metrics
-    );
+    assert!((r.score - mean).abs() < 1e-12, "score {} is not the mean of {:?}", r.score, r.metrics);
     for (name, v) in &r.metrics {
         assert!((0.0..=1.0).contains(v), "{name} = {v}");
     }
@@ -70,22 +53,8 @@ fn check_scores(r: &EvalResult, task: &str) {
 fn teacher_on_its_own_task_scores_the_whole_test_split() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "rte",
-        L,
-        D,
-        &backbone_of("bert-tiny"),
-        1,
-    );
-    let r = run(
-        &model,
-        &data_root(),
-        &t.dir,
-        &config("rte", Split::Test),
-        &device,
-    )
-    .unwrap();
+    let t = teacher(&tmp.path().join("t"), "rte", L, D, &backbone_of("bert-tiny"), 1);
+    let r = run(&model, &data_root(), &t.dir, &config("rte", Split::Test), &device).unwrap();
     check_scores(&r, "rte");
     let n = split_size("rte", Split::Test);
     assert!(n > 0);
@@ -102,23 +71,11 @@ fn teacher_on_its_own_task_scores_the_whole_test_split() {
 fn caps_apply_to_the_requested_split() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "rte",
-        L,
-        D,
-        &backbone_of("bert-tiny"),
-        1,
-    );
+    let t = teacher(&tmp.path().join("t"), "rte", L, D, &backbone_of("bert-tiny"), 1);
     let mut cfg = config("rte", Split::Test);
     cfg.data.max_test = Some(7);
     cfg.data.max_dev = Some(3); // not the split evaluated
-    assert_eq!(
-        run(&model, &data_root(), &t.dir, &cfg, &device)
-            .unwrap()
-            .examples,
-        7
-    );
+    assert_eq!(run(&model, &data_root(), &t.dir, &cfg, &device).unwrap().examples, 7);
     let mut cfg = config("rte", Split::Dev);
     cfg.data.max_dev = Some(5);
     let r = run(&model, &data_root(), &t.dir, &cfg, &device).unwrap();
@@ -126,26 +83,14 @@ fn caps_apply_to_the_requested_split() {
     // A cap above the split size keeps the whole split.
     let mut cfg = config("rte", Split::Dev);
     cfg.data.max_dev = Some(10_000);
-    assert_eq!(
-        run(&model, &data_root(), &t.dir, &cfg, &device)
-            .unwrap()
-            .examples,
-        split_size("rte", Split::Dev)
-    );
+    assert_eq!(run(&model, &data_root(), &t.dir, &cfg, &device).unwrap().examples, split_size("rte", Split::Dev));
 }
 
 #[test]
 fn batch_size_does_not_change_the_scores() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "cb",
-        L,
-        D,
-        &backbone_of("bert-tiny"),
-        4,
-    );
+    let t = teacher(&tmp.path().join("t"), "cb", L, D, &backbone_of("bert-tiny"), 4);
     let mut one = config("cb", Split::Test);
     one.batch_size = 1;
     let mut all = config("cb", Split::Test);
@@ -161,22 +106,8 @@ fn batch_size_does_not_change_the_scores() {
 fn a_plain_prompt_transfers_zero_shot_to_another_task() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "mnli",
-        L,
-        D,
-        &backbone_of("bert-tiny"),
-        2,
-    );
-    let r = run(
-        &model,
-        &data_root(),
-        &t.dir,
-        &config("cb", Split::Test),
-        &device,
-    )
-    .unwrap();
+    let t = teacher(&tmp.path().join("t"), "mnli", L, D, &backbone_of("bert-tiny"), 2);
+    let r = run(&model, &data_root(), &t.dir, &config("cb", Split::Test), &device).unwrap();
     check_scores(&r, "cb");
     assert!(!r.in_domain);
 }
@@ -185,35 +116,13 @@ fn a_plain_prompt_transfers_zero_shot_to_another_task() {
 fn multitask_artifact_uses_its_task_prompt_and_refuses_other_tasks() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let mt = multitask(
-        &tmp.path().join("mt"),
-        &["mnli", "rte"],
-        L,
-        1,
-        D,
-        &backbone_of("bert-tiny"),
-        3,
-    );
-    let r = run(
-        &model,
-        &data_root(),
-        &mt.dir,
-        &config("rte", Split::Test),
-        &device,
-    )
-    .unwrap();
+    let mt = multitask(&tmp.path().join("mt"), &["mnli", "rte"], L, 1, D, &backbone_of("bert-tiny"), 3);
+    let r = run(&model, &data_root(), &mt.dir, &config("rte", Split::Test), &device).unwrap();
     check_scores(&r, "rte");
     assert!(r.in_domain);
     assert_eq!(r.kind, "multitask");
     assert_eq!(r.tunable_params, L * D + 2 * (L + D));
-    let err = run(
-        &model,
-        &data_root(),
-        &mt.dir,
-        &config("cb", Split::Test),
-        &device,
-    )
-    .unwrap_err();
+    let err = run(&model, &data_root(), &mt.dir, &config("cb", Split::Test), &device).unwrap_err();
     match &err {
         EvalError::NoPrompt { path, task, tasks } => {
             assert_eq!(path, &mt.dir);
@@ -259,66 +168,21 @@ fn t5_greedy_decoding_counts_non_label_outputs_as_wrong() {
 fn bad_inputs_are_errors() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "rte",
-        L,
-        D,
-        &backbone_of("bert-tiny"),
-        1,
-    );
+    let t = teacher(&tmp.path().join("t"), "rte", L, D, &backbone_of("bert-tiny"), 1);
     let mut cfg = config("rte", Split::Test);
     cfg.batch_size = 0;
     match run(&model, &data_root(), &t.dir, &cfg, &device).unwrap_err() {
         EvalError::Config { field, .. } => assert_eq!(field, "batch_size"),
         other => panic!("expected a batch_size error, got {other:?}"),
     }
-    let err = run(
-        &model,
-        &data_root(),
-        &t.dir,
-        &config("nope", Split::Test),
-        &device,
-    )
-    .unwrap_err();
+    let err = run(&model, &data_root(), &t.dir, &config("nope", Split::Test), &device).unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
-    let t5 = teacher(
-        &tmp.path().join("t5"),
-        "rte",
-        L,
-        D,
-        &backbone_of("t5-v1_0-tiny"),
-        1,
-    );
-    let err = run(
-        &model,
-        &data_root(),
-        &t5.dir,
-        &config("rte", Split::Test),
-        &device,
-    )
-    .unwrap_err();
-    assert!(
-        matches!(err, EvalError::Core(CoreError::BackboneMismatch { .. })),
-        "{err:?}"
-    );
-    let err = run(
-        &model,
-        &data_root(),
-        &tmp.path().join("absent"),
-        &config("rte", Split::Test),
-        &device,
-    )
-    .unwrap_err();
+    let t5 = teacher(&tmp.path().join("t5"), "rte", L, D, &backbone_of("t5-v1_0-tiny"), 1);
+    let err = run(&model, &data_root(), &t5.dir, &config("rte", Split::Test), &device).unwrap_err();
+    assert!(matches!(err, EvalError::Core(CoreError::BackboneMismatch { .. })), "{err:?}");
+    let err = run(&model, &data_root(), &tmp.path().join("absent"), &config("rte", Split::Test), &device).unwrap_err();
     assert!(matches!(err, EvalError::Core(_)), "{err:?}");
-    let err = run(
-        &model,
-        &mpt_data::DataRoot::new(tmp.path()),
-        &t.dir,
-        &config("rte", Split::Test),
-        &device,
-    )
-    .unwrap_err();
+    let err = run(&model, &mpt_data::DataRoot::new(tmp.path()), &t.dir, &config("rte", Split::Test), &device).unwrap_err();
     assert!(err.to_string().contains("missing file"), "{err}");
 }
 
@@ -350,28 +214,19 @@ fn markdown_has_one_row_per_result() {
     assert_eq!(lines.len(), 2 + results.len(), "{md}");
     assert!(lines[0].starts_with("| task |"));
     for (line, r) in lines[2..].iter().zip(&results) {
-        assert!(
-            line.starts_with(&format!("| {} | test |", r.task)),
-            "{line}"
-        );
+        assert!(line.starts_with(&format!("| {} | test |", r.task)), "{line}");
         let short = &r.artifact_id[..12.min(r.artifact_id.len())];
         assert!(line.contains(&format!("`{short}`")), "{line}");
         assert!(line.contains(&format!("{:.2}", r.score * 100.0)), "{line}");
     }
-    assert!(
-        !lines[2].contains("0123456789abcdef"),
-        "ids are cut to 12 characters"
-    );
+    assert!(!lines[2].contains("0123456789abcdef"), "ids are cut to 12 characters");
     assert_eq!(to_markdown(&[]).lines().count(), 2);
 }
 
 #[test]
 fn write_results_writes_json_and_markdown() {
     let tmp = tempfile::tempdir().unwrap();
-    let results = vec![
-        result("rte", "0123456789abcdef", 0.5),
-        result("cb", "fedcba9876543210", 0.75),
-    ];
+    let results = vec![result("rte", "0123456789abcdef", 0.5), result("cb", "fedcba9876543210", 0.75)];
     let json = tmp.path().join("r.json");
     let md = tmp.path().join("r.md");
     write_results(&results, &json, &md).unwrap();
@@ -382,10 +237,7 @@ fn write_results_writes_json_and_markdown() {
     write_results(&results[..1], &json, &md).unwrap();
     let back: Vec<EvalResult> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(back.len(), 1);
-    let mut names: Vec<String> = std::fs::read_dir(tmp.path())
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, ["r.json", "r.md"]);
     // An unwritable destination is an error, not a panic.
@@ -396,28 +248,12 @@ fn write_results_writes_json_and_markdown() {
 fn an_artifact_of_another_width_is_an_error_not_a_panic() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let t = teacher(
-        &tmp.path().join("t"),
-        "rte",
-        L,
-        16,
-        &backbone_of("bert-tiny"),
-        1,
-    );
+    let t = teacher(&tmp.path().join("t"), "rte", L, 16, &backbone_of("bert-tiny"), 1);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run(
-            &model,
-            &data_root(),
-            &t.dir,
-            &config("rte", Split::Test),
-            &device,
-        )
+        run(&model, &data_root(), &t.dir, &config("rte", Split::Test), &device)
     }));
     match result {
-        Ok(Err(e)) => assert!(
-            e.to_string().contains("16") || e.to_string().contains("32"),
-            "{e}"
-        ),
+        Ok(Err(e)) => assert!(e.to_string().contains("16") || e.to_string().contains("32"), "{e}"),
         Ok(Ok(_)) => panic!("a [l, 16] prompt was evaluated on a d = 32 backbone"),
         Err(_) => panic!("a prompt of the wrong width panicked instead of returning an error"),
     }

@@ -115,10 +115,7 @@ impl BertConfig {
         if self.position_embedding_type != "absolute" {
             return Err(bad(
                 "position_embedding_type",
-                format!(
-                    "{:?} is not supported; expected \"absolute\"",
-                    self.position_embedding_type
-                ),
+                format!("{:?} is not supported; expected \"absolute\"", self.position_embedding_type),
             ));
         }
         self.act(path)?;
@@ -142,8 +139,7 @@ impl BertConfig {
     pub fn num_params(&self) -> usize {
         let d = self.hidden_size;
         let ff = self.intermediate_size;
-        let emb =
-            (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * d + 2 * d;
+        let emb = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * d + 2 * d;
         let layer = 4 * (d * d + d) + 2 * d + (d * ff + ff) + (ff * d + d) + 2 * d;
         emb + self.num_hidden_layers * layer
     }
@@ -179,9 +175,7 @@ impl Bert {
     pub fn load(config: BertConfig, config_path: &Path, mut w: Weights) -> Result<Self> {
         config.validate(config_path)?;
         let act = config.act(config_path)?;
-        let prefix = if w.contains("embeddings.word_embeddings.weight")
-            || !w.contains("bert.embeddings.word_embeddings.weight")
-        {
+        let prefix = if w.contains("embeddings.word_embeddings.weight") || !w.contains("bert.embeddings.word_embeddings.weight") {
             ""
         } else {
             "bert."
@@ -190,18 +184,11 @@ impl Bert {
         let ff = config.intermediate_size;
         let eps = config.layer_norm_eps;
         let p = |s: &str| format!("{prefix}{s}");
-        let word_embeddings = w.tensor(
-            &p("embeddings.word_embeddings.weight"),
-            [config.vocab_size, d],
-        )?;
-        let position_embeddings = w.tensor(
-            &p("embeddings.position_embeddings.weight"),
-            [config.max_position_embeddings, d],
-        )?;
-        let token_type_embeddings = w.tensor(
-            &p("embeddings.token_type_embeddings.weight"),
-            [config.type_vocab_size, d],
-        )?;
+        let word_embeddings = w.tensor(&p("embeddings.word_embeddings.weight"), [config.vocab_size, d])?;
+        let position_embeddings =
+            w.tensor(&p("embeddings.position_embeddings.weight"), [config.max_position_embeddings, d])?;
+        let token_type_embeddings =
+            w.tensor(&p("embeddings.token_type_embeddings.weight"), [config.type_vocab_size, d])?;
         let embeddings_norm = LayerNorm::load(&mut w, &p("embeddings.LayerNorm"), d, eps)?;
         // 1/sqrt(d_head) is folded into the query projection: softmax(q kᵀ / sqrt(dh)) without a
         // pass over the [B, H, L, L] scores, forward and backward.
@@ -276,13 +263,8 @@ impl Bert {
                 ),
             });
         }
-        let positions = self
-            .position_embeddings
-            .clone()
-            .slice([0..l])
-            .unsqueeze::<3>();
-        let types =
-            burn::tensor::module::embedding(self.token_type_embeddings.clone(), token_type_ids);
+        let positions = self.position_embeddings.clone().slice([0..l]).unsqueeze::<3>();
+        let types = burn::tensor::module::embedding(self.token_type_embeddings.clone(), token_type_ids);
         let mut hidden = self
             .embeddings_norm
             .forward(inputs_embeds + positions + types);
@@ -297,9 +279,7 @@ impl Bert {
                 .attention_norm
                 .forward(layer.attention_output.forward(context) + hidden);
             let inner = self.act.apply(layer.intermediate.forward(attended.clone()));
-            hidden = layer
-                .output_norm
-                .forward(layer.output.forward(inner) + attended);
+            hidden = layer.output_norm.forward(layer.output.forward(inner) + attended);
         }
         debug_assert_eq!(hidden.dims(), [b, l, d]);
         Ok(hidden)

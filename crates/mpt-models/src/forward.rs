@@ -34,16 +34,10 @@ fn ids(
         return Ok(None);
     };
     let HostTensor::I64 { data, shape } = t else {
-        return Err(input_err(
-            name,
-            format!("dtype {}, expected I64 (int64)", t.dtype_name()),
-        ));
+        return Err(input_err(name, format!("dtype {}, expected I64 (int64)", t.dtype_name())));
     };
     let &[b, s] = shape.as_slice() else {
-        return Err(input_err(
-            name,
-            format!("shape {shape:?}, expected rank 2 [B, S]"),
-        ));
+        return Err(input_err(name, format!("shape {shape:?}, expected rank 2 [B, S]")));
     };
     if rows.is_some_and(|r| r != b) || cols.is_some_and(|c| c != s) {
         return Err(input_err(
@@ -58,10 +52,7 @@ fn ids(
     if let Some(limit) = limit
         && let Some(bad) = data.iter().find(|&&v| v < 0 || v as usize >= limit)
     {
-        return Err(input_err(
-            name,
-            format!("value {bad} out of range 0..{limit}"),
-        ));
+        return Err(input_err(name, format!("value {bad} out of range 0..{limit}")));
     }
     Ok(Some((data.clone(), [b, s])))
 }
@@ -77,52 +68,30 @@ pub fn forward(
     generate: Option<usize>,
     device: &Device,
 ) -> Result<BTreeMap<String, HostTensor>> {
-    let known = [
-        "input_ids",
-        "attention_mask",
-        "token_type_ids",
-        "decoder_input_ids",
-        "soft_prompt",
-    ];
+    let known = ["input_ids", "attention_mask", "token_type_ids", "decoder_input_ids", "soft_prompt"];
     if let Some(unknown) = inputs.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(input_err(
-            unknown,
-            format!("unknown input; expected some of {known:?}"),
-        ));
+        return Err(input_err(unknown, format!("unknown input; expected some of {known:?}")));
     }
     let vocab = model.backbone.vocab_size();
     let (input_ids, [b, s]) = ids(inputs, "input_ids", None, None, Some(vocab))?
         .ok_or_else(|| input_err("input_ids", "missing; expected int64 [B, S]".into()))?;
-    let (mask, _) = ids(inputs, "attention_mask", Some(b), Some(s), Some(2))?.ok_or_else(|| {
-        input_err(
-            "attention_mask",
-            format!("missing; expected int64 [{b}, {s}]"),
-        )
-    })?;
+    let (mask, _) = ids(inputs, "attention_mask", Some(b), Some(s), Some(2))?
+        .ok_or_else(|| input_err("attention_mask", format!("missing; expected int64 [{b}, {s}]")))?;
     let d = model.backbone.dim();
     let prompt = match inputs.get("soft_prompt") {
         None => None,
         Some(HostTensor::F32 { data, shape }) => {
             let &[l, pd] = shape.as_slice() else {
-                return Err(input_err(
-                    "soft_prompt",
-                    format!("shape {shape:?}, expected [l, {d}]"),
-                ));
+                return Err(input_err("soft_prompt", format!("shape {shape:?}, expected [l, {d}]")));
             };
             if pd != d || l == 0 {
-                return Err(input_err(
-                    "soft_prompt",
-                    format!("shape {shape:?}, expected [l, {d}] with l > 0"),
-                ));
+                return Err(input_err("soft_prompt", format!("shape {shape:?}, expected [l, {d}] with l > 0")));
             }
             let p = Tensor::<2>::from_data(TensorData::new(data.clone(), [l, d]), device);
             Some(p.unsqueeze::<3>().expand([b, l, d]))
         }
         Some(t) => {
-            return Err(input_err(
-                "soft_prompt",
-                format!("dtype {}, expected F32", t.dtype_name()),
-            ));
+            return Err(input_err("soft_prompt", format!("dtype {}, expected F32", t.dtype_name())));
         }
     };
     let l = prompt.as_ref().map_or(0, |p| p.dims()[1]);
@@ -132,10 +101,7 @@ pub fn forward(
     match &model.backbone {
         Backbone::T5(m) => {
             if inputs.contains_key("token_type_ids") {
-                return Err(input_err(
-                    "token_type_ids",
-                    "T5 takes no token type ids".into(),
-                ));
+                return Err(input_err("token_type_ids", "T5 takes no token type ids".into()));
             }
             let decoder = ids(inputs, "decoder_input_ids", Some(b), None, Some(vocab))?;
             let (enc, enc_mask) = m.encode(input_ids, mask_t, prompt);
@@ -147,10 +113,7 @@ pub fn forward(
                 let rows = m.generate_greedy(&enc, &enc_mask, n);
                 out.insert("generated_ids".into(), HostTensor::from_rows(&rows));
             }
-            out.insert(
-                "encoder_last_hidden_state".into(),
-                HostTensor::from_float(enc),
-            );
+            out.insert("encoder_last_hidden_state".into(), HostTensor::from_float(enc));
         }
         Backbone::Bert(m) => {
             if inputs.contains_key("decoder_input_ids") || generate.is_some() {
@@ -159,21 +122,12 @@ pub fn forward(
                     "BERT is an encoder: decoder inputs and --generate need a T5 model".into(),
                 ));
             }
-            let types = ids(
-                inputs,
-                "token_type_ids",
-                Some(b),
-                Some(s),
-                Some(m.config.type_vocab_size),
-            )?
-            .map(|(v, shape)| int_tensor(v, shape, device))
-            .unwrap_or_else(|| Tensor::zeros([b, s], device));
+            let types = ids(inputs, "token_type_ids", Some(b), Some(s), Some(m.config.type_vocab_size))?
+                .map(|(v, shape)| int_tensor(v, shape, device))
+                .unwrap_or_else(|| Tensor::zeros([b, s], device));
             let hidden = m.forward(input_ids, mask_t.clone(), types, prompt)?;
             let pooled = mean_pool(hidden.clone().slice([0..b, l..l + s, 0..d]), mask_t);
-            out.insert(
-                "sentence_embedding".into(),
-                HostTensor::from_float(l2_normalize(pooled)),
-            );
+            out.insert("sentence_embedding".into(), HostTensor::from_float(l2_normalize(pooled)));
             out.insert("last_hidden_state".into(), HostTensor::from_float(hidden));
         }
     }

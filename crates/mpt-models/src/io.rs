@@ -40,9 +40,7 @@ impl HostTensor {
     /// Shape.
     pub fn shape(&self) -> &[usize] {
         match self {
-            HostTensor::F32 { shape, .. }
-            | HostTensor::I64 { shape, .. }
-            | HostTensor::Other { shape, .. } => shape,
+            HostTensor::F32 { shape, .. } | HostTensor::I64 { shape, .. } | HostTensor::Other { shape, .. } => shape,
         }
     }
 
@@ -162,14 +160,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         path: path.to_path_buf(),
         source,
     };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let mut file = std::fs::File::create(&tmp).map_err(io)?;
     file.write_all(bytes).map_err(io)?;

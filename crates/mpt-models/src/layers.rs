@@ -20,13 +20,7 @@ pub struct Linear {
 
 impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) from an HF `nn.Linear`.
-    pub fn load(
-        w: &mut Weights,
-        prefix: &str,
-        d_in: usize,
-        d_out: usize,
-        bias: bool,
-    ) -> Result<Self> {
+    pub fn load(w: &mut Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
         let bias = if bias {
             Some(w.tensor(&format!("{prefix}.bias"), [d_out])?)
@@ -69,13 +63,8 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// Loads `{prefix}.weight`/`.bias`, or the legacy `{prefix}.gamma`/`.beta` names.
     pub fn load(w: &mut Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
-        let legacy =
-            !w.contains(&format!("{prefix}.weight")) && w.contains(&format!("{prefix}.gamma"));
-        let (wn, bn) = if legacy {
-            ("gamma", "beta")
-        } else {
-            ("weight", "bias")
-        };
+        let legacy = !w.contains(&format!("{prefix}.weight")) && w.contains(&format!("{prefix}.gamma"));
+        let (wn, bn) = if legacy { ("gamma", "beta") } else { ("weight", "bias") };
         Ok(Self {
             weight: w.tensor(&format!("{prefix}.{wn}"), [d])?,
             bias: w.tensor(&format!("{prefix}.{bn}"), [d])?,

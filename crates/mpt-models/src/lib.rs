@@ -198,12 +198,8 @@ impl ModelConfig {
             .unwrap_or("")
             .to_string();
         match model_type.as_str() {
-            "t5" | "mt5" => Ok(ModelConfig::T5(
-                serde_json::from_value(value).map_err(parse_err)?,
-            )),
-            "bert" => Ok(ModelConfig::Bert(
-                serde_json::from_value(value).map_err(parse_err)?,
-            )),
+            "t5" | "mt5" => Ok(ModelConfig::T5(serde_json::from_value(value).map_err(parse_err)?)),
+            "bert" => Ok(ModelConfig::Bert(serde_json::from_value(value).map_err(parse_err)?)),
             _ => Err(ModelError::UnknownModelType {
                 path: path.to_path_buf(),
                 found: model_type,
@@ -353,16 +349,8 @@ impl ModelInfo {
         let (variant, enc, dec, heads, d_ff) = match b {
             Backbone::T5(m) => {
                 let c = &m.config;
-                let head = if m.separate_head {
-                    "separate lm_head"
-                } else {
-                    "tied lm_head"
-                };
-                let scale = if c.scales_decoder_output() {
-                    ", decoder output scaled by d_model^-0.5"
-                } else {
-                    ""
-                };
+                let head = if m.separate_head { "separate lm_head" } else { "tied lm_head" };
+                let scale = if c.scales_decoder_output() { ", decoder output scaled by d_model^-0.5" } else { "" };
                 (
                     format!("{} FFN, {head}{scale}", c.feed_forward_proj),
                     c.num_layers,
@@ -374,10 +362,7 @@ impl ModelInfo {
             Backbone::Bert(m) => {
                 let c = &m.config;
                 (
-                    format!(
-                        "{} FFN, {} positions",
-                        c.hidden_act, c.max_position_embeddings
-                    ),
+                    format!("{} FFN, {} positions", c.hidden_act, c.max_position_embeddings),
                     c.num_hidden_layers,
                     0,
                     c.num_attention_heads,

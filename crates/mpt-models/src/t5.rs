@@ -133,8 +133,7 @@ impl T5Config {
 
     /// Whether the decoder output is multiplied by `d_model^-0.5` before the LM head.
     pub fn scales_decoder_output(&self) -> bool {
-        self.scale_decoder_outputs
-            .unwrap_or(self.tie_word_embeddings)
+        self.scale_decoder_outputs.unwrap_or(self.tie_word_embeddings)
     }
 
     /// The id the decoder starts from.
@@ -175,10 +174,7 @@ impl T5Config {
         for (field, value) in [
             ("num_heads", self.num_heads),
             ("d_kv", self.d_kv),
-            (
-                "relative_attention_num_buckets",
-                self.relative_attention_num_buckets,
-            ),
+            ("relative_attention_num_buckets", self.relative_attention_num_buckets),
         ] {
             if value == 0 {
                 return Err(ModelError::ConfigValue {
@@ -234,15 +230,8 @@ impl Attention {
 
 #[derive(Debug, Clone)]
 enum FeedForward {
-    Plain {
-        wi: Linear,
-        wo: Linear,
-    },
-    Gated {
-        wi_0: Linear,
-        wi_1: Linear,
-        wo: Linear,
-    },
+    Plain { wi: Linear, wo: Linear },
+    Gated { wi_0: Linear, wi_1: Linear, wo: Linear },
 }
 
 impl FeedForward {
@@ -355,10 +344,7 @@ impl Stack {
     ) -> Tensor<3> {
         for block in &self.blocks {
             let normed = block.self_norm.forward(hidden.clone());
-            hidden = hidden
-                + block
-                    .self_attn
-                    .forward(normed.clone(), normed, self_bias.clone(), c.num_heads);
+            hidden = hidden + block.self_attn.forward(normed.clone(), normed, self_bias.clone(), c.num_heads);
             if let (Some((norm, attn)), Some((memory, bias))) = (&block.cross, cross) {
                 let normed = norm.forward(hidden.clone());
                 hidden = hidden + attn.forward(normed, memory.clone(), bias.clone(), c.num_heads);
@@ -440,11 +426,7 @@ impl T5 {
         })?;
         let inner = config.num_heads * config.d_kv;
         let attn = 4 * d * inner;
-        let ff = if gated {
-            3 * d * config.d_ff
-        } else {
-            2 * d * config.d_ff
-        };
+        let ff = if gated { 3 * d * config.d_ff } else { 2 * d * config.d_ff };
         let bias = config.relative_attention_num_buckets * config.num_heads;
         let enc = config.num_layers * (attn + ff + 2 * d) + bias + d;
         let dec = config.decoder_layers() * (2 * attn + ff + 3 * d) + bias + d;
@@ -478,17 +460,11 @@ impl T5 {
     }
 
     /// Encoder over input embeddings `[B, L, d]` with mask `[B, L]`. Returns `[B, L, d]`.
-    pub fn encode_embeds(
-        &self,
-        inputs_embeds: Tensor<3>,
-        attention_mask: Tensor<2, Int>,
-    ) -> Tensor<3> {
+    pub fn encode_embeds(&self, inputs_embeds: Tensor<3>, attention_mask: Tensor<2, Int>) -> Tensor<3> {
         let [_, l, _] = inputs_embeds.dims();
         let device = attention_mask.device();
-        let bias =
-            self.encoder.position_bias(&self.config, l, l, &device) + mask_bias(attention_mask);
-        self.encoder
-            .forward(&self.config, self.act, inputs_embeds, bias, None)
+        let bias = self.encoder.position_bias(&self.config, l, l, &device) + mask_bias(attention_mask);
+        self.encoder.forward(&self.config, self.act, inputs_embeds, bias, None)
     }
 
     /// Encoder over token ids with an optional prompt `[B, l, d]` in front (PEFT semantics).
@@ -527,8 +503,7 @@ impl T5 {
         let causal: Vec<f32> = (0..t)
             .flat_map(|q| (0..t).map(move |k| if k > q { f32::MIN } else { 0.0 }))
             .collect();
-        let causal =
-            Tensor::<2>::from_data(TensorData::new(causal, [t, t]), &device).unsqueeze::<4>();
+        let causal = Tensor::<2>::from_data(TensorData::new(causal, [t, t]), &device).unsqueeze::<4>();
         let self_bias = self.decoder.position_bias(&self.config, t, t, &device) + causal;
         let cross_bias = mask_bias(encoder_mask.clone());
         let embeds = self.embed_tokens(decoder_input_ids);

@@ -45,9 +45,7 @@ pub struct TextTokenizer {
 
 impl std::fmt::Debug for TextTokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TextTokenizer")
-            .field("path", &self.path)
-            .finish()
+        f.debug_struct("TextTokenizer").field("path", &self.path).finish()
     }
 }
 
@@ -113,11 +111,7 @@ impl TextTokenizer {
                 .map_err(|e| self.err(e))?;
                 Ok((
                     encoding.get_ids().iter().map(|&i| i64::from(i)).collect(),
-                    encoding
-                        .get_type_ids()
-                        .iter()
-                        .map(|&i| i64::from(i))
-                        .collect(),
+                    encoding.get_type_ids().iter().map(|&i| i64::from(i)).collect(),
                 ))
             })
             .collect()
@@ -131,11 +125,7 @@ impl TextTokenizer {
         pad_id: i64,
     ) -> Result<EncodedBatch> {
         let rows = self.encode_rows(inputs, max_len)?;
-        Ok(pad_rows(
-            rows.iter()
-                .map(|(ids, types)| (ids.as_slice(), types.as_slice())),
-            pad_id,
-        ))
+        Ok(pad_rows(rows.iter().map(|(ids, types)| (ids.as_slice(), types.as_slice())), pad_id))
     }
 
     /// Token ids of `text` with special tokens (for T5 targets this appends `</s>`).
@@ -156,10 +146,7 @@ impl TextTokenizer {
 
 /// Pads `(ids, token_type_ids)` rows to the longest with `pad_id` (types with 0) and builds
 /// the attention mask.
-pub fn pad_rows<'a>(
-    rows: impl Iterator<Item = (&'a [i64], &'a [i64])> + Clone,
-    pad_id: i64,
-) -> EncodedBatch {
+pub fn pad_rows<'a>(rows: impl Iterator<Item = (&'a [i64], &'a [i64])> + Clone, pad_id: i64) -> EncodedBatch {
     let len = rows.clone().map(|(ids, _)| ids.len()).max().unwrap_or(0);
     let mut batch = EncodedBatch {
         input_ids: Vec::new(),

@@ -111,16 +111,9 @@ impl Weights {
     }
 
     /// A tensor of rank `D` with exactly the `expected` shape.
-    pub fn tensor<const D: usize>(
-        &mut self,
-        name: &str,
-        expected: [usize; D],
-    ) -> Result<Tensor<D>> {
+    pub fn tensor<const D: usize>(&mut self, name: &str, expected: [usize; D]) -> Result<Tensor<D>> {
         let values = self.read_f32(name, &expected)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, expected),
-            &self.device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(values, expected), &self.device))
     }
 
     /// A PyTorch `nn.Linear` weight stored `[out, in]`, returned transposed as `[in, out]`

@@ -21,9 +21,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn minilm_dir() -> PathBuf {
-    let root = std::env::var_os("MPT_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("models"));
+    let root = std::env::var_os("MPT_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("models"));
     let dir = root.join("all-MiniLM-L6-v2");
     assert!(
         dir.join("model.safetensors").is_file(),
@@ -83,24 +81,9 @@ fn t5_case(name: &str) {
     let n = ints(&refs["generated_ids"]).1[1] - 1;
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "decoder_input_ids"]);
     let out = forward::forward(&model, &inputs, Some(8), &device).unwrap();
-    assert_close(
-        "encoder_last_hidden_state",
-        &out["encoder_last_hidden_state"],
-        &refs["encoder_last_hidden_state"],
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        "lm_logits",
-        &out["lm_logits"],
-        &refs["lm_logits"],
-        1e-4,
-        1e-4,
-    );
-    assert_eq!(
-        out["generated_ids"], refs["generated_ids"],
-        "generated_ids (N = {n})"
-    );
+    assert_close("encoder_last_hidden_state", &out["encoder_last_hidden_state"], &refs["encoder_last_hidden_state"], 1e-4, 1e-4);
+    assert_close("lm_logits", &out["lm_logits"], &refs["lm_logits"], 1e-4, 1e-4);
+    assert_eq!(out["generated_ids"], refs["generated_ids"], "generated_ids (N = {n})");
 
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward::forward(&model, &inputs, Some(8), &device).unwrap();
@@ -111,17 +94,8 @@ fn t5_case(name: &str) {
         1e-4,
         1e-4,
     );
-    assert_close(
-        "prompted.lm_logits",
-        &out["lm_logits"],
-        &refs["prompted.lm_logits"],
-        1e-4,
-        1e-4,
-    );
-    assert_eq!(
-        out["generated_ids"], refs["prompted.generated_ids"],
-        "prompted.generated_ids"
-    );
+    assert_close("prompted.lm_logits", &out["lm_logits"], &refs["prompted.lm_logits"], 1e-4, 1e-4);
+    assert_eq!(out["generated_ids"], refs["prompted.generated_ids"], "prompted.generated_ids");
 }
 
 #[test]
@@ -148,32 +122,14 @@ fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
     let refs = read_safetensors(&refs_dir.join("reference.safetensors")).unwrap();
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "token_type_ids"]);
     let out = forward::forward(&model, &inputs, None, &device).unwrap();
-    assert_close(
-        "last_hidden_state",
-        &out["last_hidden_state"],
-        &refs["last_hidden_state"],
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        "sentence_embedding",
-        &out["sentence_embedding"],
-        &refs["sentence_embedding"],
-        1e-5,
-        1e-4,
-    );
+    assert_close("last_hidden_state", &out["last_hidden_state"], &refs["last_hidden_state"], 1e-4, 1e-4);
+    assert_close("sentence_embedding", &out["sentence_embedding"], &refs["sentence_embedding"], 1e-5, 1e-4);
 
     // mpt: prompt rows get token type 0, input rows keep theirs.
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward::forward(&model, &inputs, None, &device).unwrap();
     if let Some(want) = refs.get("prompted_keep_tt.last_hidden_state") {
-        assert_close(
-            "prompted_keep_tt.last_hidden_state",
-            &out["last_hidden_state"],
-            want,
-            1e-4,
-            1e-4,
-        );
+        assert_close("prompted_keep_tt.last_hidden_state", &out["last_hidden_state"], want, 1e-4, 1e-4);
     }
     assert_close(
         "prompted_keep_tt.sentence_embedding",
@@ -187,20 +143,8 @@ fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
     let types = zero_types(&inputs["token_type_ids"]);
     inputs.insert("token_type_ids".into(), types);
     let out = forward::forward(&model, &inputs, None, &device).unwrap();
-    assert_close(
-        "prompted.last_hidden_state",
-        &out["last_hidden_state"],
-        &refs["prompted.last_hidden_state"],
-        1e-4,
-        1e-4,
-    );
-    assert_close(
-        "prompted.sentence_embedding",
-        &out["sentence_embedding"],
-        &refs["prompted.sentence_embedding"],
-        1e-5,
-        1e-4,
-    );
+    assert_close("prompted.last_hidden_state", &out["last_hidden_state"], &refs["prompted.last_hidden_state"], 1e-4, 1e-4);
+    assert_close("prompted.sentence_embedding", &out["sentence_embedding"], &refs["prompted.sentence_embedding"], 1e-5, 1e-4);
 }
 
 #[test]
@@ -215,8 +159,7 @@ fn minilm_real_weights_match_transformers_and_peft() {
 
 fn tokenizer_case(tokenizer_path: PathBuf, cases_path: PathBuf) {
     let tok = TextTokenizer::from_file(&tokenizer_path).unwrap();
-    let cases: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&cases_path).unwrap()).unwrap();
+    let cases: serde_json::Value = serde_json::from_slice(&std::fs::read(&cases_path).unwrap()).unwrap();
     let cases = cases["cases"].as_array().expect("cases");
     assert!(!cases.is_empty());
     for case in cases {
@@ -233,15 +176,9 @@ fn tokenizer_case(tokenizer_path: PathBuf, cases_path: PathBuf) {
 #[test]
 fn tokenizers_match_hugging_face() {
     for name in ["t5-v1_0-tiny", "t5-v1_1-tiny", "bert-tiny"] {
-        tokenizer_case(
-            fixture(name).join("tokenizer.json"),
-            fixture(name).join("tokenized.json"),
-        );
+        tokenizer_case(fixture(name).join("tokenizer.json"), fixture(name).join("tokenized.json"));
     }
-    tokenizer_case(
-        minilm_dir().join("tokenizer.json"),
-        fixture("minilm/tokenized.json"),
-    );
+    tokenizer_case(minilm_dir().join("tokenizer.json"), fixture("minilm/tokenized.json"));
 }
 
 #[test]
@@ -258,27 +195,15 @@ fn batch_encoding_pads_like_the_reference() {
         .iter()
         .map(|t| match t {
             serde_json::Value::String(s) => (s.clone(), None),
-            serde_json::Value::Array(p) => (
-                p[0].as_str().unwrap().into(),
-                Some(p[1].as_str().unwrap().into()),
-            ),
+            serde_json::Value::Array(p) => (p[0].as_str().unwrap().into(), Some(p[1].as_str().unwrap().into())),
             other => panic!("unexpected text {other}"),
         })
         .collect();
-    let inputs: Vec<(&str, Option<&str>)> = owned
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_deref()))
-        .collect();
+    let inputs: Vec<(&str, Option<&str>)> = owned.iter().map(|(a, b)| (a.as_str(), b.as_deref())).collect();
     let batch = tok.encode_batch(&inputs, 512, 0).unwrap();
     assert_eq!(HostTensor::from_rows(&batch.input_ids), refs["input_ids"]);
-    assert_eq!(
-        HostTensor::from_rows(&batch.attention_mask),
-        refs["attention_mask"]
-    );
-    assert_eq!(
-        HostTensor::from_rows(&batch.token_type_ids),
-        refs["token_type_ids"]
-    );
+    assert_eq!(HostTensor::from_rows(&batch.attention_mask), refs["attention_mask"]);
+    assert_eq!(HostTensor::from_rows(&batch.token_type_ids), refs["token_type_ids"]);
 }
 
 #[test]

@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use mpt_core::init::PromptInit;
 use mpt_data::Split;
 use mpt_train::{Selection, TrainConfig};
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use serde::de::DeserializeOwned;
 
 use crate::error::{PipelineError, Result};
 
@@ -305,27 +305,15 @@ fn typed<T: DeserializeOwned>(
     serde_path_to_error::deserialize::<_, T>(value).map_err(|e| {
         let inner = e.path().to_string();
         let first = inner.split(['.', '[']).next().unwrap_or("");
-        let prefix = if section.contains_key(first) {
-            section_name
-        } else {
-            defaults_name
-        };
-        let key = if inner == "." || inner.is_empty() {
-            prefix.to_string()
-        } else {
-            format!("{prefix}.{inner}")
-        };
+        let prefix = if section.contains_key(first) { section_name } else { defaults_name };
+        let key = if inner == "." || inner.is_empty() { prefix.to_string() } else { format!("{prefix}.{inner}") };
         parse_err(path, key, tidy(&e.into_inner().to_string()))
     })
 }
 
 /// One line from a toml/serde message: the reason, then where (`line L, column C`) if known.
 fn tidy(message: &str) -> String {
-    let lines: Vec<&str> = message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let location = lines
         .iter()
         .find_map(|l| l.strip_prefix("TOML parse error at "))
@@ -333,12 +321,7 @@ fn tidy(message: &str) -> String {
     let reason = lines
         .iter()
         .rev()
-        .find(|l| {
-            !l.starts_with("TOML parse error")
-                && !l.starts_with('|')
-                && !l.starts_with("in `")
-                && !l.contains(" | ")
-        })
+        .find(|l| !l.starts_with("TOML parse error") && !l.starts_with('|') && !l.starts_with("in `") && !l.contains(" | "))
         .copied()
         .unwrap_or(message);
     format!("{reason}{}", location.unwrap_or_default())
@@ -349,9 +332,7 @@ pub fn parse_prompt_init(s: &str) -> Option<PromptInit> {
     match s {
         "random" => Some(PromptInit::Random),
         "vocab" => Some(PromptInit::Vocab),
-        _ => s.strip_prefix("text:").map(|t| PromptInit::Text {
-            text: t.to_string(),
-        }),
+        _ => s.strip_prefix("text:").map(|t| PromptInit::Text { text: t.to_string() }),
     }
 }
 
@@ -368,54 +349,21 @@ impl Pipeline {
 
     /// [`Pipeline::load`] on text already read.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| parse_err(path, "(syntax)", e.to_string()))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| parse_err(path, "(syntax)", e.to_string()))?;
         let file: PipelineFile = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             parse_err(path, key, tidy(&e.into_inner().to_string()))
         })?;
-        let init = parse_prompt_init(&file.prompt.init).ok_or_else(|| {
-            invalid(
-                path,
-                "prompt.init",
-                format!(
-                    "{:?}: expected random, vocab or text:SOME TEXT",
-                    file.prompt.init
-                ),
-            )
-        })?;
-        let teacher_train = typed(
-            path,
-            "train",
-            &file.train,
-            "sources.train",
-            &file.sources.train,
-        )?;
+        let init = parse_prompt_init(&file.prompt.init)
+            .ok_or_else(|| invalid(path, "prompt.init", format!("{:?}: expected random, vocab or text:SOME TEXT", file.prompt.init)))?;
+        let teacher_train = typed(path, "train", &file.train, "sources.train", &file.sources.train)?;
         let teacher_data = typed(path, "data", &file.data, "sources.data", &file.sources.data)?;
-        let distill_train = typed(
-            path,
-            "train",
-            &file.train,
-            "distill.train",
-            &file.distill.train,
-        )?;
+        let distill_train = typed(path, "train", &file.train, "distill.train", &file.distill.train)?;
         let distill_data = typed(path, "data", &file.data, "distill.data", &file.distill.data)?;
-        let target_train = typed(
-            path,
-            "train",
-            &file.train,
-            "targets.train",
-            &file.targets.train,
-        )?;
+        let target_train = typed(path, "train", &file.train, "targets.train", &file.targets.train)?;
         let target_data = typed(path, "data", &file.data, "targets.data", &file.targets.data)?;
-        let data_root = file
-            .data_root
-            .clone()
-            .unwrap_or_else(|| PathBuf::from(mpt_data::DEFAULT_DATA_ROOT));
-        let run_dir = file
-            .run_dir
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("runs").join(&file.name));
+        let data_root = file.data_root.clone().unwrap_or_else(|| PathBuf::from(mpt_data::DEFAULT_DATA_ROOT));
+        let run_dir = file.run_dir.clone().unwrap_or_else(|| PathBuf::from("runs").join(&file.name));
         let pipeline = Self {
             path: path.to_path_buf(),
             text: text.to_string(),
@@ -448,14 +396,9 @@ impl Pipeline {
         }
         let check_tasks = |key: &str, tasks: &[String]| -> Result<()> {
             for (i, t) in tasks.iter().enumerate() {
-                mpt_data::lookup(t)
-                    .map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
+                mpt_data::lookup(t).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
                 if tasks[..i].contains(t) {
-                    return Err(invalid(
-                        p,
-                        format!("{key}[{i}]"),
-                        format!("{t:?} is listed twice"),
-                    ));
+                    return Err(invalid(p, format!("{key}[{i}]"), format!("{t:?} is listed twice")));
                 }
             }
             Ok(())
@@ -463,28 +406,17 @@ impl Pipeline {
         check_tasks("sources.tasks", &f.sources.tasks)?;
         check_tasks("targets.tasks", &f.targets.tasks)?;
         if f.sources.tasks.len() < 2 {
-            return Err(invalid(
-                p,
-                "sources.tasks",
-                "MPT distils at least 2 source tasks",
-            ));
+            return Err(invalid(p, "sources.tasks", "MPT distils at least 2 source tasks"));
         }
         if f.targets.tasks.is_empty() {
-            return Err(invalid(
-                p,
-                "targets.tasks",
-                "needs at least one target task",
-            ));
+            return Err(invalid(p, "targets.tasks", "needs at least one target task"));
         }
         let kappa = f.distill.kappa.unwrap_or(f.sources.tasks.len());
         if kappa < 2 || kappa > f.sources.tasks.len() {
             return Err(invalid(
                 p,
                 "distill.kappa",
-                format!(
-                    "must be in [2, {}] (the number of source tasks), got {kappa}",
-                    f.sources.tasks.len()
-                ),
+                format!("must be in [2, {}] (the number of source tasks), got {kappa}", f.sources.tasks.len()),
             ));
         }
         if !(f.distill.lambda.is_finite() && f.distill.lambda >= 0.0) {
@@ -494,18 +426,10 @@ impl Pipeline {
             return Err(invalid(p, "distill.temperature", "must be positive"));
         }
         if !["teacher_mean", "fresh"].contains(&f.distill.shared_init.as_str()) {
-            return Err(invalid(
-                p,
-                "distill.shared_init",
-                "expected teacher_mean or fresh",
-            ));
+            return Err(invalid(p, "distill.shared_init", "expected teacher_mean or fresh"));
         }
         if self.distill_train.batch_size < kappa {
-            return Err(invalid(
-                p,
-                "distill.train.batch_size",
-                format!("must be at least kappa ({kappa})"),
-            ));
+            return Err(invalid(p, "distill.train.batch_size", format!("must be at least kappa ({kappa})")));
         }
         for (key, train) in [
             ("sources.train", &self.teacher_train),
@@ -513,9 +437,7 @@ impl Pipeline {
             ("targets.train", &self.target_train),
         ] {
             train.validate("").map_err(|e| match e {
-                mpt_train::TrainError::Config { field, message } => {
-                    invalid(p, format!("{key}.{field}"), message)
-                }
+                mpt_train::TrainError::Config { field, message } => invalid(p, format!("{key}.{field}"), message),
                 other => invalid(p, key, other.to_string()),
             })?;
         }
@@ -524,100 +446,50 @@ impl Pipeline {
         }
         for (i, s) in f.targets.seeds.iter().enumerate() {
             if f.targets.seeds[..i].contains(s) {
-                return Err(invalid(
-                    p,
-                    format!("targets.seeds[{i}]"),
-                    format!("seed {s} is listed twice"),
-                ));
+                return Err(invalid(p, format!("targets.seeds[{i}]"), format!("seed {s} is listed twice")));
             }
         }
         for (i, init) in f.methods.mpt.iter().enumerate() {
             let ok = matches!(init.as_str(), "average" | "shared")
                 || init.strip_prefix("source:").is_some_and(|t| {
-                    mpt_data::lookup(t).is_ok_and(|spec| {
-                        f.sources
-                            .tasks
-                            .iter()
-                            .any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name))
-                    })
+                    mpt_data::lookup(t).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)))
                 });
             if !ok {
-                return Err(invalid(
-                    p,
-                    format!("methods.mpt[{i}]"),
-                    format!(
-                        "{init:?}: expected average, shared or source:TASK with TASK a source task"
-                    ),
-                ));
+                return Err(invalid(p, format!("methods.mpt[{i}]"), format!("{init:?}: expected average, shared or source:TASK with TASK a source task")));
             }
         }
         for (i, src) in f.methods.spot.iter().enumerate() {
-            let known = mpt_data::lookup(src).is_ok_and(|spec| {
-                f.sources
-                    .tasks
-                    .iter()
-                    .any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name))
-            });
+            let known = mpt_data::lookup(src).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)));
             if !known {
-                return Err(invalid(
-                    p,
-                    format!("methods.spot[{i}]"),
-                    format!("{src:?} is not one of sources.tasks"),
-                ));
+                return Err(invalid(p, format!("methods.spot[{i}]"), format!("{src:?} is not one of sources.tasks")));
             }
         }
         if f.methods.multitask && (f.targets.tasks.len() < 2 || f.methods.mpt.is_empty()) {
-            return Err(invalid(
-                p,
-                "methods.multitask",
-                "needs at least 2 target tasks and an MPT method",
-            ));
+            return Err(invalid(p, "methods.multitask", "needs at least 2 target tasks and an MPT method"));
         }
         if f.eval.batch_size == 0 {
             return Err(invalid(p, "eval.batch_size", "must be at least 1"));
         }
         if f.eval.max_examples == Some(0) {
-            return Err(invalid(
-                p,
-                "eval.max_examples",
-                "must be at least 1 (or absent)",
-            ));
+            return Err(invalid(p, "eval.max_examples", "must be at least 1 (or absent)"));
         }
         // Data: files exist and few-shot k fits every class of every target's train split.
         let root = mpt_data::DataRoot::new(&self.data_root);
-        for (key, tasks) in [
-            ("sources.tasks", &f.sources.tasks),
-            ("targets.tasks", &f.targets.tasks),
-        ] {
+        for (key, tasks) in [("sources.tasks", &f.sources.tasks), ("targets.tasks", &f.targets.tasks)] {
             for (i, t) in tasks.iter().enumerate() {
                 let spec = mpt_data::lookup(t).expect("checked above");
-                root.check_task(spec)
-                    .map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
+                root.check_task(spec).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
             }
         }
         for (task, _) in &f.targets.few_shot_overrides {
-            let known = mpt_data::lookup(task).is_ok_and(|spec| {
-                f.targets
-                    .tasks
-                    .iter()
-                    .any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name))
-            });
+            let known = mpt_data::lookup(task).is_ok_and(|spec| f.targets.tasks.iter().any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name)));
             if !known {
-                return Err(invalid(
-                    p,
-                    format!("targets.few_shot_overrides.{task}"),
-                    "is not one of targets.tasks",
-                ));
+                return Err(invalid(p, format!("targets.few_shot_overrides.{task}"), "is not one of targets.tasks"));
             }
         }
         for t in &f.targets.tasks {
             let spec = mpt_data::lookup(t).expect("checked above");
-            let (list, list_key) = match f
-                .targets
-                .few_shot_overrides
-                .iter()
-                .find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == spec.name))
-            {
+            let (list, list_key) = match f.targets.few_shot_overrides.iter().find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == spec.name)) {
                 Some((k, v)) => (v, format!("targets.few_shot_overrides.{k}")),
                 None => (&f.targets.few_shot, "targets.few_shot".to_string()),
             };
@@ -633,11 +505,7 @@ impl Pipeline {
                     return Err(invalid(p, key, "k must be at least 1"));
                 }
                 mpt_data::sample_few_shot(spec, &train, k, 0).map_err(|e| {
-                    invalid(
-                        p,
-                        &key,
-                        format!("k = {k} does not fit task {}: {e}", spec.name),
-                    )
+                    invalid(p, &key, format!("k = {k} does not fit task {}: {e}", spec.name))
                 })?;
             }
         }
@@ -658,9 +526,6 @@ impl Pipeline {
 
     /// κ of the distillation.
     pub fn kappa(&self) -> usize {
-        self.file
-            .distill
-            .kappa
-            .unwrap_or(self.file.sources.tasks.len())
+        self.file.distill.kappa.unwrap_or(self.file.sources.tasks.len())
     }
 }

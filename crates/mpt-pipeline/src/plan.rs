@@ -82,16 +82,12 @@ impl Plan {
 
     /// Where an eval stage's result lives.
     pub fn result_path(&self, run_dir: &std::path::Path, i: usize) -> PathBuf {
-        run_dir
-            .join("results")
-            .join(format!("{}.json", self.stages[i].name))
+        run_dir.join("results").join(format!("{}.json", self.stages[i].name))
     }
 }
 
 fn canonical(task: &str) -> String {
-    mpt_data::lookup(task)
-        .map(|t| t.name.to_string())
-        .unwrap_or_else(|_| task.to_string())
+    mpt_data::lookup(task).map(|t| t.name.to_string()).unwrap_or_else(|_| task.to_string())
 }
 
 fn target_init(s: &str) -> TargetInit {
@@ -113,10 +109,7 @@ pub fn build(p: &Pipeline) -> Plan {
     let head = HeadConfig::default();
     let kappa = p.kappa();
 
-    let needs_teachers = f.distill.lambda > 0.0
-        || f.distill.shared_init == "teacher_mean"
-        || !f.methods.spot.is_empty()
-        || f.eval.sources;
+    let needs_teachers = f.distill.lambda > 0.0 || f.distill.shared_init == "teacher_mean" || !f.methods.spot.is_empty() || f.eval.sources;
     let mut teacher_ids = Vec::new();
     if needs_teachers {
         for task in &sources {
@@ -139,11 +132,7 @@ pub fn build(p: &Pipeline) -> Plan {
 
     let distill = |lambda: f64, decomposition: bool, shared_init: SharedInit| DistillConfig {
         tasks: sources.clone(),
-        prompt_length: if matches!(shared_init, SharedInit::Fresh { .. }) && lambda == 0.0 {
-            Some(f.prompt.length)
-        } else {
-            None
-        },
+        prompt_length: if matches!(shared_init, SharedInit::Fresh { .. }) && lambda == 0.0 { Some(f.prompt.length) } else { None },
         rank: f.prompt.rank,
         lambda,
         temperature: f.distill.temperature,
@@ -157,19 +146,11 @@ pub fn build(p: &Pipeline) -> Plan {
         data: p.distill_data.clone(),
     };
     let main_init = if f.distill.shared_init == "fresh" {
-        SharedInit::Fresh {
-            init: p.init.clone(),
-        }
+        SharedInit::Fresh { init: p.init.clone() }
     } else {
         SharedInit::TeacherMean
     };
-    let teacher_deps = |config: &DistillConfig| {
-        if config.needs_teachers() {
-            teacher_ids.clone()
-        } else {
-            Vec::new()
-        }
-    };
+    let teacher_deps = |config: &DistillConfig| if config.needs_teachers() { teacher_ids.clone() } else { Vec::new() };
     let mut distills: Vec<(String, usize)> = Vec::new();
     let mut push_distill = |stages: &mut Vec<Stage>, name: &str, config: DistillConfig| {
         let deps = teacher_deps(&config);
@@ -181,38 +162,14 @@ pub fn build(p: &Pipeline) -> Plan {
             cell: None,
         });
     };
-    push_distill(
-        &mut stages,
-        "mpt",
-        distill(f.distill.lambda, true, main_init.clone()),
-    );
+    push_distill(&mut stages, "mpt", distill(f.distill.lambda, true, main_init.clone()));
     if f.methods.no_distillation {
-        push_distill(
-            &mut stages,
-            "no-distillation",
-            distill(
-                0.0,
-                true,
-                SharedInit::Fresh {
-                    init: p.init.clone(),
-                },
-            ),
-        );
+        push_distill(&mut stages, "no-distillation", distill(0.0, true, SharedInit::Fresh { init: p.init.clone() }));
     }
     if f.methods.no_decomposition {
-        push_distill(
-            &mut stages,
-            "no-decomposition",
-            distill(f.distill.lambda, false, main_init),
-        );
+        push_distill(&mut stages, "no-decomposition", distill(f.distill.lambda, false, main_init));
     }
-    let distill_index = |name: &str| {
-        distills
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, i)| *i)
-            .expect("pushed above")
-    };
+    let distill_index = |name: &str| distills.iter().find(|(n, _)| n == name).map(|(_, i)| *i).expect("pushed above");
 
     // (method label, method, source stage)
     let mut methods: Vec<(String, Method, Option<usize>)> = Vec::new();
@@ -222,23 +179,10 @@ pub fn build(p: &Pipeline) -> Plan {
         } else {
             format!("mpt-{}", init.replace(':', "-"))
         };
-        methods.push((
-            label,
-            Method::Mpt {
-                init: target_init(init),
-                fresh: FactorInit::Ones,
-            },
-            Some(distill_index("mpt")),
-        ));
+        methods.push((label, Method::Mpt { init: target_init(init), fresh: FactorInit::Ones }, Some(distill_index("mpt"))));
     }
     if f.methods.vanilla {
-        methods.push((
-            "vanilla".into(),
-            Method::Vanilla {
-                init: p.init.clone(),
-            },
-            None,
-        ));
+        methods.push(("vanilla".into(), Method::Vanilla { init: p.init.clone() }, None));
     }
     for src in &f.methods.spot {
         let src = canonical(src);
@@ -248,20 +192,14 @@ pub fn build(p: &Pipeline) -> Plan {
     if f.methods.no_distillation {
         methods.push((
             "mpt-no-distillation".into(),
-            Method::Mpt {
-                init: TargetInit::Average,
-                fresh: FactorInit::Ones,
-            },
+            Method::Mpt { init: TargetInit::Average, fresh: FactorInit::Ones },
             Some(distill_index("no-distillation")),
         ));
     }
     if f.methods.no_decomposition {
         methods.push((
             "mpt-no-decomposition".into(),
-            Method::Mpt {
-                init: TargetInit::Average,
-                fresh: FactorInit::Ones,
-            },
+            Method::Mpt { init: TargetInit::Average, fresh: FactorInit::Ones },
             Some(distill_index("no-decomposition")),
         ));
     }
@@ -270,15 +208,8 @@ pub fn build(p: &Pipeline) -> Plan {
         // A multi-target group uses the k values every member supports.
         let mut lists = group.iter().map(|t| p.few_shot_for(t));
         let first = lists.next().unwrap_or_default();
-        let common: Vec<usize> = first
-            .into_iter()
-            .filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k)))
-            .collect();
-        if common.is_empty() {
-            vec![None]
-        } else {
-            common.into_iter().map(Some).collect()
-        }
+        let common: Vec<usize> = first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
+        if common.is_empty() { vec![None] } else { common.into_iter().map(Some).collect() }
     };
     let eval_config = |task: &str, data: &Selection| {
         let mut data = data.clone();
@@ -312,20 +243,12 @@ pub fn build(p: &Pipeline) -> Plan {
                     None => format!("full-s{seed}"),
                 };
                 let method_list: Vec<&(String, Method, Option<usize>)> = if group.len() > 1 {
-                    methods
-                        .iter()
-                        .filter(|(_, m, _)| matches!(m, Method::Mpt { .. }))
-                        .take(1)
-                        .collect()
+                    methods.iter().filter(|(_, m, _)| matches!(m, Method::Mpt { .. })).take(1).collect()
                 } else {
                     methods.iter().collect()
                 };
                 for (label, method, source) in method_list {
-                    let label = if group.len() > 1 {
-                        "mpt-multitask".to_string()
-                    } else {
-                        label.clone()
-                    };
+                    let label = if group.len() > 1 { "mpt-multitask".to_string() } else { label.clone() };
                     let adapt_index = stages.len();
                     let name = format!("adapt/{label}/{}/{run}", group.join("+"));
                     stages.push(Stage {
@@ -333,19 +256,14 @@ pub fn build(p: &Pipeline) -> Plan {
                         kind: StageKind::Adapt(AdaptConfig {
                             targets: group.clone(),
                             method: method.clone(),
-                            prompt_length: matches!(method, Method::Vanilla { .. })
-                                .then_some(f.prompt.length),
+                            prompt_length: matches!(method, Method::Vanilla { .. }).then_some(f.prompt.length),
                             kappa: None,
                             train: train.clone(),
                             head,
                             data: data.clone(),
                         }),
                         deps: source.iter().copied().collect(),
-                        cell: Some(Cell {
-                            method: label.clone(),
-                            k,
-                            seed,
-                        }),
+                        cell: Some(Cell { method: label.clone(), k, seed }),
                     });
                     for task in group {
                         let eval_name = if group.len() > 1 {
@@ -357,11 +275,7 @@ pub fn build(p: &Pipeline) -> Plan {
                             name: eval_name,
                             kind: StageKind::Eval(eval_config(task, &data)),
                             deps: vec![adapt_index],
-                            cell: Some(Cell {
-                                method: label.clone(),
-                                k,
-                                seed,
-                            }),
+                            cell: Some(Cell { method: label.clone(), k, seed }),
                         });
                     }
                 }
@@ -372,20 +286,10 @@ pub fn build(p: &Pipeline) -> Plan {
         let mut source_evals = Vec::new();
         for (i, task) in sources.iter().enumerate() {
             if let Some(&t) = teacher_ids.get(i) {
-                source_evals.push((
-                    format!("eval/teacher/{task}"),
-                    task.clone(),
-                    t,
-                    "teacher".to_string(),
-                ));
+                source_evals.push((format!("eval/teacher/{task}"), task.clone(), t, "teacher".to_string()));
             }
             for (name, d) in &distills {
-                source_evals.push((
-                    format!("eval/distill-{name}/{task}"),
-                    task.clone(),
-                    *d,
-                    format!("distill-{name}"),
-                ));
+                source_evals.push((format!("eval/distill-{name}/{task}"), task.clone(), *d, format!("distill-{name}")));
             }
         }
         for (name, task, dep, method) in source_evals {
@@ -393,11 +297,7 @@ pub fn build(p: &Pipeline) -> Plan {
                 name,
                 kind: StageKind::Eval(eval_config(&task, &p.teacher_data)),
                 deps: vec![dep],
-                cell: Some(Cell {
-                    method,
-                    k: None,
-                    seed: p.teacher_train.seed,
-                }),
+                cell: Some(Cell { method, k: None, seed: p.teacher_train.seed }),
             });
         }
     }

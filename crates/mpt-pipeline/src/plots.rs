@@ -34,10 +34,7 @@ fn k_label(k: Option<usize>) -> String {
 /// Draws the plots into `run_dir/plots` and returns their paths relative to `run_dir`.
 pub fn draw(run_dir: &Path, summary: &[Summary], curves: &[Curve]) -> Result<Vec<String>> {
     let dir = run_dir.join("plots");
-    std::fs::create_dir_all(&dir).map_err(|source| PipelineError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&dir).map_err(|source| PipelineError::Io { path: dir.clone(), source })?;
     let mut files = Vec::new();
 
     // Loss curves: per task, the first seed of the largest k, one line per method.
@@ -47,58 +44,32 @@ pub fn draw(run_dir: &Path, summary: &[Summary], curves: &[Curve]) -> Result<Vec
     }
     for (task, cs) in by_task {
         let k = cs.iter().map(|c| c.k).max().flatten();
-        let seed = cs
-            .iter()
-            .filter(|c| c.k == k)
-            .map(|c| c.seed)
-            .min()
-            .unwrap_or(0);
+        let seed = cs.iter().filter(|c| c.k == k).map(|c| c.seed).min().unwrap_or(0);
         let chosen: Vec<&&Curve> = cs.iter().filter(|c| c.k == k && c.seed == seed).collect();
         if chosen.is_empty() {
             continue;
         }
         let name = format!("plots/curves-{}-{}.svg", task.replace('+', "-"), k_label(k));
         let path = run_dir.join(&name);
-        let max_x = chosen
-            .iter()
-            .flat_map(|c| c.losses.iter().map(|p| p.0))
-            .fold(1.0, f64::max);
-        let max_y = chosen
-            .iter()
-            .flat_map(|c| c.losses.iter().map(|p| p.1))
-            .fold(0.0, f64::max)
-            * 1.05
-            + 1e-6;
+        let max_x = chosen.iter().flat_map(|c| c.losses.iter().map(|p| p.0)).fold(1.0, f64::max);
+        let max_y = chosen.iter().flat_map(|c| c.losses.iter().map(|p| p.1)).fold(0.0, f64::max) * 1.05 + 1e-6;
         let root = SVGBackend::new(&path, (720, 420)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("training loss — {task} ({}, seed {seed})", k_label(k)),
-                ("sans-serif", 18),
-            )
+            .caption(format!("training loss — {task} ({}, seed {seed})", k_label(k)), ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(48)
             .build_cartesian_2d(0f64..max_x, 0f64..max_y)
             .map_err(|e| plot_err(&path, e))?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("loss")
-            .draw()
-            .map_err(|e| plot_err(&path, e))?;
+        chart.configure_mesh().x_desc("step").y_desc("loss").draw().map_err(|e| plot_err(&path, e))?;
         for (i, c) in chosen.iter().enumerate() {
             let color = COLORS[i % COLORS.len()];
             chart
-                .draw_series(LineSeries::new(
-                    c.losses.iter().copied(),
-                    color.stroke_width(2),
-                ))
+                .draw_series(LineSeries::new(c.losses.iter().copied(), color.stroke_width(2)))
                 .map_err(|e| plot_err(&path, e))?
                 .label(c.method.clone())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         chart
             .configure_series_labels()
@@ -132,10 +103,7 @@ pub fn draw(run_dir: &Path, summary: &[Summary], curves: &[Curve]) -> Result<Vec
         root.fill(&WHITE).map_err(|e| plot_err(&path, e))?;
         let n = tasks.len() as f64;
         let mut chart = ChartBuilder::on(&root)
-            .caption(
-                format!("score by method ({})", k_label(k)),
-                ("sans-serif", 18),
-            )
+            .caption(format!("score by method ({})", k_label(k)), ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(32)
             .y_label_area_size(48)
@@ -166,31 +134,18 @@ pub fn draw(run_dir: &Path, summary: &[Summary], curves: &[Curve]) -> Result<Vec
                 .filter_map(|(ti, t)| {
                     rows.iter()
                         .find(|s| s.task == *t && s.method == *m)
-                        .map(|s| {
-                            (
-                                ti as f64 + 0.1 + slot * j as f64,
-                                s.mean * 100.0,
-                                s.std * 100.0,
-                            )
-                        })
+                        .map(|s| (ti as f64 + 0.1 + slot * j as f64, s.mean * 100.0, s.std * 100.0))
                 })
                 .collect();
             chart
-                .draw_series(bars.iter().map(|&(x, y, _)| {
-                    Rectangle::new([(x, 0.0), (x + slot * 0.9, y)], color.filled())
-                }))
+                .draw_series(bars.iter().map(|&(x, y, _)| Rectangle::new([(x, 0.0), (x + slot * 0.9, y)], color.filled())))
                 .map_err(|e| plot_err(&path, e))?
                 .label(m.to_string())
-                .legend(move |(x, y)| {
-                    Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled())
-                });
+                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
             chart
                 .draw_series(bars.iter().filter(|b| b.2 > 0.0).map(|&(x, y, s)| {
                     let cx = x + slot * 0.45;
-                    PathElement::new(
-                        vec![(cx, (y - s).max(0.0)), (cx, (y + s).min(100.0))],
-                        BLACK,
-                    )
+                    PathElement::new(vec![(cx, (y - s).max(0.0)), (cx, (y + s).min(100.0))], BLACK)
                 }))
                 .map_err(|e| plot_err(&path, e))?;
         }

@@ -118,10 +118,7 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
 pub fn summarize(rows: &[Row]) -> Vec<Summary> {
     let mut groups: BTreeMap<(String, String, Option<usize>), Vec<&Row>> = BTreeMap::new();
     for r in rows {
-        groups
-            .entry((r.task.clone(), r.method.clone(), r.k))
-            .or_default()
-            .push(r);
+        groups.entry((r.task.clone(), r.method.clone(), r.k)).or_default().push(r);
     }
     groups
         .into_iter()
@@ -130,10 +127,7 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
             let (mean, std) = mean_std(&scores);
             let mut metrics = BTreeMap::new();
             for name in rs[0].metrics.keys() {
-                let v: Vec<f64> = rs
-                    .iter()
-                    .filter_map(|r| r.metrics.get(name).copied())
-                    .collect();
+                let v: Vec<f64> = rs.iter().filter_map(|r| r.metrics.get(name).copied()).collect();
                 metrics.insert(name.clone(), mean_std(&v).0);
             }
             Summary {
@@ -166,19 +160,13 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
         match &stage.kind {
             StageKind::Eval(_) => {
                 let path = plan.result_path(run_dir, i);
-                let Some(file) = std::fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
-                else {
+                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok()) else {
                     missing.push(stage.name.clone());
                     continue;
                 };
                 let r = file.result;
                 let artifact_dir = plan.artifact_dir(run_dir, stage.deps[0]);
-                let tasks = Artifact::read_meta(&artifact_dir)
-                    .map(|m| m.tasks.len())
-                    .unwrap_or(1)
-                    .max(1);
+                let tasks = Artifact::read_meta(&artifact_dir).map(|m| m.tasks.len()).unwrap_or(1).max(1);
                 let per_task = per_task_tunable(&artifact_dir, r.tunable_params, tasks);
                 rows.push(Row {
                     task: r.task,
@@ -200,9 +188,7 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
                             .as_array()
                             .map(|a| {
                                 a.iter()
-                                    .filter_map(|p| {
-                                        Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))
-                                    })
+                                    .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
                                     .collect()
                             })
                             .unwrap_or_default()
@@ -243,10 +229,7 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
         missing,
     };
     let json_path = run_dir.join("report.json");
-    mpt_models::io::write_atomic(
-        &json_path,
-        &serde_json::to_vec_pretty(&report).expect("report serialises"),
-    )?;
+    mpt_models::io::write_atomic(&json_path, &serde_json::to_vec_pretty(&report).expect("report serialises"))?;
     let md_path = run_dir.join("report.md");
     mpt_models::io::write_atomic(&md_path, markdown(&report).as_bytes())?;
     Ok(md_path)
@@ -280,18 +263,10 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     for k in &ks {
-        let mut tasks: Vec<String> = r
-            .summary
-            .iter()
-            .filter(|s| s.k == *k)
-            .map(|s| s.task.clone())
-            .collect();
+        let mut tasks: Vec<String> = r.summary.iter().filter(|s| s.k == *k).map(|s| s.task.clone()).collect();
         tasks.sort();
         tasks.dedup();
-        let cols: Vec<&String> = methods
-            .iter()
-            .filter(|m| r.summary.iter().any(|s| s.k == *k && &s.method == *m))
-            .collect();
+        let cols: Vec<&String> = methods.iter().filter(|m| r.summary.iter().any(|s| s.k == *k && &s.method == *m)).collect();
         md.push_str(&format!("## {}\n\n| task |", k_label(*k)));
         for m in &cols {
             md.push_str(&format!(" {m} |"));
@@ -303,18 +278,9 @@ pub fn markdown(r: &Report) -> String {
         for t in &tasks {
             md.push_str(&format!("| {t} |"));
             for (j, m) in cols.iter().enumerate() {
-                match r
-                    .summary
-                    .iter()
-                    .find(|s| s.k == *k && &s.task == t && &s.method == *m)
-                {
+                match r.summary.iter().find(|s| s.k == *k && &s.task == t && &s.method == *m) {
                     Some(s) => {
-                        md.push_str(&format!(
-                            " {:.1} ± {:.1} ({}) |",
-                            s.mean * 100.0,
-                            s.std * 100.0,
-                            s.n
-                        ));
+                        md.push_str(&format!(" {:.1} ± {:.1} ({}) |", s.mean * 100.0, s.std * 100.0, s.n));
                         sums[j].0 += s.mean;
                         sums[j].1 += 1;
                     }
@@ -344,11 +310,7 @@ pub fn markdown(r: &Report) -> String {
     }
     md.push_str("\n## Per seed\n\n| task | method | k | seed | score | metrics | examples |\n|---|---|---|---|---|---|---|\n");
     for row in &r.rows {
-        let metrics: Vec<String> = row
-            .metrics
-            .iter()
-            .map(|(k, v)| format!("{k} {:.1}", v * 100.0))
-            .collect();
+        let metrics: Vec<String> = row.metrics.iter().map(|(k, v)| format!("{k} {:.1}", v * 100.0)).collect();
         md.push_str(&format!(
             "| {} | {} | {} | {} | {:.1} | {} | {} |\n",
             row.task,
@@ -375,10 +337,7 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     if !r.missing.is_empty() {
-        md.push_str(&format!(
-            "\n{} evaluation(s) of the plan have no result yet.\n",
-            r.missing.len()
-        ));
+        md.push_str(&format!("\n{} evaluation(s) of the plan have no result yet.\n", r.missing.len()));
     }
     md
 }

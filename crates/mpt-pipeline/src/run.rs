@@ -86,11 +86,7 @@ pub fn matches(name: &str, pattern: &str) -> bool {
 
 fn eval_key(config: &mpt_eval::EvalConfig, artifact_id: &str) -> String {
     let mut h = Sha256::new();
-    h.update(
-        serde_json::to_string(config)
-            .expect("config serialises")
-            .as_bytes(),
-    );
+    h.update(serde_json::to_string(config).expect("config serialises").as_bytes());
     h.update(artifact_id.as_bytes());
     hex::encode(h.finalize())
 }
@@ -105,10 +101,7 @@ pub fn read_state(run_dir: &Path) -> BTreeMap<String, StageRecord> {
 
 fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<()> {
     let path = run_dir.join("state.json");
-    mpt_models::io::write_atomic(
-        &path,
-        &serde_json::to_vec_pretty(state).expect("state serialises"),
-    )?;
+    mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(state).expect("state serialises"))?;
     Ok(())
 }
 
@@ -129,10 +122,7 @@ impl<'a> Runner<'a> {
         let backbone = match ModelFiles::locate(&pipeline.file.backbone) {
             Ok(files) => {
                 let config = ModelConfig::read(&files.config)?;
-                Some((
-                    BackboneRef::new(config.arch(), &mpt_models::fingerprint(&files)?),
-                    config.dim(),
-                ))
+                Some((BackboneRef::new(config.arch(), &mpt_models::fingerprint(&files)?), config.dim()))
             }
             Err(e) if require_backbone => return Err(e.into()),
             Err(_) => None,
@@ -150,11 +140,7 @@ impl<'a> Runner<'a> {
     }
 
     fn parent_ids(&self, i: usize) -> Option<Vec<String>> {
-        self.plan.stages[i]
-            .deps
-            .iter()
-            .map(|&d| self.outputs[d].clone())
-            .collect()
+        self.plan.stages[i].deps.iter().map(|&d| self.outputs[d].clone()).collect()
     }
 
     /// Status of stage `i` given the outputs of its dependencies found so far.
@@ -166,10 +152,7 @@ impl<'a> Runner<'a> {
         match &stage.kind {
             StageKind::Eval(config) => {
                 let path = self.plan.result_path(self.run_dir(), i);
-                let Some(file) = std::fs::read(&path)
-                    .ok()
-                    .and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
-                else {
+                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok()) else {
                     return Status::Pending("no result yet".into());
                 };
                 if file.key == eval_key(config, &parents[0]) {
@@ -186,14 +169,7 @@ impl<'a> Runner<'a> {
                 if !dir.join(mpt_core::artifact::META_FILE).is_file() {
                     return Status::Pending("no artifact yet".into());
                 }
-                let artifact = match Artifact::load(
-                    &dir,
-                    None,
-                    Some(InUse {
-                        backbone,
-                        dim: *dim,
-                    }),
-                ) {
+                let artifact = match Artifact::load(&dir, None, Some(InUse { backbone, dim: *dim })) {
                     Ok(a) => a,
                     Err(e) => return Status::Pending(format!("existing artifact unusable: {e}")),
                 };
@@ -221,9 +197,7 @@ impl<'a> Runner<'a> {
                 .ok()
                 .and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
                 .map(|f| f.key),
-            _ => Artifact::read_meta(&self.plan.artifact_dir(self.run_dir(), i))
-                .ok()
-                .map(|m| m.id),
+            _ => Artifact::read_meta(&self.plan.artifact_dir(self.run_dir(), i)).ok().map(|m| m.id),
         }
     }
 
@@ -232,11 +206,7 @@ impl<'a> Runner<'a> {
         let mut out = Vec::with_capacity(self.plan.stages.len());
         for i in 0..self.plan.stages.len() {
             let status = self.status(i);
-            self.outputs[i] = if status == Status::Done {
-                self.output_of(i)
-            } else {
-                None
-            };
+            self.outputs[i] = if status == Status::Done { self.output_of(i) } else { None };
             out.push(status);
         }
         out
@@ -244,18 +214,12 @@ impl<'a> Runner<'a> {
 }
 
 fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
         if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
-            let _ = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         } else if path.is_dir() {
             remove_stale_temps(&path);
         }
@@ -264,15 +228,8 @@ fn remove_stale_temps(dir: &Path) {
 
 fn log_line(run_dir: &Path, line: &str) {
     let path = run_dir.join("logs").join("run.log");
-    if let Ok(mut f) = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-    {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+    if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let _ = writeln!(f, "{now} {line}");
     }
 }
@@ -291,33 +248,19 @@ pub struct RunSummary {
 }
 
 /// Runs (or, with `dry_run`, describes) `plan`.
-pub fn run(
-    pipeline: &Pipeline,
-    plan: &Plan,
-    options: &RunOptions,
-    device: &Device,
-    ui: &dyn Ui,
-) -> Result<RunSummary> {
+pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Device, ui: &dyn Ui) -> Result<RunSummary> {
     for pattern in options.only.iter().chain(&options.force) {
         if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
-            return Err(PipelineError::Plan(format!(
-                "no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names"
-            )));
+            return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
         }
     }
     let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
     let run_dir = pipeline.run_dir.clone();
-    let selected =
-        |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
+    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
     let forced = |name: &str| options.force.iter().any(|p| matches(name, p));
     if options.dry_run {
         let statuses = runner.survey();
-        println!(
-            "plan for {} ({} stages) in {}",
-            pipeline.file.name,
-            plan.stages.len(),
-            run_dir.display()
-        );
+        println!("plan for {} ({} stages) in {}", pipeline.file.name, plan.stages.len(), run_dir.display());
         if runner.backbone.is_none() {
             println!(
                 "  (backbone folder {} not found: a real run needs it; statuses below assume nothing has run)",
@@ -343,10 +286,7 @@ pub fn run(
     remove_stale_temps(&run_dir.join("artifacts"));
     let copy = run_dir.join("pipeline.toml");
     mpt_models::io::write_atomic(&copy, pipeline.text.as_bytes())?;
-    log_line(
-        &run_dir,
-        &format!("start {} ({})", pipeline.file.name, pipeline.path.display()),
-    );
+    log_line(&run_dir, &format!("start {} ({})", pipeline.file.name, pipeline.path.display()));
 
     let mut state = read_state(&run_dir);
     let root = DataRoot::new(&pipeline.data_root);
@@ -364,11 +304,7 @@ pub fn run(
         let stage = &plan.stages[i];
         let status = runner.status(i);
         if !selected(&stage.name) {
-            runner.outputs[i] = if status == Status::Done {
-                runner.output_of(i)
-            } else {
-                None
-            };
+            runner.outputs[i] = if status == Status::Done { runner.output_of(i) } else { None };
             summary.unselected.push(stage.name.clone());
             continue;
         }
@@ -399,53 +335,29 @@ pub fn run(
         log_line(&run_dir, &format!("begin {}", stage.name));
         let t0 = Instant::now();
         let out_dir = plan.artifact_dir(&run_dir, i);
-        let parent_dirs: Vec<PathBuf> = stage
-            .deps
-            .iter()
-            .map(|&d| plan.artifact_dir(&run_dir, d))
-            .collect();
+        let parent_dirs: Vec<PathBuf> = stage.deps.iter().map(|&d| plan.artifact_dir(&run_dir, d)).collect();
         let stage_err = |e: Box<dyn std::error::Error + Send + Sync>| PipelineError::Stage {
             stage: stage.name.clone(),
             source: e,
         };
         let output = match &stage.kind {
             StageKind::Teacher(c) => {
-                mpt_teacher::run(model, &root, c, &out_dir, device, ui.progress())
+                mpt_teacher::run(model, &root, c, &out_dir, device, ui.progress()).map_err(|e| stage_err(Box::new(e)))?.meta.id
+            }
+            StageKind::Distill(c) => {
+                mpt_distill::run(model, &root, c, &parent_dirs, &out_dir, device, ui.progress())
                     .map_err(|e| stage_err(Box::new(e)))?
                     .meta
                     .id
             }
-            StageKind::Distill(c) => {
-                mpt_distill::run(
-                    model,
-                    &root,
-                    c,
-                    &parent_dirs,
-                    &out_dir,
-                    device,
-                    ui.progress(),
-                )
-                .map_err(|e| stage_err(Box::new(e)))?
-                .meta
-                .id
-            }
             StageKind::Adapt(c) => {
-                mpt_adapt::run(
-                    model,
-                    &root,
-                    c,
-                    parent_dirs.first().map(PathBuf::as_path),
-                    &out_dir,
-                    device,
-                    ui.progress(),
-                )
-                .map_err(|e| stage_err(Box::new(e)))?
-                .meta
-                .id
+                mpt_adapt::run(model, &root, c, parent_dirs.first().map(PathBuf::as_path), &out_dir, device, ui.progress())
+                    .map_err(|e| stage_err(Box::new(e)))?
+                    .meta
+                    .id
             }
             StageKind::Eval(c) => {
-                let result = mpt_eval::run(model, &root, &parent_dirs[0], c, device)
-                    .map_err(|e| stage_err(Box::new(e)))?;
+                let result = mpt_eval::run(model, &root, &parent_dirs[0], c, device).map_err(|e| stage_err(Box::new(e)))?;
                 let key = eval_key(c, &parents[0]);
                 let file = ResultFile {
                     key: key.clone(),
@@ -456,10 +368,7 @@ pub fn run(
                 if let Some(parent) = path.parent() {
                     std::fs::create_dir_all(parent).map_err(io(parent))?;
                 }
-                mpt_models::io::write_atomic(
-                    &path,
-                    &serde_json::to_vec_pretty(&file).expect("result serialises"),
-                )?;
+                mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(&file).expect("result serialises"))?;
                 key
             }
         };
@@ -469,10 +378,7 @@ pub fn run(
             stage.name.clone(),
             StageRecord {
                 seconds,
-                finished_at: SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0),
+                finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 output,
             },
         );
@@ -481,10 +387,7 @@ pub fn run(
         ui.stage_end(&stage.name, seconds, "done");
         summary.ran.push(stage.name.clone());
     }
-    let (backbone, _) = runner
-        .backbone
-        .clone()
-        .expect("a real run requires the backbone");
+    let (backbone, _) = runner.backbone.clone().expect("a real run requires the backbone");
     let report = crate::report::write(pipeline, plan, &backbone)?;
     log_line(&run_dir, &format!("report {}", report.display()));
     summary.report = Some(report);

@@ -21,10 +21,7 @@ fn the_tiny_pipeline_is_valid_and_resolves_every_stage() {
     assert_eq!(p.data_root, fixture("data"));
     assert_eq!(p.run_dir, Path::new("/tmp/mpt-pipeline-test-run"));
     for t in [&p.teacher_train, &p.distill_train, &p.target_train] {
-        assert_eq!(
-            (t.max_steps, t.batch_size, t.eval_every, t.seed),
-            (2, 4, 2, 1)
-        );
+        assert_eq!((t.max_steps, t.batch_size, t.eval_every, t.seed), (2, 4, 2, 1));
         assert_eq!((t.lengths.max_input, t.lengths.max_target), (48, 8));
     }
     for d in [&p.teacher_data, &p.distill_data, &p.target_data] {
@@ -35,23 +32,13 @@ fn the_tiny_pipeline_is_valid_and_resolves_every_stage() {
 
 #[test]
 fn section_overrides_apply_key_by_key() {
-    let text = with(
-        &base(),
-        "distill",
-        "train = { max_steps = 5, lengths = { max_input = 32 } }",
-    );
+    let text = with(&base(), "distill", "train = { max_steps = 5, lengths = { max_input = 32 } }");
     let text = with(&text, "targets", "data = { max_train = 3 }");
     let p = parse(&text).unwrap();
     assert_eq!(p.distill_train.max_steps, 5);
-    assert_eq!(
-        p.distill_train.batch_size, 4,
-        "untouched keys keep the [train] value"
-    );
+    assert_eq!(p.distill_train.batch_size, 4, "untouched keys keep the [train] value");
     assert_eq!(p.distill_train.lengths.max_input, 32);
-    assert_eq!(
-        p.distill_train.lengths.max_target, 8,
-        "sub-tables merge key by key too"
-    );
+    assert_eq!(p.distill_train.lengths.max_target, 8, "sub-tables merge key by key too");
     assert_eq!(p.teacher_train.max_steps, 2);
     assert_eq!(p.target_train.max_steps, 2);
     assert_eq!(p.target_data.max_train, Some(3));
@@ -65,18 +52,10 @@ fn defaults_fill_optional_sections() {
     assert_eq!(p.file.distill.temperature, 1.0);
     assert!(p.file.distill.hidden_loss);
     assert_eq!(p.file.distill.shared_init, "teacher_mean");
-    assert!(
-        !p.file.methods.no_distillation
-            && !p.file.methods.no_decomposition
-            && !p.file.methods.multitask
-    );
+    assert!(!p.file.methods.no_distillation && !p.file.methods.no_decomposition && !p.file.methods.multitask);
     assert_eq!(p.file.eval.batch_size, 32);
     // No run_dir: runs/<name>.
-    let text: String = base()
-        .lines()
-        .filter(|l| !l.starts_with("run_dir"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text: String = base().lines().filter(|l| !l.starts_with("run_dir")).map(|l| format!("{l}\n")).collect();
     assert_eq!(parse(&text).unwrap().run_dir, Path::new("runs/tiny"));
 }
 
@@ -97,82 +76,36 @@ fn unknown_keys_are_named_with_their_path() {
     assert_key(&with(&base(), "distill", "kapa = 2"), "distill.kapa");
     assert_key(&with(&base(), "prompt", "lenght = 3"), "prompt.lenght");
     assert_key(&with(&base(), "methods", "spott = []"), "methods.spott");
-    assert_key(
-        &with(&base(), "eval", "max_exampels = 3"),
-        "eval.max_exampels",
-    );
+    assert_key(&with(&base(), "eval", "max_exampels = 3"), "eval.max_exampels");
     // Stage settings are free-form tables until they are merged and typed.
-    assert_key(
-        &with(&base(), "train", "lerning_rate = 0.1"),
-        "train.lerning_rate",
-    );
+    assert_key(&with(&base(), "train", "lerning_rate = 0.1"), "train.lerning_rate");
     assert_key(&with(&base(), "data", "max_tarin = 3"), "data.max_tarin");
-    assert_key(
-        &with(&base(), "targets", "train = { foo = 1 }"),
-        "targets.train.foo",
-    );
-    assert_key(
-        &with(&base(), "sources", "data = { few_shot = 1 }"),
-        "sources.data.few_shot",
-    );
+    assert_key(&with(&base(), "targets", "train = { foo = 1 }"), "targets.train.foo");
+    assert_key(&with(&base(), "sources", "data = { few_shot = 1 }"), "sources.data.few_shot");
 }
 
 #[test]
 fn unknown_keys_under_train_lengths_are_named() {
-    assert_key(
-        &with(&base(), "train.lengths", "max_inptu = 3"),
-        "train.lengths.max_inptu",
-    );
-    assert_key(
-        &with(&base(), "distill", "train = { lengths = { bad = 1 } }"),
-        "distill.train.lengths.bad",
-    );
+    assert_key(&with(&base(), "train.lengths", "max_inptu = 3"), "train.lengths.max_inptu");
+    assert_key(&with(&base(), "distill", "train = { lengths = { bad = 1 } }"), "distill.train.lengths.bad");
 }
 
 #[test]
 fn wrong_types_are_named_with_their_path() {
-    assert_key(
-        &set(&base(), "prompt", "length", "length = \"x\""),
-        "prompt.length",
-    );
-    assert_key(
-        &set(&base(), "distill", "kappa", "kappa = \"two\""),
-        "distill.kappa",
-    );
-    assert_key(
-        &set(&base(), "targets", "seeds", "seeds = [0, \"one\"]"),
-        "targets.seeds[1]",
-    );
-    assert_key(
-        &set(&base(), "train", "max_steps", "max_steps = -1"),
-        "train.max_steps",
-    );
-    assert_key(
-        &set(&base(), "train", "batch_size", "batch_size = 1.5"),
-        "train.batch_size",
-    );
-    assert_key(
-        &with(&base(), "targets", "train = { learning_rate = \"fast\" }"),
-        "targets.train.learning_rate",
-    );
-    assert_key(
-        &set(&base(), "eval", "split", "split = \"holdout\""),
-        "eval.split",
-    );
+    assert_key(&set(&base(), "prompt", "length", "length = \"x\""), "prompt.length");
+    assert_key(&set(&base(), "distill", "kappa", "kappa = \"two\""), "distill.kappa");
+    assert_key(&set(&base(), "targets", "seeds", "seeds = [0, \"one\"]"), "targets.seeds[1]");
+    assert_key(&set(&base(), "train", "max_steps", "max_steps = -1"), "train.max_steps");
+    assert_key(&set(&base(), "train", "batch_size", "batch_size = 1.5"), "train.batch_size");
+    assert_key(&with(&base(), "targets", "train = { learning_rate = \"fast\" }"), "targets.train.learning_rate");
+    assert_key(&set(&base(), "eval", "split", "split = \"holdout\""), "eval.split");
 }
 
 #[test]
 fn missing_required_keys_are_reported() {
-    let text: String = base()
-        .lines()
-        .filter(|l| !l.starts_with("length"))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let text: String = base().lines().filter(|l| !l.starts_with("length")).map(|l| format!("{l}\n")).collect();
     let (key, message) = error_key(&text);
-    assert!(
-        key == "prompt" || key == "prompt.length",
-        "{key}: {message}"
-    );
+    assert!(key == "prompt" || key == "prompt.length", "{key}: {message}");
     assert!(message.contains("length"), "{message}");
 }
 
@@ -184,124 +117,48 @@ fn syntax_errors_are_reported() {
 
 #[test]
 fn impossible_values_are_named_with_their_path() {
-    let msg = assert_key(
-        &set(&base(), "distill", "kappa", "kappa = 1"),
-        "distill.kappa",
-    );
+    let msg = assert_key(&set(&base(), "distill", "kappa", "kappa = 1"), "distill.kappa");
     assert!(msg.contains("[2, 2]") && msg.contains('1'), "{msg}");
-    assert_key(
-        &set(&base(), "distill", "kappa", "kappa = 3"),
-        "distill.kappa",
-    );
+    assert_key(&set(&base(), "distill", "kappa", "kappa = 3"), "distill.kappa");
     assert_key(&set(&base(), "prompt", "rank", "rank = 0"), "prompt.rank");
-    assert_key(
-        &set(&base(), "prompt", "length", "length = 0"),
-        "prompt.length",
-    );
-    assert_key(
-        &set(&base(), "prompt", "init", "init = \"zeros\""),
-        "prompt.init",
-    );
-    assert_key(
-        &set(&base(), "distill", "lambda", "lambda = -0.5"),
-        "distill.lambda",
-    );
-    assert_key(
-        &with(&base(), "distill", "temperature = 0.0"),
-        "distill.temperature",
-    );
-    assert_key(
-        &with(&base(), "distill", "shared_init = \"mean\""),
-        "distill.shared_init",
-    );
+    assert_key(&set(&base(), "prompt", "length", "length = 0"), "prompt.length");
+    assert_key(&set(&base(), "prompt", "init", "init = \"zeros\""), "prompt.init");
+    assert_key(&set(&base(), "distill", "lambda", "lambda = -0.5"), "distill.lambda");
+    assert_key(&with(&base(), "distill", "temperature = 0.0"), "distill.temperature");
+    assert_key(&with(&base(), "distill", "shared_init = \"mean\""), "distill.shared_init");
     // A bad [train] default is reported under the first stage section that inherits it.
     let (key, _) = error_key(&set(&base(), "train", "max_steps", "max_steps = 0"));
     assert!(key.ends_with("train.max_steps"), "{key}");
-    assert_key(
-        &with(&base(), "targets", "train = { learning_rate = 0.0 }"),
-        "targets.train.learning_rate",
-    );
-    assert_key(
-        &with(&base(), "distill", "train = { batch_size = 1 }"),
-        "distill.train.batch_size",
-    );
-    assert_key(
-        &set(&base(), "targets", "seeds", "seeds = []"),
-        "targets.seeds",
-    );
-    assert_key(
-        &set(&base(), "targets", "seeds", "seeds = [3, 3]"),
-        "targets.seeds[1]",
-    );
-    assert_key(
-        &set(&base(), "methods", "mpt", "mpt = [\"source:rte\"]"),
-        "methods.mpt[0]",
-    );
-    assert_key(
-        &set(&base(), "methods", "mpt", "mpt = [\"average\", \"middle\"]"),
-        "methods.mpt[1]",
-    );
-    assert_key(
-        &with(&base(), "methods", "spot = [\"cb\"]"),
-        "methods.spot[0]",
-    );
-    assert_key(
-        &with(&base(), "methods", "multitask = true"),
-        "methods.multitask",
-    );
-    assert_key(
-        &set(&base(), "eval", "max_examples", "max_examples = 0"),
-        "eval.max_examples",
-    );
+    assert_key(&with(&base(), "targets", "train = { learning_rate = 0.0 }"), "targets.train.learning_rate");
+    assert_key(&with(&base(), "distill", "train = { batch_size = 1 }"), "distill.train.batch_size");
+    assert_key(&set(&base(), "targets", "seeds", "seeds = []"), "targets.seeds");
+    assert_key(&set(&base(), "targets", "seeds", "seeds = [3, 3]"), "targets.seeds[1]");
+    assert_key(&set(&base(), "methods", "mpt", "mpt = [\"source:rte\"]"), "methods.mpt[0]");
+    assert_key(&set(&base(), "methods", "mpt", "mpt = [\"average\", \"middle\"]"), "methods.mpt[1]");
+    assert_key(&with(&base(), "methods", "spot = [\"cb\"]"), "methods.spot[0]");
+    assert_key(&with(&base(), "methods", "multitask = true"), "methods.multitask");
+    assert_key(&set(&base(), "eval", "max_examples", "max_examples = 0"), "eval.max_examples");
     assert_key(&with(&base(), "eval", "batch_size = 0"), "eval.batch_size");
     assert_key(&set(&base(), "", "name", "name = \"a/b\""), "name");
-    assert_key(
-        &set(&base(), "sources", "tasks", "tasks = [\"mnli\"]"),
-        "sources.tasks",
-    );
-    assert_key(
-        &set(&base(), "targets", "tasks", "tasks = []"),
-        "targets.tasks",
-    );
+    assert_key(&set(&base(), "sources", "tasks", "tasks = [\"mnli\"]"), "sources.tasks");
+    assert_key(&set(&base(), "targets", "tasks", "tasks = []"), "targets.tasks");
 }
 
 #[test]
 fn unknown_or_duplicate_tasks_are_named_with_their_index() {
-    let msg = assert_key(
-        &set(&base(), "sources", "tasks", "tasks = [\"mnli\", \"mnly\"]"),
-        "sources.tasks[1]",
-    );
+    let msg = assert_key(&set(&base(), "sources", "tasks", "tasks = [\"mnli\", \"mnly\"]"), "sources.tasks[1]");
     assert!(msg.contains("mnly"), "{msg}");
-    assert_key(
-        &set(&base(), "targets", "tasks", "tasks = [\"rte\", \"nope\"]"),
-        "targets.tasks[1]",
-    );
-    assert_key(
-        &set(
-            &base(),
-            "sources",
-            "tasks",
-            "tasks = [\"mnli\", \"qnli\", \"mnli\"]",
-        ),
-        "sources.tasks[2]",
-    );
+    assert_key(&set(&base(), "targets", "tasks", "tasks = [\"rte\", \"nope\"]"), "targets.tasks[1]");
+    assert_key(&set(&base(), "sources", "tasks", "tasks = [\"mnli\", \"qnli\", \"mnli\"]"), "sources.tasks[2]");
 }
 
 #[test]
 fn data_files_are_checked_up_front() {
     // sst2 is a known task but has no files in the tiny data root.
-    let msg = assert_key(
-        &set(&base(), "sources", "tasks", "tasks = [\"mnli\", \"sst2\"]"),
-        "sources.tasks[1]",
-    );
+    let msg = assert_key(&set(&base(), "sources", "tasks", "tasks = [\"mnli\", \"sst2\"]"), "sources.tasks[1]");
     assert!(msg.contains("missing file") && msg.contains("sst"), "{msg}");
     let tmp = tempfile::tempdir().unwrap();
-    let text = set(
-        &base(),
-        "",
-        "data_root",
-        &format!("data_root = \"{}\"", tmp.path().display()),
-    );
+    let text = set(&base(), "", "data_root", &format!("data_root = \"{}\"", tmp.path().display()));
     let msg = assert_key(&text, "sources.tasks[0]");
     assert!(msg.contains("missing file"), "{msg}");
 }
@@ -310,41 +167,23 @@ fn data_files_are_checked_up_front() {
 fn few_shot_k_must_fit_every_class() {
     // cb's tiny train split has 16 examples per class (rte's has 30).
     let cb_only = set(&base(), "targets", "tasks", "tasks = [\"cb\"]");
-    let msg = assert_key(
-        &set(&cb_only, "targets", "few_shot", "few_shot = [32]"),
-        "targets.few_shot[0]",
-    );
+    let msg = assert_key(&set(&cb_only, "targets", "few_shot", "few_shot = [32]"), "targets.few_shot[0]");
     assert!(msg.contains("cb") && msg.contains("32"), "{msg}");
     let text = set(&base(), "targets", "tasks", "tasks = [\"rte\", \"cb\"]");
     parse(&set(&text, "targets", "few_shot", "few_shot = [2, 16]")).unwrap();
     let bad = set(&text, "targets", "few_shot", "few_shot = [2, 20]");
     let msg = assert_key(&bad, "targets.few_shot[1]");
-    assert!(
-        msg.contains("cb") && msg.contains("20") && msg.contains("16"),
-        "{msg}"
-    );
-    let msg = assert_key(
-        &set(&text, "targets", "few_shot", "few_shot = [17]"),
-        "targets.few_shot[0]",
-    );
+    assert!(msg.contains("cb") && msg.contains("20") && msg.contains("16"), "{msg}");
+    let msg = assert_key(&set(&text, "targets", "few_shot", "few_shot = [17]"), "targets.few_shot[0]");
     assert!(msg.contains("16"), "{msg}");
-    assert_key(
-        &set(&text, "targets", "few_shot", "few_shot = [0]"),
-        "targets.few_shot[0]",
-    );
+    assert_key(&set(&text, "targets", "few_shot", "few_shot = [0]"), "targets.few_shot[0]");
     // A per-task override replaces the list for that task only.
     let over = with(&bad, "targets", "few_shot_overrides = { cb = [2, 4] }");
     let p = parse(&over).unwrap();
     assert_eq!(p.few_shot_for("cb"), [2, 4]);
     assert_eq!(p.few_shot_for("rte"), [2, 20]);
-    assert_key(
-        &with(&bad, "targets", "few_shot_overrides = { cb = [2, 40] }"),
-        "targets.few_shot_overrides.cb[1]",
-    );
-    assert_key(
-        &with(&text, "targets", "few_shot_overrides = { mnli = [2] }"),
-        "targets.few_shot_overrides.mnli",
-    );
+    assert_key(&with(&bad, "targets", "few_shot_overrides = { cb = [2, 40] }"), "targets.few_shot_overrides.cb[1]");
+    assert_key(&with(&text, "targets", "few_shot_overrides = { mnli = [2] }"), "targets.few_shot_overrides.mnli");
 }
 
 #[test]

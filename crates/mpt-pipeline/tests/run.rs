@@ -24,9 +24,7 @@ impl Ui for TestUi {
         &Silent
     }
     fn stage_start(&self, index: usize, total: usize, name: &str) {
-        self.started
-            .borrow_mut()
-            .push((index, total, name.to_string()));
+        self.started.borrow_mut().push((index, total, name.to_string()));
     }
     fn stage_end(&self, name: &str, _seconds: f64, _outcome: &str) {
         self.ended.borrow_mut().push(name.to_string());
@@ -57,13 +55,7 @@ fn setup(edit: impl Fn(String) -> String) -> Setup {
 }
 
 fn go(s: &Setup, options: RunOptions) -> Result<RunSummary, PipelineError> {
-    run(
-        &s.pipeline,
-        &s.plan,
-        &options,
-        &Device::flex(),
-        &TestUi::default(),
-    )
+    run(&s.pipeline, &s.plan, &options, &Device::flex(), &TestUi::default())
 }
 
 fn only(patterns: &[&str]) -> RunOptions {
@@ -81,16 +73,12 @@ fn force(patterns: &[&str]) -> RunOptions {
 }
 
 fn artifact(s: &Setup, name: &str) -> Artifact {
-    Artifact::load(&s.run_dir.join("artifacts").join(name), None, None)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    Artifact::load(&s.run_dir.join("artifacts").join(name), None, None).unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn result(s: &Setup, name: &str) -> ResultFile {
     let path = s.run_dir.join("results").join(format!("{name}.json"));
-    serde_json::from_slice(
-        &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-    )
-    .unwrap()
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 fn all_names(s: &Setup) -> Vec<String> {
@@ -121,24 +109,12 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     let s = setup(|t| t);
     assert_eq!(all_names(&s), EXPECTED);
     let ui = TestUi::default();
-    let first = run(
-        &s.pipeline,
-        &s.plan,
-        &RunOptions::default(),
-        &Device::flex(),
-        &ui,
-    )
-    .unwrap();
+    let first = run(&s.pipeline, &s.plan, &RunOptions::default(), &Device::flex(), &ui).unwrap();
     assert_eq!(first.ran, EXPECTED);
     assert!(first.skipped.is_empty() && first.unselected.is_empty());
     let started = ui.started.borrow();
     assert_eq!(started.len(), EXPECTED.len());
-    assert!(
-        started
-            .iter()
-            .enumerate()
-            .all(|(i, (idx, total, _))| *idx == i + 1 && *total == EXPECTED.len())
-    );
+    assert!(started.iter().enumerate().all(|(i, (idx, total, _))| *idx == i + 1 && *total == EXPECTED.len()));
     assert_eq!(*ui.ended.borrow(), EXPECTED);
 
     // Artifacts and lineage.
@@ -147,17 +123,11 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         assert_eq!(t.meta.kind, ArtifactKind::Teacher);
         assert_eq!(t.meta.tasks, [task]);
         assert_eq!(t.meta.prompt_length, 4);
-        assert_eq!(
-            t.meta.metrics["curve"]["losses"].as_array().unwrap().len(),
-            2
-        );
+        assert_eq!(t.meta.metrics["curve"]["losses"].as_array().unwrap().len(), 2);
     }
     let distill = artifact(&s, "distill/mpt");
     assert_eq!(distill.meta.kind, ArtifactKind::Multitask);
-    assert_eq!(
-        distill.meta.parents,
-        [teachers[0].meta.id.clone(), teachers[1].meta.id.clone()]
-    );
+    assert_eq!(distill.meta.parents, [teachers[0].meta.id.clone(), teachers[1].meta.id.clone()]);
     for seed in [0, 1] {
         let mpt = artifact(&s, &format!("adapt/mpt/rte/k2-s{seed}"));
         assert_eq!(mpt.meta.kind, ArtifactKind::Target);
@@ -175,10 +145,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
             assert_eq!(r.result.artifact_id, a.meta.id);
             assert_eq!(r.result.task, "rte");
             assert_eq!(r.result.split, "test");
-            assert_eq!(
-                r.result.examples, 8,
-                "eval.max_examples caps the tiny rte test split (20)"
-            );
+            assert_eq!(r.result.examples, 8, "eval.max_examples caps the tiny rte test split (20)");
         }
     }
     assert_ne!(
@@ -188,28 +155,17 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     );
 
     // Run folder files.
-    assert_eq!(
-        std::fs::read_to_string(s.run_dir.join("pipeline.toml")).unwrap(),
-        s.pipeline.text
-    );
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.run_dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(std::fs::read_to_string(s.run_dir.join("pipeline.toml")).unwrap(), s.pipeline.text);
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("state.json")).unwrap()).unwrap();
     for name in EXPECTED {
-        assert!(
-            state[name]["seconds"].is_number(),
-            "state.json lacks {name}"
-        );
+        assert!(state[name]["seconds"].is_number(), "state.json lacks {name}");
     }
     assert_eq!(state["distill/mpt"]["output"], distill.meta.id.as_str());
     assert!(s.run_dir.join("logs/run.log").is_file());
-    assert_eq!(
-        first.report.as_deref(),
-        Some(s.run_dir.join("report.md").as_path())
-    );
+    assert_eq!(first.report.as_deref(), Some(s.run_dir.join("report.md").as_path()));
 
     // report.json: one row per (method, seed), summary over the 2 seeds.
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["pipeline"], "tiny");
     assert_eq!(report["prompt_length"], 4);
     assert_eq!(report["split"], "test");
@@ -239,15 +195,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         let scores: Vec<f64> = mine.iter().map(|r| r["score"].as_f64().unwrap()).collect();
         let mean = scores.iter().sum::<f64>() / 2.0;
         assert!((sm["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
-        assert!(
-            (sm["std"].as_f64().unwrap() - sample_std(&scores)).abs() < 1e-12,
-            "{sm}"
-        );
-        let tunable = if method == "mpt" {
-            4 * 32 + 4 + 32
-        } else {
-            4 * 32
-        };
+        assert!((sm["std"].as_f64().unwrap() - sample_std(&scores)).abs() < 1e-12, "{sm}");
+        let tunable = if method == "mpt" { 4 * 32 + 4 + 32 } else { 4 * 32 };
         assert_eq!(sm["tunable_per_task"], tunable);
     }
     assert!(report["missing"].as_array().unwrap().is_empty());
@@ -261,12 +210,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     assert!(md.contains(" mpt |"), "{md}");
     assert!(md.contains("vanilla"), "{md}");
     assert!(md.contains("(2)"), "n = 2 seeds shown: {md}");
-    let plots: Vec<String> = report["plots"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p.as_str().unwrap().to_string())
-        .collect();
+    let plots: Vec<String> = report["plots"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert!(!plots.is_empty());
     for p in &plots {
         assert!(p.ends_with(".svg"), "{p}");
@@ -276,11 +220,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     }
 
     // Second run: everything is done.
-    let ids_before: Vec<String> = EXPECTED
-        .iter()
-        .filter(|n| !n.starts_with("eval/"))
-        .map(|n| artifact(&s, n).meta.id)
-        .collect();
+    let ids_before: Vec<String> = EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
     let second = go(&s, RunOptions::default()).unwrap();
     assert!(second.ran.is_empty(), "{:?}", second.ran);
     assert_eq!(second.skipped, EXPECTED);
@@ -291,26 +231,10 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     std::fs::remove_dir_all(s.run_dir.join("artifacts").join(victim)).unwrap();
     let third = go(&s, RunOptions::default()).unwrap();
     eprintln!("rerun after deleting {victim}: {:?}", third.ran);
-    assert_eq!(
-        third.ran.first().map(String::as_str),
-        Some(victim),
-        "{:?}",
-        third.ran
-    );
-    assert!(
-        third
-            .ran
-            .iter()
-            .all(|n| n == victim || n == "eval/vanilla/rte/k2-s1"),
-        "{:?}",
-        third.ran
-    );
+    assert_eq!(third.ran.first().map(String::as_str), Some(victim), "{:?}", third.ran);
+    assert!(third.ran.iter().all(|n| n == victim || n == "eval/vanilla/rte/k2-s1"), "{:?}", third.ran);
     assert_eq!(third.ran.len() + third.skipped.len(), EXPECTED.len());
-    let ids_after: Vec<String> = EXPECTED
-        .iter()
-        .filter(|n| !n.starts_with("eval/"))
-        .map(|n| artifact(&s, n).meta.id)
-        .collect();
+    let ids_after: Vec<String> = EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
     assert_eq!(ids_before, ids_after, "the rerun stage is deterministic");
 
     // Delete one result: only that evaluation runs again.
@@ -322,15 +246,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     let forced = go(&s, force(&["teacher"])).unwrap();
     eprintln!("--force teacher ran {:?}", forced.ran);
     assert_eq!(&forced.ran[..2], ["teacher/mnli", "teacher/qnli"]);
-    assert!(
-        forced.ran.iter().all(|n| n.starts_with("teacher/")),
-        "{:?}",
-        forced.ran
-    );
-    assert_eq!(
-        artifact(&s, "distill/mpt").meta.parents,
-        distill.meta.parents
-    );
+    assert!(forced.ran.iter().all(|n| n.starts_with("teacher/")), "{:?}", forced.ran);
+    assert_eq!(artifact(&s, "distill/mpt").meta.parents, distill.meta.parents);
 
     // --force on one exact stage.
     let one = go(&s, force(&["eval/vanilla/rte/k2-s0"])).unwrap();
@@ -342,23 +259,12 @@ fn a_changed_config_reruns_the_stages_it_affects() {
     let s = setup(|t| t);
     go(&s, only(&["adapt/vanilla/rte/k2-s0"])).unwrap();
     // Same pipeline with more target steps: the vanilla adapt stages are stale.
-    let text = with(
-        &s.pipeline.text,
-        "targets",
-        "train = { max_steps = 3, eval_every = 3 }",
-    );
+    let text = with(&s.pipeline.text, "targets", "train = { max_steps = 3, eval_every = 3 }");
     let path = s.run_dir.parent().unwrap().join("changed.toml");
     std::fs::write(&path, text).unwrap();
     let changed = Pipeline::load(&path).unwrap();
     let plan = build(&changed);
-    let summary = run(
-        &changed,
-        &plan,
-        &only(&["adapt/vanilla/rte/k2-s0"]),
-        &Device::flex(),
-        &TestUi::default(),
-    )
-    .unwrap();
+    let summary = run(&changed, &plan, &only(&["adapt/vanilla/rte/k2-s0"]), &Device::flex(), &TestUi::default()).unwrap();
     assert_eq!(summary.ran, ["adapt/vanilla/rte/k2-s0"]);
     let a = artifact(&s, "adapt/vanilla/rte/k2-s0");
     assert_eq!(a.meta.config["train"]["max_steps"], 3);
@@ -368,10 +274,7 @@ fn a_changed_config_reruns_the_stages_it_affects() {
 fn only_vanilla_on_a_fresh_run_dir_runs_just_those_stages() {
     let s = setup(|t| t);
     let summary = go(&s, only(&["adapt/vanilla"])).unwrap();
-    assert_eq!(
-        summary.ran,
-        ["adapt/vanilla/rte/k2-s0", "adapt/vanilla/rte/k2-s1"]
-    );
+    assert_eq!(summary.ran, ["adapt/vanilla/rte/k2-s0", "adapt/vanilla/rte/k2-s1"]);
     assert!(summary.skipped.is_empty());
     assert_eq!(summary.unselected.len(), EXPECTED.len() - 2);
     assert!(!s.run_dir.join("artifacts/teacher").exists());
@@ -380,16 +283,12 @@ fn only_vanilla_on_a_fresh_run_dir_runs_just_those_stages() {
         artifact(&s, &format!("adapt/vanilla/rte/k2-s{seed}"));
     }
     // The report lists the evaluations that have no result yet.
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
     assert!(report["rows"].as_array().unwrap().is_empty());
     assert_eq!(report["missing"].as_array().unwrap().len(), 4);
     // Then their evaluations alone.
     let evals = go(&s, only(&["eval/vanilla"])).unwrap();
-    assert_eq!(
-        evals.ran,
-        ["eval/vanilla/rte/k2-s0", "eval/vanilla/rte/k2-s1"]
-    );
+    assert_eq!(evals.ran, ["eval/vanilla/rte/k2-s0", "eval/vanilla/rte/k2-s1"]);
 }
 
 #[test]
@@ -398,10 +297,7 @@ fn only_mpt_on_a_fresh_run_dir_names_the_missing_input() {
     let err = go(&s, only(&["adapt/mpt"])).unwrap_err();
     match &err {
         PipelineError::Plan(msg) => {
-            assert!(
-                msg.contains("adapt/mpt/rte/k2-s0") && msg.contains("distill/mpt"),
-                "{msg}"
-            );
+            assert!(msg.contains("adapt/mpt/rte/k2-s0") && msg.contains("distill/mpt"), "{msg}");
         }
         other => panic!("expected a plan error, got {other:?}"),
     }
@@ -414,16 +310,9 @@ fn only_mpt_on_a_fresh_run_dir_names_the_missing_input() {
 #[test]
 fn patterns_that_match_nothing_are_rejected_before_work() {
     let s = setup(|t| t);
-    for options in [
-        only(&["adapt/nothing"]),
-        force(&["teachers"]),
-        only(&["adapt/mp"]),
-    ] {
+    for options in [only(&["adapt/nothing"]), force(&["teachers"]), only(&["adapt/mp"])] {
         let err = go(&s, options).unwrap_err();
-        assert!(
-            matches!(&err, PipelineError::Plan(m) if m.contains("no stage matches")),
-            "{err:?}"
-        );
+        assert!(matches!(&err, PipelineError::Plan(m) if m.contains("no stage matches")), "{err:?}");
     }
     assert!(!s.run_dir.exists());
 }
@@ -447,22 +336,10 @@ fn dry_run_writes_nothing() {
 fn a_missing_backbone_fails_a_real_run() {
     let s = setup(|t| {
         let missing = Path::new("/nonexistent/mpt-model");
-        set(
-            &t,
-            "",
-            "backbone",
-            &format!("backbone = \"{}\"", missing.display()),
-        )
+        set(&t, "", "backbone", &format!("backbone = \"{}\"", missing.display()))
     });
     let err = go(&s, RunOptions::default()).unwrap_err();
     assert!(err.to_string().contains("mpt-model"), "{err}");
     // A dry run still shows the plan.
-    go(
-        &s,
-        RunOptions {
-            dry_run: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    go(&s, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
 }

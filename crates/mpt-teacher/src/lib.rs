@@ -10,8 +10,8 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, Tas
 use mpt_data::DataRoot;
 use mpt_models::Model;
 use mpt_train::{
-    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics,
-    load_task, train,
+    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
+    train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,14 +91,7 @@ pub fn run(
     let task = mpt_data::lookup(&config.task)?;
     let tokenizer = model.require_tokenizer()?;
     let backbone = &model.backbone;
-    let splits = load_task(
-        root,
-        task,
-        &config.data,
-        tokenizer,
-        backbone.arch(),
-        config.train.lengths,
-    )?;
+    let splits = load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&splits.train], config.head, device)?;
     let text_ids = match &config.init {
         PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),

@@ -88,15 +88,8 @@ fn check_teacher(a: &Artifact, model: &Model, task: &str, l: usize, steps: usize
     assert_eq!(m.dim, 32);
     assert_eq!(m.rank, 0);
     assert_eq!(m.tunable_params, l * 32);
-    assert!(
-        m.parents.is_empty(),
-        "a teacher has no parents: {:?}",
-        m.parents
-    );
-    assert_eq!(
-        m.backbone,
-        BackboneRef::new(model.backbone.arch(), &model.fingerprint)
-    );
+    assert!(m.parents.is_empty(), "a teacher has no parents: {:?}", m.parents);
+    assert_eq!(m.backbone, BackboneRef::new(model.backbone.arch(), &model.fingerprint));
     assert_eq!(a.tensors["prompt_embeddings"].shape(), &[l, 32]);
     assert!(prompt_values(a).iter().all(|v| v.is_finite()));
     let dev = &m.metrics["dev"][task];
@@ -105,16 +98,10 @@ fn check_teacher(a: &Artifact, model: &Model, task: &str, l: usize, steps: usize
     assert!((0.0..=1.0).contains(&acc), "accuracy {acc}");
     assert!(m.metrics["dev_score"].as_f64().is_some());
     assert_eq!(m.metrics["steps"].as_u64(), Some(steps as u64));
-    let losses = m.metrics["curve"]["losses"]
-        .as_array()
-        .expect("curve.losses");
+    let losses = m.metrics["curve"]["losses"].as_array().expect("curve.losses");
     assert_eq!(losses.len(), steps, "one loss per step: {losses:?}");
     for (i, p) in losses.iter().enumerate() {
-        assert_eq!(
-            p[0].as_u64(),
-            Some(i as u64 + 1),
-            "losses are (step, loss) with 1-based steps"
-        );
+        assert_eq!(p[0].as_u64(), Some(i as u64 + 1), "losses are (step, loss) with 1-based steps");
         let loss = p[1].as_f64().unwrap();
         assert!(loss.is_finite() && loss > 0.0, "loss {loss}");
     }
@@ -132,10 +119,7 @@ fn bert_teacher_writes_a_verified_artifact() {
     let a = run(&model, &data_root(), &cfg, &out, &device, &progress).unwrap();
     check_teacher(&a, &model, "mnli", 4, 3);
     assert_eq!(a.dir, out);
-    assert_eq!(
-        *progress.begins.borrow(),
-        vec![("teacher mnli".to_string(), 3)]
-    );
+    assert_eq!(*progress.begins.borrow(), vec![("teacher mnli".to_string(), 3)]);
     assert_eq!(*progress.steps.borrow(), vec![1, 2, 3]);
     assert_eq!(*progress.evals.borrow(), vec![3]);
     // The config is recorded as given.
@@ -143,15 +127,7 @@ fn bert_teacher_writes_a_verified_artifact() {
     assert_eq!(recorded, cfg);
     // Loading verifies kind, checksum, shapes and backbone, and gives the same artifact.
     let backbone = BackboneRef::new(model.backbone.arch(), &model.fingerprint);
-    let loaded = Artifact::load(
-        &out,
-        Some(ArtifactKind::Teacher),
-        Some(InUse {
-            backbone: &backbone,
-            dim: model.backbone.dim(),
-        }),
-    )
-    .unwrap();
+    let loaded = Artifact::load(&out, Some(ArtifactKind::Teacher), Some(InUse { backbone: &backbone, dim: model.backbone.dim() })).unwrap();
     // (metrics hold f32 losses as f64; serde_json's default parser may change their last
     // digit, so everything but the curve is compared exactly)
     let mut on_disk = loaded.meta.clone();
@@ -175,29 +151,12 @@ fn training_moves_the_prompt_away_from_its_init() {
     // from every embedding row it could have started from.
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let a = run(
-        &model,
-        &data_root(),
-        &config("mnli", 4, 2),
-        &tmp.path().join("t"),
-        &device,
-        &Silent,
-    )
-    .unwrap();
-    let emb = model
-        .backbone
-        .word_embedding_matrix()
-        .try_into_vec_as::<f32>()
-        .unwrap();
+    let a = run(&model, &data_root(), &config("mnli", 4, 2), &tmp.path().join("t"), &device, &Silent).unwrap();
+    let emb = model.backbone.word_embedding_matrix().try_into_vec_as::<f32>().unwrap();
     let p = prompt_values(&a);
     for row in p.chunks(32) {
-        let matches_some_row = emb
-            .chunks(32)
-            .any(|e| e.iter().zip(row).all(|(x, y)| (x - y).abs() < 1e-7));
-        assert!(
-            !matches_some_row,
-            "a prompt row is still an untouched embedding row"
-        );
+        let matches_some_row = emb.chunks(32).any(|e| e.iter().zip(row).all(|(x, y)| (x - y).abs() < 1e-7));
+        assert!(!matches_some_row, "a prompt row is still an untouched embedding row");
     }
 }
 
@@ -206,39 +165,15 @@ fn same_config_gives_the_same_artifact_id() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let cfg = config("mnli", 4, 2);
-    let a = run(
-        &model,
-        &data_root(),
-        &cfg,
-        &tmp.path().join("a"),
-        &device,
-        &Silent,
-    )
-    .unwrap();
-    let b = run(
-        &model,
-        &data_root(),
-        &cfg,
-        &tmp.path().join("b"),
-        &device,
-        &Silent,
-    )
-    .unwrap();
+    let a = run(&model, &data_root(), &cfg, &tmp.path().join("a"), &device, &Silent).unwrap();
+    let b = run(&model, &data_root(), &cfg, &tmp.path().join("b"), &device, &Silent).unwrap();
     assert_eq!(a.meta.id, b.meta.id, "flex training must be deterministic");
     assert_eq!(a.meta.tensors_sha256, b.meta.tensors_sha256);
     assert_eq!(a.tensors, b.tensors);
     // Another seed gives another prompt (so the id depends on the run, not just the config shape).
     let mut other = cfg.clone();
     other.train.seed = 8;
-    let c = run(
-        &model,
-        &data_root(),
-        &other,
-        &tmp.path().join("c"),
-        &device,
-        &Silent,
-    )
-    .unwrap();
+    let c = run(&model, &data_root(), &other, &tmp.path().join("c"), &device, &Silent).unwrap();
     assert_ne!(c.meta.id, a.meta.id);
     assert_ne!(c.tensors, a.tensors);
 }
@@ -248,24 +183,8 @@ fn rewriting_an_existing_folder_replaces_it() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("t");
-    let first = run(
-        &model,
-        &data_root(),
-        &config("mnli", 4, 2),
-        &out,
-        &device,
-        &Silent,
-    )
-    .unwrap();
-    let second = run(
-        &model,
-        &data_root(),
-        &config("mnli", 3, 2),
-        &out,
-        &device,
-        &Silent,
-    )
-    .unwrap();
+    let first = run(&model, &data_root(), &config("mnli", 4, 2), &out, &device, &Silent).unwrap();
+    let second = run(&model, &data_root(), &config("mnli", 3, 2), &out, &device, &Silent).unwrap();
     assert_ne!(first.meta.id, second.meta.id);
     let loaded = Artifact::load(&out, Some(ArtifactKind::Teacher), None).unwrap();
     assert_eq!(loaded.meta.id, second.meta.id);
@@ -277,25 +196,14 @@ fn t5_teacher_works() {
     let (model, device) = load("t5-v1_0-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("teacher-rte");
-    let a = run(
-        &model,
-        &data_root(),
-        &config("rte", 5, 2),
-        &out,
-        &device,
-        &Silent,
-    )
-    .unwrap();
+    let a = run(&model, &data_root(), &config("rte", 5, 2), &out, &device, &Silent).unwrap();
     check_teacher(&a, &model, "rte", 5, 2);
     assert_eq!(a.meta.backbone.arch, mpt_models::Arch::T5);
     assert_eq!(a.meta.backbone.name, "t5-v1_0-tiny");
 }
 
 fn assert_nothing_happened(progress: &Recorder, out: &Path) {
-    assert!(
-        progress.begins.borrow().is_empty(),
-        "training started before the config was checked"
-    );
+    assert!(progress.begins.borrow().is_empty(), "training started before the config was checked");
     assert!(!out.exists(), "an artifact folder was created");
 }
 
@@ -322,15 +230,7 @@ fn zero_prompt_length_is_a_config_error_before_training() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("t");
     let progress = Recorder::default();
-    let err = run(
-        &model,
-        &data_root(),
-        &config("mnli", 0, 2),
-        &out,
-        &device,
-        &progress,
-    )
-    .unwrap_err();
+    let err = run(&model, &data_root(), &config("mnli", 0, 2), &out, &device, &progress).unwrap_err();
     match &err {
         TeacherError::Config { field, .. } => assert_eq!(field, "prompt_length"),
         other => panic!("expected a config error, got {other:?}"),
@@ -349,9 +249,7 @@ fn bad_training_values_name_the_field() {
     cfg.train.max_steps = 0;
     let err = run(&model, &data_root(), &cfg, &out, &device, &progress).unwrap_err();
     match &err {
-        TeacherError::Train(TrainError::Config { field, .. }) => {
-            assert_eq!(field, "train.max_steps")
-        }
+        TeacherError::Train(TrainError::Config { field, .. }) => assert_eq!(field, "train.max_steps"),
         other => panic!("expected a train config error, got {other:?}"),
     }
     cfg.train.max_steps = 2;
@@ -392,23 +290,11 @@ fn missing_data_file_is_a_data_error_naming_the_file() {
     std::fs::remove_file(&gone).unwrap();
     let out = tmp.path().join("t");
     let progress = Recorder::default();
-    let err = run(
-        &model,
-        &DataRoot::new(&root),
-        &config("mnli", 4, 2),
-        &out,
-        &device,
-        &progress,
-    )
-    .unwrap_err();
-    let path = missing_file_of(&err)
-        .unwrap_or_else(|| panic!("expected DataError::MissingFile, got {err:?}"));
+    let err = run(&model, &DataRoot::new(&root), &config("mnli", 4, 2), &out, &device, &progress).unwrap_err();
+    let path = missing_file_of(&err).unwrap_or_else(|| panic!("expected DataError::MissingFile, got {err:?}"));
     assert_eq!(path, gone);
     let msg = err.to_string();
-    assert!(
-        msg.contains("missing file") && msg.contains("train-subset-ppft/train.json"),
-        "{msg}"
-    );
+    assert!(msg.contains("missing file") && msg.contains("train-subset-ppft/train.json"), "{msg}");
     assert_nothing_happened(&progress, &out);
 }
 
@@ -417,21 +303,8 @@ fn empty_data_root_names_the_first_missing_file() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("t");
-    let err = run(
-        &model,
-        &DataRoot::new(tmp.path()),
-        &config("rte", 4, 2),
-        &out,
-        &device,
-        &Silent,
-    )
-    .unwrap_err();
-    let path = missing_file_of(&err)
-        .unwrap_or_else(|| panic!("expected DataError::MissingFile, got {err:?}"));
-    assert!(
-        path.starts_with(tmp.path()) && path.to_string_lossy().contains("rte/"),
-        "{}",
-        path.display()
-    );
+    let err = run(&model, &DataRoot::new(tmp.path()), &config("rte", 4, 2), &out, &device, &Silent).unwrap_err();
+    let path = missing_file_of(&err).unwrap_or_else(|| panic!("expected DataError::MissingFile, got {err:?}"));
+    assert!(path.starts_with(tmp.path()) && path.to_string_lossy().contains("rte/"), "{}", path.display());
     assert!(!out.exists());
 }

@@ -47,9 +47,7 @@ impl std::str::FromStr for BenchStage {
             "distill" => Ok(Self::Distill),
             "adapt" => Ok(Self::Adapt),
             "eval" => Ok(Self::Eval),
-            _ => Err(format!(
-                "unknown stage {s:?}; expected teacher, distill, adapt or eval"
-            )),
+            _ => Err(format!("unknown stage {s:?}; expected teacher, distill, adapt or eval")),
         }
     }
 }
@@ -103,22 +101,13 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn synthetic_batch(
-    backbone: &Backbone,
-    cfg: &BenchConfig,
-    label_ids: &[Vec<i64>],
-    tasks: usize,
-    rng: &mut ChaCha8Rng,
-    device: &Device,
-) -> Batch {
+fn synthetic_batch(backbone: &Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>], tasks: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
     let vocab = backbone.vocab_size() as i64;
     let lo = (vocab / 4).max(5);
     let (b, s) = (cfg.batch, cfg.seq_len);
     let ids: Vec<i64> = (0..b * s).map(|_| rng.random_range(lo..vocab)).collect();
     let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
-    let int2 = |v: Vec<i64>, shape: [usize; 2]| {
-        Tensor::<2, Int>::from_data(TensorData::new(v, shape), device)
-    };
+    let int2 = |v: Vec<i64>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
     let (dec, tgt, tmask) = match backbone {
         Backbone::T5(m) => {
             let t = label_ids.iter().map(Vec::len).max().unwrap_or(1);
@@ -128,11 +117,7 @@ fn synthetic_batch(
             for &y in &labels {
                 let ids = &label_ids[y];
                 for j in 0..t {
-                    dec.push(if j == 0 {
-                        m.config.decoder_start()
-                    } else {
-                        ids.get(j - 1).copied().unwrap_or(0)
-                    });
+                    dec.push(if j == 0 { m.config.decoder_start() } else { ids.get(j - 1).copied().unwrap_or(0) });
                     tgt.push(ids.get(j).copied().unwrap_or(0));
                     mask.push(if j < ids.len() { 1.0f32 } else { 0.0 });
                 }
@@ -140,10 +125,7 @@ fn synthetic_batch(
             (
                 Some(int2(dec, [b, t])),
                 Some(int2(tgt, [b, t])),
-                Some(Tensor::<2>::from_data(
-                    TensorData::new(mask, [b, t]),
-                    device,
-                )),
+                Some(Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device)),
             )
         }
         Backbone::Bert(_) => (None, None, None),
@@ -161,12 +143,7 @@ fn synthetic_batch(
 }
 
 /// Runs the benchmark on `backbone` (non-autodiff `device`).
-pub fn run(
-    backbone: &Backbone,
-    tokenizer: &TextTokenizer,
-    cfg: &BenchConfig,
-    device: &Device,
-) -> Result<BenchResult> {
+pub fn run(backbone: &Backbone, tokenizer: &TextTokenizer, cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
     if cfg.steps == 0 || cfg.batch == 0 || cfg.seq_len == 0 || cfg.prompt_len == 0 {
         return Err(TrainError::Config {
             field: "bench".into(),
@@ -174,34 +151,16 @@ pub fn run(
         });
     }
     let task = mpt_data::lookup("sst2")?;
-    let tasks = if cfg.stage == BenchStage::Distill {
-        3
-    } else {
-        1
-    };
-    let empty = TaskData::encode(
-        task,
-        Vec::new(),
-        tokenizer,
-        backbone.arch(),
-        Default::default(),
-    )?;
+    let tasks = if cfg.stage == BenchStage::Distill { 3 } else { 1 };
+    let empty = TaskData::encode(task, Vec::new(), tokenizer, backbone.arch(), Default::default())?;
     let task_list: Vec<&TaskData> = (0..tasks).map(|_| &empty).collect();
-    let heads = Heads::new(
-        backbone,
-        tokenizer,
-        &task_list,
-        HeadConfig::default(),
-        device,
-    )?;
+    let heads = Heads::new(backbone, tokenizer, &task_list, HeadConfig::default(), device)?;
     let label_ids = empty.label_ids.clone();
     let (l, d) = (cfg.prompt_len, backbone.dim());
     let mut rng = ChaCha8Rng::seed_from_u64(0);
     let autodiff = device.clone().autodiff();
     let init = |rng: &mut ChaCha8Rng, dev: &Device| {
-        let v: Vec<f32> = (0..l * d)
-            .map(|_| rng.random_range(-0.05f32..0.05))
-            .collect();
+        let v: Vec<f32> = (0..l * d).map(|_| rng.random_range(-0.05f32..0.05)).collect();
         Tensor::<2>::from_data(TensorData::new(v, [l, d]), dev)
     };
     let mut timings = Vec::with_capacity(cfg.steps);
@@ -225,19 +184,11 @@ pub fn run(
                 group: None,
             })
             .collect();
-        let mut data = TaskData::encode(
-            task,
-            examples,
-            tokenizer,
-            backbone.arch(),
-            Default::default(),
-        )?;
+        let mut data = TaskData::encode(task, examples, tokenizer, backbone.arch(), Default::default())?;
         let vocab = backbone.vocab_size() as i64;
         let lo = (vocab / 4).max(5);
         for row in data.input_ids.iter_mut() {
-            *row = (0..cfg.seq_len)
-                .map(|_| rng.random_range(lo..vocab))
-                .collect();
+            *row = (0..cfg.seq_len).map(|_| rng.random_range(lo..vocab)).collect();
         }
         for row in data.token_type_ids.iter_mut() {
             *row = vec![0; cfg.seq_len];
@@ -264,10 +215,8 @@ pub fn run(
                 let mut loss = cross_entropy(&out);
                 if cfg.stage == BenchStage::Distill {
                     let ids: Vec<i64> = batch.tasks.iter().map(|&t| t as i64).collect();
-                    let ids =
-                        Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), device);
-                    let teacher =
-                        heads.forward(backbone, teachers.clone().select(0, ids), &batch)?;
+                    let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), device);
+                    let teacher = heads.forward(backbone, teachers.clone().select(0, ids), &batch)?;
                     let kl = kl_divergence(&teacher.logits, &out.logits, &out.mask, 1.0);
                     let mse = hidden_mse(&teacher.hidden, &out.hidden, &out.hidden_mask);
                     loss = loss + (kl + mse) * 0.9;
@@ -281,16 +230,7 @@ pub fn run(
             BenchStage::Eval => {
                 let data = eval_data.as_ref().expect("built for eval");
                 let p = plain.value().without_autodiff();
-                let _ = predict(
-                    backbone,
-                    &heads,
-                    0,
-                    data,
-                    &p,
-                    cfg.batch,
-                    Decoding::Rank,
-                    tokenizer,
-                )?;
+                let _ = predict(backbone, &heads, 0, data, &p, cfg.batch, Decoding::Rank, tokenizer)?;
             }
         }
         if step >= cfg.warmup {

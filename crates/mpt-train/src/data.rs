@@ -62,8 +62,7 @@ impl TaskData {
         let (input_ids, token_type_ids) = rows.into_iter().unzip();
         let label_ids = match arch {
             Arch::T5 => {
-                let labels: Vec<(&str, Option<&str>)> =
-                    task.labels.iter().map(|l| (*l, None)).collect();
+                let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
                 let ids: Vec<Vec<i64>> = tokenizer
                     .encode_rows(&labels, lengths.max_target)?
                     .into_iter()
@@ -145,27 +144,16 @@ fn int2(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
 }
 
 /// Builds a batch from `(task index, example index)` rows over `tasks`.
-pub fn make_batch(
-    tasks: &[&TaskData],
-    rows: &[(usize, usize)],
-    backbone: &Backbone,
-    device: &Device,
-) -> Batch {
+pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &Backbone, device: &Device) -> Batch {
     let pad = backbone.pad_token_id();
     let padded = mpt_models::pad_rows(
         rows.iter().map(|&(t, i)| {
             let data = tasks[t];
-            (
-                data.input_ids[i].as_slice(),
-                data.token_type_ids[i].as_slice(),
-            )
+            (data.input_ids[i].as_slice(), data.token_type_ids[i].as_slice())
         }),
         pad,
     );
-    let labels: Vec<usize> = rows
-        .iter()
-        .map(|&(t, i)| tasks[t].examples[i].label)
-        .collect();
+    let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
     let (decoder_input_ids, target_ids, target_mask) = match backbone {
         Backbone::T5(m) => {
             let targets: Vec<&Vec<i64>> = rows
@@ -179,9 +167,7 @@ pub fn make_batch(
             let mut tgt = Vec::with_capacity(rows.len());
             let mut mask = Vec::with_capacity(rows.len() * t_len);
             for target in targets {
-                let mut d: Vec<i64> = std::iter::once(start)
-                    .chain(target.iter().copied())
-                    .collect();
+                let mut d: Vec<i64> = std::iter::once(start).chain(target.iter().copied()).collect();
                 d.truncate(target.len());
                 d.resize(t_len, pad);
                 let mut t = target.clone();
@@ -193,10 +179,7 @@ pub fn make_batch(
             (
                 Some(int2(&dec, device)),
                 Some(int2(&tgt, device)),
-                Some(Tensor::from_data(
-                    TensorData::new(mask, [rows.len(), t_len]),
-                    device,
-                )),
+                Some(Tensor::from_data(TensorData::new(mask, [rows.len(), t_len]), device)),
             )
         }
         Backbone::Bert(_) => (None, None, None),

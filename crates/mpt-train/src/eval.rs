@@ -56,11 +56,7 @@ pub fn predict(
                 argmax_rows(out.logits.reshape([b, width]))
             }
             Backbone::T5(m) => {
-                let (enc, enc_mask) = m.encode(
-                    batch.input_ids.clone(),
-                    batch.attention_mask.clone(),
-                    Some(prompt_b),
-                );
+                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(prompt_b));
                 match decoding {
                     Decoding::Rank => rank_labels(m, &enc, &enc_mask, &data.label_ids, &device),
                     Decoding::Greedy => {
@@ -117,11 +113,7 @@ fn rank_labels(
     let mut mask = Vec::with_capacity(c * t);
     for ids in label_ids {
         for j in 0..t {
-            dec.push(if j == 0 {
-                start
-            } else {
-                ids.get(j - 1).copied().unwrap_or(pad)
-            });
+            dec.push(if j == 0 { start } else { ids.get(j - 1).copied().unwrap_or(pad) });
             tgt.push(ids.get(j).copied().unwrap_or(pad));
             mask.push(if j < ids.len() { 1.0f32 } else { 0.0 });
         }
@@ -132,16 +124,12 @@ fn rank_labels(
     let dec = Tensor::<2, Int>::from_data(TensorData::new(repeat(&dec), [b * c, t]), device);
     let tgt = Tensor::<2, Int>::from_data(TensorData::new(repeat(&tgt), [b * c, t]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(repeat_f(&mask), [b * c, t]), device);
-    let rows: Vec<i64> = (0..b as i64)
-        .flat_map(|i| std::iter::repeat_n(i, c))
-        .collect();
+    let rows: Vec<i64> = (0..b as i64).flat_map(|i| std::iter::repeat_n(i, c)).collect();
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [b * c]), device);
     let enc_r = enc.clone().select(0, rows.clone());
     let mask_r = enc_mask.clone().select(0, rows);
     let logits = m.decode(dec, &enc_r, &mask_r);
-    let logp = log_softmax(logits, 2)
-        .gather(2, tgt.reshape([b * c, t, 1]))
-        .reshape([b * c, t]);
+    let logp = log_softmax(logits, 2).gather(2, tgt.reshape([b * c, t, 1])).reshape([b * c, t]);
     let scores = (logp * mask).sum_dim(1).reshape([b, c]);
     argmax_rows(scores)
 }
@@ -158,9 +146,7 @@ pub fn evaluate(
     decoding: Decoding,
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<(Vec<usize>, Scores)> {
-    let predicted = predict(
-        backbone, heads, task_index, data, prompt, batch_size, decoding, tokenizer,
-    )?;
+    let predicted = predict(backbone, heads, task_index, data, prompt, batch_size, decoding, tokenizer)?;
     let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &predicted)?;
     Ok((predicted, scores))
 }

@@ -84,8 +84,7 @@ impl Heads {
                     spans.push((all.len(), data.task.labels.len()));
                     all.extend(data.task.labels.iter().map(|l| l.to_string()));
                 }
-                let inputs: Vec<(&str, Option<&str>)> =
-                    all.iter().map(|l| (l.as_str(), None)).collect();
+                let inputs: Vec<(&str, Option<&str>)> = all.iter().map(|l| (l.as_str(), None)).collect();
                 let enc = tokenizer.encode_batch(&inputs, 32, bert.config.pad_token_id)?;
                 let ids = int_rows(&enc.input_ids, device);
                 let mask = int_rows(&enc.attention_mask, device);
@@ -107,21 +106,11 @@ impl Heads {
         let b = batch.len();
         match backbone {
             Backbone::T5(m) => {
-                let (enc, enc_mask) = m.encode(
-                    batch.input_ids.clone(),
-                    batch.attention_mask.clone(),
-                    Some(prompt),
-                );
-                let dec_in = batch
-                    .decoder_input_ids
-                    .clone()
-                    .expect("T5 batches carry decoder inputs");
+                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(prompt));
+                let dec_in = batch.decoder_input_ids.clone().expect("T5 batches carry decoder inputs");
                 let hidden = m.decode_hidden(dec_in, &enc, &enc_mask);
                 let logits = m.lm_logits(hidden.clone());
-                let mask = batch
-                    .target_mask
-                    .clone()
-                    .expect("T5 batches carry a target mask");
+                let mask = batch.target_mask.clone().expect("T5 batches carry a target mask");
                 Ok(Output {
                     logits,
                     targets: batch.target_ids.clone().expect("T5 batches carry targets"),
@@ -131,10 +120,7 @@ impl Heads {
                 })
             }
             Backbone::Bert(m) => {
-                let (table, spans) = self
-                    .labels
-                    .as_ref()
-                    .expect("encoder heads carry label embeddings");
+                let (table, spans) = self.labels.as_ref().expect("encoder heads carry label embeddings");
                 let l = prompt.dims()[1];
                 let hidden = m.forward(
                     batch.input_ids.clone(),
@@ -144,10 +130,7 @@ impl Heads {
                 )?;
                 let [_, total, d] = hidden.dims();
                 let input_hidden = hidden.slice([0..b, l..total, 0..d]);
-                let pooled = l2_normalize(mean_pool(
-                    input_hidden.clone(),
-                    batch.attention_mask.clone(),
-                ));
+                let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
                 let width = batch.tasks.iter().map(|&t| spans[t].1).max().unwrap_or(1);
                 let mut index = Vec::with_capacity(b * width);
                 let mut bias = Vec::with_capacity(b * width);
@@ -158,12 +141,9 @@ impl Heads {
                         bias.push(if c < count { 0.0f32 } else { -1e9 });
                     }
                 }
-                let index =
-                    Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
+                let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
                 let candidates = table.clone().select(0, index).reshape([b, width, d]);
-                let cos = pooled
-                    .unsqueeze_dim::<3>(1)
-                    .matmul(candidates.swap_dims(1, 2));
+                let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
                 let bias = Tensor::<3>::from_data(TensorData::new(bias, [b, 1, width]), &device);
                 let logits = cos / self.tau + bias;
                 let targets: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
@@ -182,10 +162,7 @@ impl Heads {
 fn int_rows(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
     let cols = rows.first().map_or(0, Vec::len);
     Tensor::from_data(
-        TensorData::new(
-            rows.iter().flatten().copied().collect::<Vec<_>>(),
-            [rows.len(), cols],
-        ),
+        TensorData::new(rows.iter().flatten().copied().collect::<Vec<_>>(), [rows.len(), cols]),
         device,
     )
 }
@@ -198,20 +175,13 @@ fn masked_mean(values: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {
 pub fn cross_entropy(out: &Output) -> Tensor<1> {
     let [b, t, _] = out.logits.dims();
     let logp = log_softmax(out.logits.clone(), 2);
-    let picked = logp
-        .gather(2, out.targets.clone().reshape([b, t, 1]))
-        .reshape([b, t]);
+    let picked = logp.gather(2, out.targets.clone().reshape([b, t, 1])).reshape([b, t]);
     masked_mean(picked.neg(), out.mask.clone())
 }
 
 /// KL(teacher ‖ student) of the temperature-`T` softened distributions, summed over the
 /// classes/vocabulary and averaged over the counted positions. Scalar `[1]`.
-pub fn kl_divergence(
-    teacher: &Tensor<3>,
-    student: &Tensor<3>,
-    mask: &Tensor<2>,
-    temperature: f64,
-) -> Tensor<1> {
+pub fn kl_divergence(teacher: &Tensor<3>, student: &Tensor<3>, mask: &Tensor<2>, temperature: f64) -> Tensor<1> {
     let [b, t, _] = student.dims();
     let p_t = softmax(teacher.clone() / temperature, 2);
     let log_t = log_softmax(teacher.clone() / temperature, 2);
@@ -224,10 +194,6 @@ pub fn kl_divergence(
 /// positions and width). Scalar `[1]`.
 pub fn hidden_mse(teacher: &Tensor<3>, student: &Tensor<3>, mask: &Tensor<2>) -> Tensor<1> {
     let [b, h, d] = student.dims();
-    let sq = (student.clone() - teacher.clone())
-        .square()
-        .sum_dim(2)
-        .reshape([b, h])
-        / d as f64;
+    let sq = (student.clone() - teacher.clone()).square().sum_dim(2).reshape([b, h]) / d as f64;
     masked_mean(sq, mask.clone())
 }

@@ -95,13 +95,8 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
             None => task_loss,
             Some(d) => {
                 let ids: Vec<i64> = batch.tasks.iter().map(|&t| t as i64).collect();
-                let ids =
-                    Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), &self.device);
-                let teacher = self.heads.forward(
-                    self.backbone,
-                    d.teacher_prompts.clone().select(0, ids),
-                    &batch,
-                )?;
+                let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), &self.device);
+                let teacher = self.heads.forward(self.backbone, d.teacher_prompts.clone().select(0, ids), &batch)?;
                 let kl = kl_divergence(&teacher.logits, &out.logits, &out.mask, d.temperature);
                 let mut extra = kl.clone();
                 parts.push(("kl", kl.into_scalar::<f32>() as f64));
@@ -137,10 +132,7 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
                 self.tokenizer,
             )?;
             sum += scores.primary();
-            per_task.insert(
-                data.task.name.to_string(),
-                serde_json::to_value(&scores.0).unwrap_or_default(),
-            );
+            per_task.insert(data.task.name.to_string(), serde_json::to_value(&scores.0).unwrap_or_default());
         }
         Ok(EvalPoint {
             step,

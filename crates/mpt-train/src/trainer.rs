@@ -113,10 +113,7 @@ impl TrainConfig {
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return Err(bad("weight_decay", "must be zero or positive"));
         }
-        if self
-            .max_grad_norm
-            .is_some_and(|n| !(n.is_finite() && n > 0.0))
-        {
+        if self.max_grad_norm.is_some_and(|n| !(n.is_finite() && n > 0.0)) {
             return Err(bad("max_grad_norm", "must be a positive number"));
         }
         if self.warmup_steps >= self.max_steps && self.warmup_steps > 0 {
@@ -134,11 +131,7 @@ impl TrainConfig {
     /// Learning rate at 0-based step `s` (transformers' linear schedule with warmup).
     pub fn lr_at(&self, s: usize) -> f64 {
         let (s, w, n) = (s as f64, self.warmup_steps as f64, self.max_steps as f64);
-        let factor = if s < w {
-            s / w.max(1.0)
-        } else {
-            ((n - s) / (n - w).max(1.0)).max(0.0)
-        };
+        let factor = if s < w { s / w.max(1.0) } else { ((n - s) / (n - w).max(1.0)).max(0.0) };
         self.learning_rate * factor
     }
 }
@@ -308,14 +301,7 @@ pub fn train<M: Module + Clone>(
         if steps % config.eval_every == 0 || steps == config.max_steps {
             let point = objective.evaluate(&module, steps)?;
             let improved = best.as_ref().is_none_or(|(_, b)| point.score > b.score);
-            progress.eval(
-                &point,
-                if improved {
-                    point.score
-                } else {
-                    best.as_ref().map_or(point.score, |(_, b)| b.score)
-                },
-            );
+            progress.eval(&point, if improved { point.score } else { best.as_ref().map_or(point.score, |(_, b)| b.score) });
             tracing::info!(stage, step = steps, score = point.score, improved, "eval");
             history.evals.push(point.clone());
             if improved {

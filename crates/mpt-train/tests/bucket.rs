@@ -23,15 +23,8 @@ fn batches_hold_similar_lengths() {
     let mut s = BucketSampler::new(lens.clone(), 3, 8);
     for _ in 0..8 {
         let batch = s.take(8);
-        let (lo, hi) = batch
-            .iter()
-            .map(|&i| lens[i])
-            .fold((usize::MAX, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
-        assert_eq!(
-            hi - lo,
-            7,
-            "lengths in a batch span 8 consecutive values: {batch:?}"
-        );
+        let (lo, hi) = batch.iter().map(|&i| lens[i]).fold((usize::MAX, 0), |(lo, hi), l| (lo.min(l), hi.max(l)));
+        assert_eq!(hi - lo, 7, "lengths in a batch span 8 consecutive values: {batch:?}");
     }
 }
 

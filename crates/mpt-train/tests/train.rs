@@ -10,9 +10,9 @@ use mpt_core::{MultitaskPrompt, SoftPrompt};
 use mpt_data::DataRoot;
 use mpt_models::{Backbone, Model};
 use mpt_train::{
-    Decoding, EpochSampler, EvalPoint, HeadConfig, Heads, Lengths, Objective, Output, RowSource,
-    Selection, Silent, StepLoss, TaskObjective, TrainConfig, TrainError, cross_entropy, hidden_mse,
-    kl_divergence, load_task, make_batch, train,
+    Decoding, EpochSampler, EvalPoint, HeadConfig, Heads, Lengths, Objective, Output, RowSource, Selection, Silent,
+    StepLoss, TaskObjective, TrainConfig, TrainError, cross_entropy, hidden_mse, kl_divergence, load_task, make_batch,
+    train,
 };
 
 fn fixtures() -> PathBuf {
@@ -38,33 +38,12 @@ fn outputs(model: &Model, task: &str, p: Tensor<2>) -> (Output, mpt_train::Batch
     let device = Device::flex();
     let spec = mpt_data::lookup(task).unwrap();
     let tok = model.require_tokenizer().unwrap();
-    let splits = load_task(
-        &root(),
-        spec,
-        &Selection::default(),
-        tok,
-        model.backbone.arch(),
-        Lengths::default(),
-    )
-    .unwrap();
-    let heads = Heads::new(
-        &model.backbone,
-        tok,
-        &[&splits.train],
-        HeadConfig::default(),
-        &device,
-    )
-    .unwrap();
+    let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let rows: Vec<(usize, usize)> = (0..6).map(|i| (0, i)).collect();
     let batch = make_batch(&[&splits.train], &rows, &model.backbone, &device);
     let [l, d] = p.dims();
-    let out = heads
-        .forward(
-            &model.backbone,
-            p.unsqueeze::<3>().expand([6, l, d]),
-            &batch,
-        )
-        .unwrap();
+    let out = heads.forward(&model.backbone, p.unsqueeze::<3>().expand([6, l, d]), &batch).unwrap();
     (out, batch)
 }
 
@@ -75,21 +54,14 @@ fn distillation_terms_vanish_when_student_equals_teacher() {
         let d = model.backbone.dim();
         let (teacher, _) = outputs(&model, "mnli", prompt(4, d, 1, &Device::flex()));
         let (student, _) = outputs(&model, "mnli", prompt(4, d, 1, &Device::flex()));
-        let kl = kl_divergence(&teacher.logits, &student.logits, &student.mask, 2.0)
-            .into_scalar::<f32>();
-        let mse =
-            hidden_mse(&teacher.hidden, &student.hidden, &student.hidden_mask).into_scalar::<f32>();
+        let kl = kl_divergence(&teacher.logits, &student.logits, &student.mask, 2.0).into_scalar::<f32>();
+        let mse = hidden_mse(&teacher.hidden, &student.hidden, &student.hidden_mask).into_scalar::<f32>();
         assert!(kl.abs() < 1e-6, "{name}: KL {kl}");
         assert!(mse.abs() < 1e-9, "{name}: MSE {mse}");
         let (other, _) = outputs(&model, "mnli", prompt(4, d, 7, &Device::flex()));
-        let kl =
-            kl_divergence(&teacher.logits, &other.logits, &other.mask, 2.0).into_scalar::<f32>();
-        let mse =
-            hidden_mse(&teacher.hidden, &other.hidden, &other.hidden_mask).into_scalar::<f32>();
-        assert!(
-            kl > 1e-6 && mse > 1e-6,
-            "{name}: a different prompt must differ (KL {kl}, MSE {mse})"
-        );
+        let kl = kl_divergence(&teacher.logits, &other.logits, &other.mask, 2.0).into_scalar::<f32>();
+        let mse = hidden_mse(&teacher.hidden, &other.hidden, &other.hidden_mask).into_scalar::<f32>();
+        assert!(kl > 1e-6 && mse > 1e-6, "{name}: a different prompt must differ (KL {kl}, MSE {mse})");
     }
 }
 
@@ -97,10 +69,7 @@ fn distillation_terms_vanish_when_student_equals_teacher() {
 fn cross_entropy_and_kl_match_hand_computation() {
     let device = Device::flex();
     // Two rows, one position, three classes; row 1's third class is padding-masked out of the mean.
-    let logits = Tensor::<3>::from_data(
-        TensorData::new(vec![1.0f32, 2.0, 0.5, 0.0, -1.0, 3.0], [2, 1, 3]),
-        &device,
-    );
+    let logits = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 0.5, 0.0, -1.0, 3.0], [2, 1, 3]), &device);
     let out = Output {
         logits: logits.clone(),
         targets: Tensor::from_data(TensorData::new(vec![1i64, 2], [2, 1]), &device),
@@ -113,19 +82,14 @@ fn cross_entropy_and_kl_match_hand_computation() {
     let got = cross_entropy(&out).into_scalar::<f32>() as f64;
     assert!((got - want).abs() < 1e-5, "CE {got} vs {want}");
 
-    let teacher = Tensor::<3>::from_data(
-        TensorData::new(vec![0.0f32, 1.0, 0.0, 2.0, 0.0, 0.0], [2, 1, 3]),
-        &device,
-    );
+    let teacher = Tensor::<3>::from_data(TensorData::new(vec![0.0f32, 1.0, 0.0, 2.0, 0.0, 0.0], [2, 1, 3]), &device);
     let t = 2.0;
     let softmax = |v: [f64; 3]| {
         let z: f64 = v.iter().map(|x| (x / t).exp()).sum();
         v.map(|x| (x / t).exp() / z)
     };
     let kl = |p: [f64; 3], q: [f64; 3]| p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum::<f64>();
-    let want = (kl(softmax([0.0, 1.0, 0.0]), softmax([1.0, 2.0, 0.5]))
-        + kl(softmax([2.0, 0.0, 0.0]), softmax([0.0, -1.0, 3.0])))
-        / 2.0;
+    let want = (kl(softmax([0.0, 1.0, 0.0]), softmax([1.0, 2.0, 0.5])) + kl(softmax([2.0, 0.0, 0.0]), softmax([0.0, -1.0, 3.0]))) / 2.0;
     let got = kl_divergence(&teacher, &logits, &out.mask, t).into_scalar::<f32>() as f64;
     assert!((got - want).abs() < 1e-5, "KL {got} vs {want}");
 }
@@ -155,39 +119,17 @@ fn global_norm_clipping_scales_every_parameter_together() {
     let loss = module.batch(&[0, 1]).sum() * 10.0;
     let mut grads = GradientsParams::from_grads(loss.backward(), &module);
     let before = mpt_train::trainer::clip_global_norm(&module, &mut grads, 1.0);
-    assert!(
-        before > 1.0,
-        "the test needs a large gradient, got {before}"
-    );
+    assert!(before > 1.0, "the test needs a large gradient, got {before}");
     // Norm after clipping is 1 (computed over all three parameters).
     let mut sum = 0.0f64;
     for g in [
-        grads
-            .get::<2>(module.prompt_embeddings.id)
-            .unwrap()
-            .square()
-            .sum()
-            .into_scalar::<f32>(),
-        grads
-            .get::<3>(module.prefix_task_cols.id)
-            .unwrap()
-            .square()
-            .sum()
-            .into_scalar::<f32>(),
-        grads
-            .get::<3>(module.prefix_task_rows.id)
-            .unwrap()
-            .square()
-            .sum()
-            .into_scalar::<f32>(),
+        grads.get::<2>(module.prompt_embeddings.id).unwrap().square().sum().into_scalar::<f32>(),
+        grads.get::<3>(module.prefix_task_cols.id).unwrap().square().sum().into_scalar::<f32>(),
+        grads.get::<3>(module.prefix_task_rows.id).unwrap().square().sum().into_scalar::<f32>(),
     ] {
         sum += g as f64;
     }
-    assert!(
-        (sum.sqrt() - 1.0).abs() < 1e-4,
-        "clipped norm {}",
-        sum.sqrt()
-    );
+    assert!((sum.sqrt() - 1.0).abs() < 1e-4, "clipped norm {}", sum.sqrt());
 }
 
 struct NanAfter(usize);
@@ -195,23 +137,11 @@ struct NanAfter(usize);
 impl Objective<SoftPrompt> for NanAfter {
     fn loss(&mut self, module: &SoftPrompt, step: usize) -> mpt_train::Result<StepLoss> {
         let base = module.value().sum();
-        let total = if step >= self.0 {
-            base * f32::NAN
-        } else {
-            base.square()
-        };
-        Ok(StepLoss {
-            total,
-            parts: Vec::new(),
-            examples: 1,
-        })
+        let total = if step >= self.0 { base * f32::NAN } else { base.square() };
+        Ok(StepLoss { total, parts: Vec::new(), examples: 1 })
     }
     fn evaluate(&mut self, _module: &SoftPrompt, step: usize) -> mpt_train::Result<EvalPoint> {
-        Ok(EvalPoint {
-            step,
-            score: 0.0,
-            details: serde_json::Value::Null,
-        })
+        Ok(EvalPoint { step, score: 0.0, details: serde_json::Value::Null })
     }
 }
 
@@ -219,11 +149,7 @@ impl Objective<SoftPrompt> for NanAfter {
 fn non_finite_loss_stops_the_run_with_an_error() {
     let device = Device::flex().autodiff();
     let module = SoftPrompt::new(Tensor::<2>::ones([2, 2], &device).require_grad());
-    let config = TrainConfig {
-        max_steps: 10,
-        eval_every: 5,
-        ..TrainConfig::default()
-    };
+    let config = TrainConfig { max_steps: 10, eval_every: 5, ..TrainConfig::default() };
     let err = train(module, &mut NanAfter(3), &config, "test", &Silent).unwrap_err();
     match err {
         TrainError::NonFinite { step, value, .. } => {
@@ -240,27 +166,9 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
     let device = Device::flex();
     let spec = mpt_data::lookup("rte").unwrap();
     let tok = model.require_tokenizer().unwrap();
-    let selection = Selection {
-        max_train: Some(8),
-        ..Selection::default()
-    };
-    let splits = load_task(
-        &root(),
-        spec,
-        &selection,
-        tok,
-        model.backbone.arch(),
-        Lengths::default(),
-    )
-    .unwrap();
-    let heads = Heads::new(
-        &model.backbone,
-        tok,
-        &[&splits.train],
-        HeadConfig::default(),
-        &device,
-    )
-    .unwrap();
+    let selection = Selection { max_train: Some(8), ..Selection::default() };
+    let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let embeddings_before = model.backbone.word_embedding_matrix().into_data();
     let autodiff = device.clone().autodiff();
     let start = prompt(4, 32, 3, &autodiff);
@@ -289,30 +197,16 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
     let losses = &outcome.history.losses;
     let first = losses[..5].iter().map(|l| l.1).sum::<f64>() / 5.0;
     let last = losses[losses.len() - 5..].iter().map(|l| l.1).sum::<f64>() / 5.0;
-    assert!(
-        last < first * 0.8,
-        "loss should fall on 8 examples: {first} -> {last}"
-    );
-    assert!(
-        outcome.best_eval.score >= 0.75,
-        "fits its 8 training examples: {}",
-        outcome.best_eval.score
-    );
-    let moved = (outcome.best.value().without_autodiff() - start.without_autodiff())
-        .abs()
-        .max()
-        .into_scalar::<f32>();
+    assert!(last < first * 0.8, "loss should fall on 8 examples: {first} -> {last}");
+    assert!(outcome.best_eval.score >= 0.75, "fits its 8 training examples: {}", outcome.best_eval.score);
+    let moved = (outcome.best.value().without_autodiff() - start.without_autodiff()).abs().max().into_scalar::<f32>();
     assert!(moved > 1e-3, "prompt moved by {moved}");
     model
         .backbone
         .word_embedding_matrix()
         .into_data()
         .assert_eq(&embeddings_before, true);
-    assert_eq!(
-        outcome.best.num_params(),
-        4 * 32,
-        "the trained module is the prompt alone"
-    );
+    assert_eq!(outcome.best.num_params(), 4 * 32, "the trained module is the prompt alone");
 }
 
 #[test]
@@ -321,42 +215,12 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     let device = Device::flex();
     let spec = mpt_data::lookup("mnli").unwrap();
     let tok = model.require_tokenizer().unwrap();
-    let selection = Selection {
-        max_dev: Some(5),
-        ..Selection::default()
-    };
-    let splits = load_task(
-        &root(),
-        spec,
-        &selection,
-        tok,
-        model.backbone.arch(),
-        Lengths::default(),
-    )
-    .unwrap();
-    let heads = Heads::new(
-        &model.backbone,
-        tok,
-        &[&splits.dev],
-        HeadConfig::default(),
-        &device,
-    )
-    .unwrap();
+    let selection = Selection { max_dev: Some(5), ..Selection::default() };
+    let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
     let p = prompt(3, 32, 5, &device);
-    let predicted = mpt_train::predict(
-        &model.backbone,
-        &heads,
-        0,
-        &splits.dev,
-        &p,
-        2,
-        Decoding::Rank,
-        tok,
-    )
-    .unwrap();
-    let Backbone::T5(t5) = &model.backbone else {
-        panic!()
-    };
+    let predicted = mpt_train::predict(&model.backbone, &heads, 0, &splits.dev, &p, 2, Decoding::Rank, tok).unwrap();
+    let Backbone::T5(t5) = &model.backbone else { panic!() };
     // Reference: score every (example, label) pair with its own teacher-forced pass.
     for (i, &pred) in predicted.iter().enumerate() {
         let mut best = (f64::NEG_INFINITY, 0);
@@ -364,18 +228,11 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
             let mut data = splits.dev.clone();
             data.examples[i].label = c;
             let batch = make_batch(&[&data], &[(0, i)], &model.backbone, &device);
-            let (enc, mask) = t5.encode(
-                batch.input_ids.clone(),
-                batch.attention_mask.clone(),
-                Some(p.clone().unsqueeze::<3>()),
-            );
+            let (enc, mask) = t5.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(p.clone().unsqueeze::<3>()));
             let logits = t5.decode(batch.decoder_input_ids.clone().unwrap(), &enc, &mask);
             let logp = burn::tensor::activation::log_softmax(logits, 2);
             let t = ids.len();
-            let picked = logp
-                .gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1]))
-                .sum()
-                .into_scalar::<f32>() as f64;
+            let picked = logp.gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1])).sum().into_scalar::<f32>() as f64;
             if picked > best.0 {
                 best = (picked, c);
             }

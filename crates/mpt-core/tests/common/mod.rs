@@ -49,11 +49,7 @@ pub fn multitask_tensors(t: usize, l: usize, r: usize, d: usize) -> BTreeMap<Str
 }
 
 /// A `NewArtifact` with a small integer-only config.
-pub fn new_artifact(
-    kind: ArtifactKind,
-    tasks: &[&str],
-    tensors: BTreeMap<String, HostTensor>,
-) -> NewArtifact {
+pub fn new_artifact(kind: ArtifactKind, tasks: &[&str], tensors: BTreeMap<String, HostTensor>) -> NewArtifact {
     NewArtifact {
         kind,
         tasks: tasks.iter().map(|s| s.to_string()).collect(),

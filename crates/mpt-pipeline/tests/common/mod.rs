@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use mpt_pipeline::{Pipeline, PipelineError};
 
 pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 pub fn fixture(name: &str) -> PathBuf {
@@ -109,8 +106,7 @@ pub fn parse(text: &str) -> Result<Pipeline, PipelineError> {
 /// The key path of a parse or validation error.
 pub fn error_key(text: &str) -> (String, String) {
     match parse(text) {
-        Err(PipelineError::Parse { key, message, .. })
-        | Err(PipelineError::Invalid { key, message, .. }) => (key, message),
+        Err(PipelineError::Parse { key, message, .. }) | Err(PipelineError::Invalid { key, message, .. }) => (key, message),
         Err(other) => panic!("expected a parse/validation error, got {other:?}"),
         Ok(_) => panic!("the pipeline was accepted:\n{text}"),
     }
