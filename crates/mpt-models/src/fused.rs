@@ -1,5 +1,5 @@
-//! Fused exact GELU, last-axis softmax, LayerNorm, RMS norm and dot-product attention, each
-//! with a hand-written backward pass, as a burn backend extension ([`FusedOps`]).
+//! Fused exact GELU, last-axis softmax, LayerNorm, RMS norm, linear maps and dot-product
+//! attention, each with a hand-written backward pass, as a burn backend extension ([`FusedOps`]).
 //!
 //! burn's autodiff differentiates `softmax`, `layer_norm` and attention as chains of primitive
 //! ops (a pass over memory and a stored intermediate each), and flex evaluates GELU with a
@@ -7,10 +7,11 @@
 //! backward written for it:
 //!
 //! - flex: forward and backward are one pass over the rows each, with vectorised `exp`/`erf`
-//!   ([`cpu`]); attention is the blocked batched matmuls around that softmax.
+//!   ([`cpu`]); attention is the blocked batched matmuls around that softmax; linear maps are
+//!   burn's own kernels.
 //! - libtorch (feature `tch`): torch's own kernels: `softmax`/`_softmax_backward_data`,
-//!   `layer_norm`, `gelu`/`gelu_backward`, the flash-attention CPU kernels forward and
-//!   backward, a few torch ops for the norms' input gradients.
+//!   `layer_norm`, `gelu`/`gelu_backward`, `linear`, the flash-attention CPU kernels forward
+//!   and backward, a few torch ops for the norms' input gradients.
 //! - other backends (wgpu, cuda), and tensors that are not f32: burn's own ops.
 //!
 //! Gradients reach the activations only: `gamma`, `beta`, `weight` and the attention `bias` are
@@ -25,7 +26,7 @@ use std::sync::OnceLock;
 
 use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::CheckpointStrategy};
 use burn::backend::autodiff::grads::Gradients;
-use burn::backend::autodiff::ops::{Backward, Ops, OpsKind, unary};
+use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::ops::{FloatTensorOps, ModuleOps};
 use burn::backend::tensor::FloatTensor;
@@ -197,36 +198,27 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 }
 
 /// `x W + b` (`W` `[d_in, d_out]`, `b` `[d_out]`, both constants), `[.., d_in] -> [.., d_out]`.
-/// Fused on libtorch only (torch's `linear`: one gemm over all rows with the bias folded in, as
-/// PyTorch's `F.linear`); elsewhere burn's `linear`, which is already one autodiff node.
+/// On libtorch this is torch's `linear` (one gemm over all rows with the bias folded in, as
+/// PyTorch's `F.linear`); on flex burn's own linear kernels behind the same single node.
 pub fn linear<const D: usize>(
     x: Tensor<D>,
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
-    #[cfg(feature = "tch")]
-    if fusable(&x)
-        && matches!(
-            x.device().inner().as_dispatch(),
-            DispatchDevice::LibTorch(_)
-        )
-        && frozen_f32(&weight)
-        && bias.as_ref().is_none_or(frozen_f32)
-    {
-        let out = match bias {
-            Some(bias) => <Dispatch as FusedOps>::fused_linear(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-                bias.into_dispatch(),
-            ),
-            None => <Dispatch as FusedOps>::fused_linear_no_bias(
-                x.into_dispatch(),
-                weight.into_dispatch(),
-            ),
-        };
-        return Tensor::from_dispatch(out);
+    if !(fusable(&x) && frozen_f32(&weight) && bias.as_ref().is_none_or(frozen_f32)) {
+        return burn::tensor::module::linear(x, weight, bias);
     }
-    burn::tensor::module::linear(x, weight, bias)
+    let out = match bias {
+        Some(bias) => <Dispatch as FusedOps>::fused_linear(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            bias.into_dispatch(),
+        ),
+        None => {
+            <Dispatch as FusedOps>::fused_linear_no_bias(x.into_dispatch(), weight.into_dispatch())
+        }
+    };
+    Tensor::from_dispatch(out)
 }
 
 /// `softmax(q kᵀ + bias) v`, unscaled: `q` `[B, H, Lq, dh]`, `k`, `v` `[B, H, Lk, dh]`, `bias`
@@ -546,78 +538,49 @@ mod torch {
     }
 }
 
-/// Backward of GELU; state: the input.
+/// Backward of an op whose input gradient needs one saved tensor (GELU: the input; softmax:
+/// the output; linear: the weight): `grad ↦ f(saved, grad)`.
 #[derive(Debug)]
-struct GeluBackward;
+struct SavedOne<B: Backend>(fn(FloatTensor<B>, FloatTensor<B>) -> FloatTensor<B>);
 
-impl<B: FusedOps> Backward<B, 1> for GeluBackward {
+impl<B: Backend> Backward<B, 1> for SavedOne<B> {
     type State = FloatTensor<B>;
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let x = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::fused_gelu_backward(x, grad)
-        });
+        let saved = ops.state;
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| (self.0)(saved, grad));
     }
 }
 
-/// Backward of softmax; state: the output.
+/// A norm's input gradient: `(x, weight, grad, eps) ↦ dx`.
+type NormGrad<B> = fn(FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64) -> FloatTensor<B>;
+
+/// Backward of a norm to its input; state: input, weight, eps.
 #[derive(Debug)]
-struct SoftmaxBackward;
+struct NormBackward<B: Backend>(NormGrad<B>);
 
-impl<B: FusedOps> Backward<B, 1> for SoftmaxBackward {
-    type State = FloatTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let y = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::fused_softmax_backward(y, grad)
-        });
-    }
-}
-
-/// Backward of LayerNorm to its input; state: input, gamma, eps.
-#[derive(Debug)]
-struct LayerNormBackward;
-
-impl<B: FusedOps> Backward<B, 1> for LayerNormBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, f64);
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let (x, gamma, eps) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::fused_layer_norm_backward(x, gamma, grad, eps)
-        });
-    }
-}
-
-/// Backward of the RMS norm to its input; state: input, weight, eps.
-#[derive(Debug)]
-struct RmsNormBackward;
-
-impl<B: FusedOps> Backward<B, 1> for RmsNormBackward {
+impl<B: Backend> Backward<B, 1> for NormBackward<B> {
     type State = (FloatTensor<B>, FloatTensor<B>, f64);
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, weight, eps) = ops.state;
         unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::fused_rms_norm_backward(x, weight, grad, eps)
+            (self.0)(x, weight, grad, eps)
         });
     }
 }
 
-/// Backward of a linear map to its input; state: the weight.
-#[derive(Debug)]
-struct LinearBackward;
-
-impl<B: FusedOps> Backward<B, 1> for LinearBackward {
-    type State = FloatTensor<B>;
-
-    fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let weight = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            B::fused_linear_backward(weight, grad)
-        });
+/// Records `out` as one graph node over its single input `node`; `state` is built only when
+/// the node is tracked.
+fn record<B: Backend, C: CheckpointStrategy, O: Backward<B, 1>>(
+    backward: O,
+    node: NodeGuard,
+    out: FloatTensor<B>,
+    state: impl FnOnce() -> O::State,
+) -> FloatTensor<Autodiff<B, C>> {
+    match backward.prepare::<C>([node]).compute_bound().stateful() {
+        OpsKind::Tracked(prep) => prep.finish(state(), out),
+        OpsKind::UnTracked(prep) => prep.finish(out),
     }
 }
 
@@ -651,28 +614,14 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
         let (x, node) = x.into_parts();
         let weight = weight.into_primitive();
         let out = B::fused_linear(x, weight.clone(), bias.into_primitive());
-        match LinearBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(weight, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, _>(SavedOne(B::fused_linear_backward), node, out, || weight)
     }
 
     fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self> {
         let (x, node) = x.into_parts();
         let weight = weight.into_primitive();
         let out = B::fused_linear_no_bias(x, weight.clone());
-        match LinearBackward
-            .prepare::<C>([node])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(weight, out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, _>(SavedOne(B::fused_linear_backward), node, out, || weight)
     }
 
     fn fused_linear_backward(
@@ -720,14 +669,9 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
 
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let out = B::fused_gelu(x.primitive().clone());
-        match GeluBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(x.into_primitive(), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, _>(SavedOne(B::fused_gelu_backward), x.node(), out, || {
+            x.into_primitive()
+        })
     }
 
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -738,15 +682,12 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
     }
 
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
-        let out = B::fused_softmax(x.primitive().clone());
-        match SoftmaxBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish(out.clone(), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        // The backward needs the output only, so the input buffer is handed over (and
+        // overwritten on flex when nothing else holds it).
+        let (x, node) = x.into_parts();
+        let out = B::fused_softmax(x);
+        let saved = out.clone();
+        record::<B, C, _>(SavedOne(B::fused_softmax_backward), node, out, || saved)
     }
 
     fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -769,14 +710,12 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
             beta.into_primitive(),
             eps,
         );
-        match LayerNormBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), gamma, eps), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, _>(
+            NormBackward(B::fused_layer_norm_backward),
+            x.node(),
+            out,
+            || (x.into_primitive(), gamma, eps),
+        )
     }
 
     fn fused_layer_norm_backward(
@@ -800,14 +739,12 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
     ) -> FloatTensor<Self> {
         let weight = weight.into_primitive();
         let out = B::fused_rms_norm(x.primitive().clone(), weight.clone(), eps);
-        match RmsNormBackward
-            .prepare::<C>([x.node()])
-            .compute_bound()
-            .stateful()
-        {
-            OpsKind::Tracked(prep) => prep.finish((x.into_primitive(), weight, eps), out),
-            OpsKind::UnTracked(prep) => prep.finish(out),
-        }
+        record::<B, C, _>(
+            NormBackward(B::fused_rms_norm_backward),
+            x.node(),
+            out,
+            || (x.into_primitive(), weight, eps),
+        )
     }
 
     fn fused_rms_norm_backward(
