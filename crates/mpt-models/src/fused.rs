@@ -28,7 +28,7 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::{FloatTensorOps, ModuleOps};
+use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
@@ -352,8 +352,27 @@ impl FusedOps for Flex {
     }
 }
 
-/// Flex: the batched matmuls of the textbook form around the fused softmax; the probabilities
-/// are kept for the backward pass.
+/// A strided view of a 4-axis f32 tensor for the host attention kernels.
+fn view4(t: &FlexTensor) -> cpu::attention::View<'_> {
+    let layout = t.layout();
+    let shape = layout.shape();
+    let strides = layout.strides();
+    cpu::attention::View {
+        data: t.storage::<f32>(),
+        offset: layout.start_offset(),
+        shape: [shape[0], shape[1], shape[2], shape[3]],
+        strides: [strides[0], strides[1], strides[2], strides[3]],
+    }
+}
+
+/// A row-major `[B, L, H, dh]` buffer as the `[B, H, L, dh]` tensor it holds (a transposed
+/// view, so merging the heads back is a reshape without a copy).
+fn heads_from_rows(buf: Vec<f32>, [b, h, l, dh]: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(buf, [b, l, h, dh])).transpose(1, 2)
+}
+
+/// Flex: one (batch, head) pair per task ([`cpu::attention`]); the probabilities are kept for
+/// the backward pass.
 impl AttentionKernels for Flex {
     fn attention_forward(
         q: FlexTensor,
@@ -361,9 +380,14 @@ impl AttentionKernels for Flex {
         v: FlexTensor,
         bias: FlexTensor,
     ) -> (FlexTensor, FlexTensor) {
-        let scores = Flex::float_add(Flex::float_matmul(q, Flex::float_swap_dims(k, 2, 3)), bias);
-        let p = Self::fused_softmax(scores);
-        (Flex::float_matmul(p.clone(), v), p)
+        let [b, h, lq, dh] = view4(&q).shape;
+        let lk = k.layout().shape()[2];
+        let (out, p) =
+            cpu::attention::attention_forward(view4(&q), view4(&k), view4(&v), view4(&bias));
+        (
+            heads_from_rows(out, [b, h, lq, dh]),
+            FlexTensor::from_data(TensorData::new(p, [b, h, lq, lk])),
+        )
     }
 
     fn attention_backward(
@@ -375,12 +399,21 @@ impl AttentionKernels for Flex {
         p: FlexTensor,
         grad: FlexTensor,
     ) -> [FlexTensor; 3] {
-        let dv = Flex::float_matmul(Flex::float_swap_dims(p.clone(), 2, 3), grad.clone());
-        let dp = Flex::float_matmul(grad, Flex::float_swap_dims(v, 2, 3));
-        let ds = Self::fused_softmax_backward(p, dp);
-        let dq = Flex::float_matmul(ds.clone(), k);
-        let dk = Flex::float_matmul(Flex::float_swap_dims(ds, 2, 3), q);
-        [dq, dk, dv]
+        let [b, h, lq, dh] = view4(&q).shape;
+        let lk = k.layout().shape()[2];
+        let p = p.to_contiguous();
+        let (dq, dk, dv) = cpu::attention::attention_backward(
+            view4(&q),
+            view4(&k),
+            view4(&v),
+            values(&p),
+            view4(&grad),
+        );
+        [
+            heads_from_rows(dq, [b, h, lq, dh]),
+            heads_from_rows(dk, [b, h, lk, dh]),
+            heads_from_rows(dv, [b, h, lk, dh]),
+        ]
     }
 }
 

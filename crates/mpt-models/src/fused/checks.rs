@@ -157,40 +157,69 @@ pub fn check_linear(device: &Device) {
     }
 }
 
-/// Attention with a broadcast padding bias `[B, 1, 1, L]` and with a full `[B, H, L, L]` bias:
-/// the output and the gradients of `q`, `k` and `v`.
+/// Attention: queries and keys of equal length with a broadcast padding bias `[B, 1, 1, L]`
+/// and with a full `[B, H, L, L]` bias; then heads split from `[B, L, H·dh]` rows (strided
+/// views, as the models pass them) with fewer queries than keys and a per-head bias
+/// `[1, H, Lq, Lk]` plus padding (T5's cross attention). The output and the gradients of `q`,
+/// `k` and `v`, also through merging the heads back.
 pub fn check_attention(device: &Device) {
     let inner = device.clone().inner();
     let [b, h, l, dh] = [2, 3, 9, 8];
+    let normal = |shape: [usize; 4], device: &Device| {
+        Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device)
+    };
     let mut keep = vec![1.0f32; b * l];
     keep[l - 1] = 0.0;
     keep[2 * l - 3] = 0.0;
     let keep = Tensor::<1>::from_floats(keep.as_slice(), &inner).reshape([b, 1, 1, l]);
     let padding = (keep.neg() + 1.0) * f32::MIN as f64;
-    let full =
-        padding.clone() + Tensor::<4>::random([b, h, l, l], Distribution::Normal(0.0, 1.0), &inner);
-    let heads = || Tensor::<4>::random([b, h, l, dh], Distribution::Normal(0.0, 1.0), device);
-    for bias in [padding, full] {
-        let (q, k, v) = (
-            heads().require_grad(),
-            heads().require_grad(),
-            heads().require_grad(),
-        );
-        let probe = heads();
-        let out = attention(q.clone(), k.clone(), v.clone(), bias.clone());
-        let expected = burn::tensor::activation::softmax(
-            q.clone().matmul(k.clone().swap_dims(2, 3)) + bias,
-            3,
-        )
-        .matmul(v.clone());
-        assert_close("attention", "output", out.clone(), expected.clone(), 1e-5);
-        let got = (out * probe.clone()).sum().backward();
-        let want = (expected * probe).sum().backward();
-        for (name, x) in [("q gradient", &q), ("k gradient", &k), ("v gradient", &v)] {
-            match (x.grad(&got), x.grad(&want)) {
-                (Some(g), Some(w)) => assert_close("attention", name, g, w, 1e-5),
-                _ => panic!("fused attention: {name} missing"),
-            }
+    let full = padding.clone() + normal([b, h, l, l], &inner);
+    for bias in [padding.clone(), full] {
+        let heads = || normal([b, h, l, dh], device).require_grad();
+        compare_attention([heads(), heads(), heads()], bias, false);
+    }
+    let lq = 4;
+    let rows = |len: usize| {
+        Tensor::<3>::random([b, len, h * dh], Distribution::Normal(0.0, 1.0), device)
+            .require_grad()
+    };
+    let cross = normal([1, h, lq, l], &inner) + padding;
+    compare_attention([rows(lq), rows(l), rows(l)], cross, true);
+}
+
+/// [`attention`] against burn's ops on `[q, k, v]` (`[B, H, L, dh]`, or `[B, L, H·dh]` rows
+/// that are split into heads when `split`), with gradients through a random projection.
+fn compare_attention<const D: usize>(qkv: [Tensor<D>; 3], bias: Tensor<4>, split: bool) {
+    let heads = bias.dims()[1];
+    let as_heads = |x: Tensor<D>| -> Tensor<4> {
+        if split {
+            let [b, l, d] = x.dims()[..].try_into().expect("rows are [B, L, d]");
+            x.reshape([b, l, heads, d / heads]).swap_dims(1, 2)
+        } else {
+            let d = x.dims();
+            x.reshape([d[0], d[1], d[2], d[3]])
+        }
+    };
+    let [q, k, v] = qkv;
+    let out = attention(as_heads(q.clone()), as_heads(k.clone()), as_heads(v.clone()), bias.clone());
+    let expected = burn::tensor::activation::softmax(
+        as_heads(q.clone()).matmul(as_heads(k.clone()).swap_dims(2, 3)) + bias,
+        3,
+    )
+    .matmul(as_heads(v.clone()));
+    assert_close("attention", "output", out.clone(), expected.clone(), 1e-5);
+    // Merge the heads back as the models do (a reshape of the transposed heads).
+    let merge = |x: Tensor<4>| {
+        let [b, h, l, dh] = x.dims();
+        x.swap_dims(1, 2).reshape([b, l, h * dh])
+    };
+    let probe = Tensor::<3>::random(merge(expected.clone()).dims(), Distribution::Normal(0.0, 1.0), &out.device());
+    let got = (merge(out) * probe.clone()).sum().backward();
+    let want = (merge(expected) * probe).sum().backward();
+    for (name, x) in [("q gradient", &q), ("k gradient", &k), ("v gradient", &v)] {
+        match (x.grad(&got), x.grad(&want)) {
+            (Some(g), Some(w)) => assert_close("attention", name, g, w, 1e-5),
+            _ => panic!("fused attention: {name} missing"),
         }
     }
 }

@@ -8,6 +8,8 @@
 //! are compiled once for AVX2+FMA (picked at run time) and once for the baseline target.
 //! Rows are split across rayon's threads.
 
+pub mod attention;
+
 use rayon::prelude::*;
 
 /// Elements per parallel task for element-wise kernels.
