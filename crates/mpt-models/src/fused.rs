@@ -7,8 +7,8 @@
 //! backward written for it:
 //!
 //! - flex: forward and backward are one pass over the rows each, with vectorised `exp`/`erf`
-//!   ([`cpu`]); attention is the blocked batched matmuls around that softmax; linear maps are
-//!   burn's own kernels.
+//!   ([`cpu`]); attention runs one (batch, head) pair per task, gemm calls around that softmax
+//!   ([`cpu::attention`]); linear maps are burn's own kernels.
 //! - libtorch (feature `tch`): torch's own kernels: `softmax`/`_softmax_backward_data`,
 //!   `layer_norm`, `gelu`/`gelu_backward`, `linear`, the flash-attention CPU kernels forward
 //!   and backward, a few torch ops for the norms' input gradients.
@@ -268,6 +268,34 @@ fn last_dim(t: &FlexTensor) -> usize {
     shape[shape.num_dims() - 1]
 }
 
+/// `x W (+ b)`, or `x Wᵀ` when `transposed` (the input gradient), with [`cpu::linear`]; burn's
+/// linear kernels for empty shapes.
+fn flex_linear(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    transposed: bool,
+) -> FlexTensor {
+    let [d_in, d_out] = [weight.layout().shape()[0], weight.layout().shape()[1]];
+    if x.layout().num_elements() == 0 || d_in == 0 || d_out == 0 {
+        return match transposed {
+            false => Flex::linear(x, weight, bias),
+            true => Flex::linear_x_backward(weight, x),
+        };
+    }
+    let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+    let bias = bias.map(|b| b.to_contiguous());
+    let out = match transposed {
+        false => cpu::linear::linear_forward(values(&x), values(&weight), d_out, bias.as_ref().map(values)),
+        true => cpu::linear::linear_backward(values(&x), values(&weight), d_out),
+    };
+    let mut dims = x.layout().shape().to_vec();
+    if let Some(last) = dims.last_mut() {
+        *last = if transposed { d_in } else { d_out };
+    }
+    FlexTensor::from_data(TensorData::new(out, dims))
+}
+
 impl FusedOps for Flex {
     fn fused_gelu(x: FlexTensor) -> FlexTensor {
         in_place(x, cpu::gelu_forward)
@@ -331,15 +359,15 @@ impl FusedOps for Flex {
     }
 
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
-        Flex::linear(x, weight, Some(bias))
+        flex_linear(x, weight, Some(bias), false)
     }
 
     fn fused_linear_no_bias(x: FlexTensor, weight: FlexTensor) -> FlexTensor {
-        Flex::linear(x, weight, None)
+        flex_linear(x, weight, None, false)
     }
 
     fn fused_linear_backward(weight: FlexTensor, grad: FlexTensor) -> FlexTensor {
-        Flex::linear_x_backward(weight, grad)
+        flex_linear(grad, weight, None, true)
     }
 
     fn fused_attention(

@@ -123,7 +123,8 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 /// `[B, H, Lq, Lk]` (padding mask and/or relative position bias): `softmax(q kᵀ + bias) v`,
 /// unscaled (T5 does not scale; BERT folds 1/sqrt(dh) into its query weights). Fused where the
 /// backend allows ([`fused::attention`]: torch's flash-attention CPU kernels on libtorch, the
-/// blocked matmuls around a fused softmax on flex; flex's own `attention` op is a scalar loop).
+/// per-head gemm calls around a fused softmax on flex; flex's own `attention` op is a scalar
+/// loop).
 pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
     fused::attention(q, k, v, bias)
 }

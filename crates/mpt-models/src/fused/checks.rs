@@ -137,22 +137,29 @@ pub fn check_rms_norm(device: &Device) {
     }
 }
 
-/// Linear maps `[d, d]`, with and without a bias.
+/// Linear maps `[d_in, d_out]` (square and not), with and without a bias, on inputs of a few
+/// rows and of more rows than one block of the host kernel (`[3, 300, d_in]`).
 pub fn check_linear(device: &Device) {
     let inner = device.clone().inner();
-    for d in [7, 384] {
-        let weight = Tensor::<2>::random([d, d], Distribution::Normal(0.0, 0.1), &inner);
-        let bias = Tensor::<1>::random([d], Distribution::Normal(0.0, 0.5), &inner);
+    for (d_in, d_out) in [(7, 7), (384, 384), (48, 160), (160, 48)] {
+        let weight = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 0.1), &inner);
+        let bias = Tensor::<1>::random([d_out], Distribution::Normal(0.0, 0.5), &inner);
         for bias in [Some(bias), None] {
-            check_unary(
-                "linear",
-                device,
-                d,
-                1.0,
-                1e-4,
-                |x| linear(x, weight.clone(), bias.clone()),
-                |x| burn::tensor::module::linear(x, weight.clone(), bias.clone()),
-            );
+            for shape in [[2, 5, d_in], [3, 300, d_in]] {
+                let x = normal(shape, device, 0.0, 1.0).require_grad();
+                let out = linear(x.clone(), weight.clone(), bias.clone());
+                let expected = burn::tensor::module::linear(x.clone(), weight.clone(), bias.clone());
+                assert_close("linear", "output", out.clone(), expected.clone(), 1e-4);
+                let probe = normal([shape[0], shape[1], d_out], device, 0.0, 1.0);
+                let got = x.grad(&(out * probe.clone()).sum().backward());
+                let want = x.grad(&(expected * probe).sum().backward());
+                match (got, want) {
+                    (Some(got), Some(want)) => {
+                        assert_close("linear", "input gradient", got, want, 1e-4)
+                    }
+                    _ => panic!("fused linear: input gradient missing"),
+                }
+            }
         }
     }
 }

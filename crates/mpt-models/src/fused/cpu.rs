@@ -9,6 +9,7 @@
 //! Rows are split across rayon's threads.
 
 pub mod attention;
+pub mod linear;
 
 use rayon::prelude::*;
 
