@@ -2,7 +2,8 @@
 //!
 //! [`Weights`] hands out tensors by HF key with a shape check, converting F16/BF16 to f32, and
 //! remembers which keys were taken so [`Weights::finish`] can reject tensors the architecture
-//! does not use.
+//! does not use. The file is memory-mapped, and each tensor's pages are handed back once it is
+//! converted, so loading holds about one copy of the model rather than two.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -15,19 +16,24 @@ use crate::error::{ModelError, Result};
 /// An open safetensors file that tracks which tensors were consumed.
 pub struct Weights {
     path: PathBuf,
-    bytes: Vec<u8>,
+    bytes: memmap2::Mmap,
     names: BTreeSet<String>,
     used: BTreeSet<String>,
     device: Device,
 }
 
 impl Weights {
-    /// Reads `path` into memory and indexes its tensors.
+    /// Maps `path` into memory and indexes its tensors.
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+        let io = |source| ModelError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        // SAFETY: the mapping is read-only; like every reader of model files (safetensors'
+        // own documentation maps them the same way) we assume nobody truncates or rewrites the
+        // file while the model loads.
+        let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         let names = SafeTensors::deserialize(&bytes)
             .map_err(|source| ModelError::Safetensors {
                 path: path.to_path_buf(),
@@ -106,8 +112,28 @@ impl Weights {
                 });
             }
         };
+        self.release(data);
         self.used.insert(name.to_string());
         Ok(values)
+    }
+
+    /// Drops the mapped pages under `data` (a tensor already converted) from this process's
+    /// resident memory; they would be read from the file again if touched.
+    fn release(&self, data: &[u8]) {
+        #[cfg(unix)]
+        if let Some(offset) = (data.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize) {
+            // SAFETY: a read-only shared file mapping: dropping its pages loses nothing, and
+            // the range lies inside the map (`data` is a slice of it). Advice is best-effort.
+            let _ = unsafe {
+                self.bytes.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    offset,
+                    data.len(),
+                )
+            };
+        }
+        #[cfg(not(unix))]
+        let _ = data;
     }
 
     /// A tensor of rank `D` with exactly the `expected` shape.

@@ -166,6 +166,21 @@ fn missing_weights_file_says_what_is_expected() {
 }
 
 #[test]
+fn empty_or_truncated_weights_file_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_model(dir.path(), &config(), &weights());
+    let file = dir.path().join("model.safetensors");
+    let full = std::fs::read(&file).unwrap();
+    for len in [0, full.len() - 5] {
+        std::fs::write(&file, &full[..len]).unwrap();
+        let err = Model::load(dir.path(), &Device::flex()).unwrap_err();
+        assert!(matches!(err, ModelError::Safetensors { .. }), "{len} bytes: {err}");
+        let err = err.to_string();
+        assert!(err.contains("model.safetensors: invalid safetensors file"), "{err}");
+    }
+}
+
+#[test]
 fn forward_rejects_bad_inputs() {
     let model = load(&config(), &weights()).unwrap();
     let device = Device::flex();
