@@ -8,7 +8,7 @@
 //!
 //! - flex: forward and backward are one pass over the rows each, with vectorised `exp`/`erf`
 //!   ([`cpu`]); attention runs one (batch, head) pair per task, gemm calls around that softmax
-//!   ([`cpu::attention`]); linear maps are burn's own kernels.
+//!   ([`cpu::attention`]); linear maps run in row blocks on gemm's kernels ([`cpu::linear`]).
 //! - libtorch (feature `tch`): torch's own kernels: `softmax`/`_softmax_backward_data`,
 //!   `layer_norm`, `gelu`/`gelu_backward`, `linear`, the flash-attention CPU kernels forward
 //!   and backward, a few torch ops for the norms' input gradients.
@@ -199,7 +199,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 
 /// `x W + b` (`W` `[d_in, d_out]`, `b` `[d_out]`, both constants), `[.., d_in] -> [.., d_out]`.
 /// On libtorch this is torch's `linear` (one gemm over all rows with the bias folded in, as
-/// PyTorch's `F.linear`); on flex burn's own linear kernels behind the same single node.
+/// PyTorch's `F.linear`); on flex row blocks of single-threaded gemm calls ([`cpu::linear`]).
 pub fn linear<const D: usize>(
     x: Tensor<D>,
     weight: Tensor<2>,
@@ -286,7 +286,10 @@ fn flex_linear(
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
     let out = match transposed {
-        false => cpu::linear::linear_forward(values(&x), values(&weight), d_out, bias.as_ref().map(values)),
+        false => {
+            let bias = bias.as_ref().map(values);
+            cpu::linear::linear_forward(values(&x), values(&weight), d_out, bias)
+        }
         true => cpu::linear::linear_backward(values(&x), values(&weight), d_out),
     };
     let mut dims = x.layout().shape().to_vec();
