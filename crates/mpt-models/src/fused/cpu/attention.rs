@@ -40,6 +40,9 @@ impl View<'_> {
         };
         let base = self.offset as isize + b as isize * stride(0) + h as isize * stride(1);
         let (rs, cs) = (stride(2), stride(3));
+        if cols == 0 {
+            return;
+        }
         for (i, dst) in dst.chunks_exact_mut(cols).take(rows).enumerate() {
             let row = base + i as isize * rs;
             if cs == 1 {
@@ -269,15 +272,19 @@ pub fn attention_backward(
                     (ph.as_ptr(), lk_s, 1),
                     (gh.as_ptr(), 1, dh_s),
                 );
-                // dp = g vᵀ, then ds = p ∘ (dp − rowsum(p ∘ dp))
-                matmul(
-                    (lq, lk, dh),
-                    (ds.as_mut_ptr(), 1, lk_s),
-                    false,
-                    (gh.as_ptr(), 1, dh_s),
-                    (vh.as_ptr(), dh_s, 1),
-                );
-                ds.set_len(lq * lk);
+                // dp = g vᵀ (zero when the heads are empty), then ds = p ∘ (dp − rowsum(p ∘ dp))
+                if dh == 0 {
+                    ds.resize(lq * lk, 0.0);
+                } else {
+                    matmul(
+                        (lq, lk, dh),
+                        (ds.as_mut_ptr(), 1, lk_s),
+                        false,
+                        (gh.as_ptr(), 1, dh_s),
+                        (vh.as_ptr(), dh_s, 1),
+                    );
+                    ds.set_len(lq * lk);
+                }
                 softmax_backward_rows(ph, &mut ds, lk);
                 // dq = ds k
                 matmul(
@@ -300,4 +307,45 @@ pub fn attention_backward(
     }
     // SAFETY: every (batch, head) task wrote its rows of all three (or they were zero-filled).
     unsafe { (dq.finish(), dk.finish(), dv.finish()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn view(data: &[f32], shape: [usize; 4]) -> View<'_> {
+        let [_, h, l, d] = shape;
+        let strides = [(h * l * d) as isize, (l * d) as isize, d as isize, 1];
+        View {
+            data,
+            offset: 0,
+            shape,
+            strides,
+        }
+    }
+
+    /// Heads of width 0: the scores are the bias alone, the outputs and gradients empty.
+    #[test]
+    fn empty_heads_give_the_softmax_of_the_bias() {
+        let bias = [0.0, 1.0, 2.0, -1.0, -1.0, -1.0];
+        let none: [f32; 0] = [];
+        let (q, k) = (view(&none, [1, 1, 2, 0]), view(&none, [1, 1, 3, 0]));
+        let (out, p) = attention_forward(q, k, k, view(&bias, [1, 1, 2, 3]));
+        assert!(out.is_empty());
+        let e: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp()).collect();
+        let total: f32 = e.iter().sum();
+        let want = [
+            e[0] / total,
+            e[1] / total,
+            e[2] / total,
+            1.0 / 3.0,
+            1.0 / 3.0,
+            1.0 / 3.0,
+        ];
+        for (got, want) in p.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{p:?}");
+        }
+        let (dq, dk, dv) = attention_backward(q, k, k, &p, q);
+        assert!(dq.is_empty() && dk.is_empty() && dv.is_empty());
+    }
 }
