@@ -44,11 +44,25 @@ fn check_unary(
     fused: impl Fn(Tensor<3>) -> Tensor<3>,
     reference: impl Fn(Tensor<3>) -> Tensor<3>,
 ) {
-    for shape in [[2, 5, d], [3, 17, d]] {
+    check_map(op, device, [[2, 5, d], [3, 17, d]], std, tol, fused, reference);
+}
+
+/// `fused` against `reference` on inputs of the given shapes drawn with `std`: the outputs,
+/// and the input gradients of `Σ out ⊙ probe`.
+fn check_map<const N: usize>(
+    op: &str,
+    device: &Device,
+    shapes: [[usize; 3]; N],
+    std: f64,
+    tol: f32,
+    fused: impl Fn(Tensor<3>) -> Tensor<3>,
+    reference: impl Fn(Tensor<3>) -> Tensor<3>,
+) {
+    for shape in shapes {
         let x = normal(shape, device, 0.0, std).require_grad();
-        let probe = normal(shape, device, 0.0, 1.0);
         let out = fused(x.clone());
         let expected = reference(x.clone());
+        let probe = normal(expected.dims(), device, 0.0, 1.0);
         assert_close(op, "output", out.clone(), expected.clone(), tol);
         let got = x.grad(&(out * probe.clone()).sum().backward());
         let want = x.grad(&(expected * probe).sum().backward());
@@ -145,21 +159,15 @@ pub fn check_linear(device: &Device) {
         let weight = Tensor::<2>::random([d_in, d_out], Distribution::Normal(0.0, 0.1), &inner);
         let bias = Tensor::<1>::random([d_out], Distribution::Normal(0.0, 0.5), &inner);
         for bias in [Some(bias), None] {
-            for shape in [[2, 5, d_in], [3, 300, d_in]] {
-                let x = normal(shape, device, 0.0, 1.0).require_grad();
-                let out = linear(x.clone(), weight.clone(), bias.clone());
-                let expected = burn::tensor::module::linear(x.clone(), weight.clone(), bias.clone());
-                assert_close("linear", "output", out.clone(), expected.clone(), 1e-4);
-                let probe = normal([shape[0], shape[1], d_out], device, 0.0, 1.0);
-                let got = x.grad(&(out * probe.clone()).sum().backward());
-                let want = x.grad(&(expected * probe).sum().backward());
-                match (got, want) {
-                    (Some(got), Some(want)) => {
-                        assert_close("linear", "input gradient", got, want, 1e-4)
-                    }
-                    _ => panic!("fused linear: input gradient missing"),
-                }
-            }
+            check_map(
+                "linear",
+                device,
+                [[2, 5, d_in], [3, 300, d_in]],
+                1.0,
+                1e-4,
+                |x| linear(x, weight.clone(), bias.clone()),
+                |x| burn::tensor::module::linear(x, weight.clone(), bias.clone()),
+            );
         }
     }
 }
@@ -172,7 +180,7 @@ pub fn check_linear(device: &Device) {
 pub fn check_attention(device: &Device) {
     let inner = device.clone().inner();
     let [b, h, l, dh] = [2, 3, 9, 8];
-    let normal = |shape: [usize; 4], device: &Device| {
+    let normal4 = |shape: [usize; 4], device: &Device| {
         Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device)
     };
     let mut keep = vec![1.0f32; b * l];
@@ -180,17 +188,14 @@ pub fn check_attention(device: &Device) {
     keep[2 * l - 3] = 0.0;
     let keep = Tensor::<1>::from_floats(keep.as_slice(), &inner).reshape([b, 1, 1, l]);
     let padding = (keep.neg() + 1.0) * f32::MIN as f64;
-    let full = padding.clone() + normal([b, h, l, l], &inner);
+    let full = padding.clone() + normal4([b, h, l, l], &inner);
     for bias in [padding.clone(), full] {
-        let heads = || normal([b, h, l, dh], device).require_grad();
+        let heads = || normal4([b, h, l, dh], device).require_grad();
         compare_attention([heads(), heads(), heads()], bias, false);
     }
     let lq = 4;
-    let rows = |len: usize| {
-        Tensor::<3>::random([b, len, h * dh], Distribution::Normal(0.0, 1.0), device)
-            .require_grad()
-    };
-    let cross = normal([1, h, lq, l], &inner) + padding;
+    let rows = |len: usize| normal([b, len, h * dh], device, 0.0, 1.0).require_grad();
+    let cross = normal4([1, h, lq, l], &inner) + padding;
     compare_attention([rows(lq), rows(l), rows(l)], cross, true);
 }
 
@@ -208,7 +213,12 @@ fn compare_attention<const D: usize>(qkv: [Tensor<D>; 3], bias: Tensor<4>, split
         }
     };
     let [q, k, v] = qkv;
-    let out = attention(as_heads(q.clone()), as_heads(k.clone()), as_heads(v.clone()), bias.clone());
+    let out = attention(
+        as_heads(q.clone()),
+        as_heads(k.clone()),
+        as_heads(v.clone()),
+        bias.clone(),
+    );
     let expected = burn::tensor::activation::softmax(
         as_heads(q.clone()).matmul(as_heads(k.clone()).swap_dims(2, 3)) + bias,
         3,
@@ -220,7 +230,7 @@ fn compare_attention<const D: usize>(qkv: [Tensor<D>; 3], bias: Tensor<4>, split
         let [b, h, l, dh] = x.dims();
         x.swap_dims(1, 2).reshape([b, l, h * dh])
     };
-    let probe = Tensor::<3>::random(merge(expected.clone()).dims(), Distribution::Normal(0.0, 1.0), &out.device());
+    let probe = normal(merge(expected.clone()).dims(), &out.device(), 0.0, 1.0);
     let got = (merge(out) * probe.clone()).sum().backward();
     let want = (merge(expected) * probe).sum().backward();
     for (name, x) in [("q gradient", &q), ("k gradient", &k), ("v gradient", &v)] {

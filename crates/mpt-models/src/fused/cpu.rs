@@ -11,7 +11,58 @@
 pub mod attention;
 pub mod linear;
 
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
+
+/// A vector of `len` f32 whose elements `fill` writes into the uninitialised buffer it gets.
+///
+/// # Safety
+/// `fill` writes every element.
+unsafe fn filled(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut out = Vec::with_capacity(len);
+    fill(&mut out.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's `fill` initialised all `len` elements.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` on one thread; operands as (pointer, column stride,
+/// row stride); `accumulate` reads `dst` (`dst + lhs·rhs`), otherwise `dst` is only written.
+///
+/// # Safety
+/// The pointers address matrices of the given shapes and strides; `dst` is not aliased.
+unsafe fn matmul(
+    (m, n, k): (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    accumulate: bool,
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            accumulate,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
 
 /// Elements per parallel task for element-wise kernels.
 const ELEMENTWISE_CHUNK: usize = 1 << 15;

@@ -12,10 +12,9 @@
 
 use std::mem::MaybeUninit;
 
-use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::{softmax_backward_rows, softmax_rows};
+use super::{filled, matmul, softmax_backward_rows, softmax_rows};
 
 /// A strided f32 view of a 4-axis tensor: element `[i0, i1, i2, i3]` sits at
 /// `offset + Σ iₐ·strides[a]` in `data`.
@@ -60,17 +59,8 @@ impl View<'_> {
 
     /// [`Self::gather`] into a fresh `[rows, cols]` block.
     fn block(&self, b: usize, h: usize, rows: usize, cols: usize) -> Vec<f32> {
-        let mut out = Vec::with_capacity(rows * cols);
-        self.gather(
-            b,
-            h,
-            rows,
-            cols,
-            &mut out.spare_capacity_mut()[..rows * cols],
-        );
-        // SAFETY: `gather` wrote all `rows * cols` elements.
-        unsafe { out.set_len(rows * cols) };
-        out
+        // SAFETY: `gather` writes all `rows * cols` elements.
+        unsafe { filled(rows * cols, |dst| self.gather(b, h, rows, cols, dst)) }
     }
 }
 
@@ -106,49 +96,17 @@ impl Output {
         Shared(self.buf.spare_capacity_mut().as_mut_ptr().cast())
     }
 
+    /// The buffer filled with zeros (nothing to sum over).
+    fn zeros(mut self) -> Vec<f32> {
+        self.buf.resize(self.len, 0.0);
+        self.buf
+    }
+
     /// # Safety
     /// Every element has been written.
     unsafe fn finish(mut self) -> Vec<f32> {
         unsafe { self.buf.set_len(self.len) };
         self.buf
-    }
-}
-
-/// `dst[m, n] (+)= lhs[m, k] · rhs[k, n]` on one thread; operands as (pointer, column stride,
-/// row stride); `accumulate` reads `dst` (`dst + lhs·rhs`), otherwise `dst` is only written.
-///
-/// # Safety
-/// The pointers address matrices of the given shapes and strides; `dst` is not aliased.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    (m, n, k): (usize, usize, usize),
-    dst: (*mut f32, isize, isize),
-    accumulate: bool,
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-) {
-    unsafe {
-        gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.1,
-            dst.2,
-            accumulate,
-            lhs.0,
-            lhs.1,
-            lhs.2,
-            rhs.0,
-            rhs.1,
-            rhs.2,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            Parallelism::None,
-        )
     }
 }
 
@@ -172,51 +130,47 @@ fn dims(q: &View, k: &View, v: &View) -> (usize, usize, usize, usize, usize) {
 pub fn attention_forward(q: View, k: View, v: View, bias: View) -> (Vec<f32>, Vec<f32>) {
     let (nb, nh, lq, lk, dh) = dims(&q, &k, &v);
     let mut out = Output::new(nb * lq * nh * dh);
-    let out_ptr = out.ptr();
-    let mut p = Vec::with_capacity(nb * nh * lq * lk);
-    if lq * lk > 0 {
-        p.spare_capacity_mut()[..nb * nh * lq * lk]
-            .par_chunks_mut(lq * lk)
-            .enumerate()
-            .for_each(|(bh, ph)| {
-                let (b, h) = (bh / nh, bh % nh);
-                let (qh, kh, vh) = (
-                    q.block(b, h, lq, dh),
-                    k.block(b, h, lk, dh),
-                    v.block(b, h, lk, dh),
-                );
-                bias.gather(b, h, lq, lk, ph);
-                // SAFETY: `gather` initialised all of `ph`.
-                let ph = unsafe { &mut *(ph as *mut [MaybeUninit<f32>] as *mut [f32]) };
-                let out_h = out_ptr.at((b * lq * nh + h) * dh);
-                let row = (nh * dh) as isize;
-                // SAFETY: blocks of the stated shapes; this task alone writes head `h` of batch
-                // `b` of `out`.
-                unsafe {
-                    matmul(
-                        (lq, lk, dh),
-                        (ph.as_mut_ptr(), 1, lk as isize),
-                        true,
-                        (qh.as_ptr(), 1, dh as isize),
-                        (kh.as_ptr(), dh as isize, 1),
-                    );
-                    softmax_rows(ph, lk);
-                    matmul(
-                        (lq, dh, lk),
-                        (out_h, 1, row),
-                        false,
-                        (ph.as_ptr(), 1, lk as isize),
-                        (vh.as_ptr(), 1, dh as isize),
-                    );
-                }
-            });
-        // SAFETY: the loop initialised every score block.
-        unsafe { p.set_len(nb * nh * lq * lk) };
-    } else {
-        // No keys or no queries: the output is zero (an empty sum).
-        out.buf.resize(nb * lq * nh * dh, 0.0);
+    if lq * lk == 0 {
+        // No keys or no queries: the output is zero (an empty sum), there are no scores.
+        return (out.zeros(), Vec::new());
     }
-    // SAFETY: each (batch, head) task wrote its `Lq x dh` rows (or the buffer was zero-filled).
+    let out_ptr = out.ptr();
+    let row = (nh * dh) as isize;
+    let fill = |p: &mut [MaybeUninit<f32>]| {
+        p.par_chunks_mut(lq * lk).enumerate().for_each(|(bh, ph)| {
+            let (b, h) = (bh / nh, bh % nh);
+            let (qh, kh, vh) = (
+                q.block(b, h, lq, dh),
+                k.block(b, h, lk, dh),
+                v.block(b, h, lk, dh),
+            );
+            bias.gather(b, h, lq, lk, ph);
+            // SAFETY: `gather` initialised all of `ph`.
+            let ph = unsafe { &mut *(ph as *mut [MaybeUninit<f32>] as *mut [f32]) };
+            // SAFETY: blocks of the stated shapes; this task alone writes head `h` of batch `b`
+            // of `out`.
+            unsafe {
+                matmul(
+                    (lq, lk, dh),
+                    (ph.as_mut_ptr(), 1, lk as isize),
+                    true,
+                    (qh.as_ptr(), 1, dh as isize),
+                    (kh.as_ptr(), dh as isize, 1),
+                );
+                softmax_rows(ph, lk);
+                matmul(
+                    (lq, dh, lk),
+                    (out_ptr.at((b * lq * nh + h) * dh), 1, row),
+                    false,
+                    (ph.as_ptr(), 1, lk as isize),
+                    (vh.as_ptr(), 1, dh as isize),
+                );
+            }
+        });
+    };
+    // SAFETY: each (batch, head) task initialises its whole score block (the bias gather).
+    let p = unsafe { filled(nb * nh * lq * lk, fill) };
+    // SAFETY: each (batch, head) task wrote its `Lq x dh` rows of `out`.
     (unsafe { out.finish() }, p)
 }
 
@@ -242,70 +196,66 @@ pub fn attention_backward(
         Output::new(nb * lk * nh * dh),
     );
     if lq * lk == 0 {
-        for o in [&mut dq, &mut dk, &mut dv] {
-            let len = o.len;
-            o.buf.resize(len, 0.0);
-        }
-    } else {
-        let (dq_ptr, dk_ptr, dv_ptr) = (dq.ptr(), dk.ptr(), dv.ptr());
-        let row = (nh * dh) as isize;
-        (0..nb * nh).into_par_iter().for_each(|bh| {
-            let (b, h) = (bh / nh, bh % nh);
-            let (qh, kh, vh) = (
-                q.block(b, h, lq, dh),
-                k.block(b, h, lk, dh),
-                v.block(b, h, lk, dh),
-            );
-            let gh = grad.block(b, h, lq, dh);
-            let ph = &p[bh * lq * lk..(bh + 1) * lq * lk];
-            let mut ds = Vec::<f32>::with_capacity(lq * lk);
-            let (lk_s, dh_s) = (lk as isize, dh as isize);
-            // SAFETY: blocks of the stated shapes; this task alone writes head `h` of batch
-            // `b` of `dq`, `dk` and `dv`; `ds` is written in full by the product before the
-            // softmax backward reads it.
-            unsafe {
-                // dv = pᵀ g
-                matmul(
-                    (lk, dh, lq),
-                    (dv_ptr.at((b * lk * nh + h) * dh), 1, row),
-                    false,
-                    (ph.as_ptr(), lk_s, 1),
-                    (gh.as_ptr(), 1, dh_s),
-                );
-                // dp = g vᵀ (zero when the heads are empty), then ds = p ∘ (dp − rowsum(p ∘ dp))
-                if dh == 0 {
-                    ds.resize(lq * lk, 0.0);
-                } else {
-                    matmul(
-                        (lq, lk, dh),
-                        (ds.as_mut_ptr(), 1, lk_s),
-                        false,
-                        (gh.as_ptr(), 1, dh_s),
-                        (vh.as_ptr(), dh_s, 1),
-                    );
-                    ds.set_len(lq * lk);
-                }
-                softmax_backward_rows(ph, &mut ds, lk);
-                // dq = ds k
-                matmul(
-                    (lq, dh, lk),
-                    (dq_ptr.at((b * lq * nh + h) * dh), 1, row),
-                    false,
-                    (ds.as_ptr(), 1, lk_s),
-                    (kh.as_ptr(), 1, dh_s),
-                );
-                // dk = dsᵀ q
-                matmul(
-                    (lk, dh, lq),
-                    (dk_ptr.at((b * lk * nh + h) * dh), 1, row),
-                    false,
-                    (ds.as_ptr(), lk_s, 1),
-                    (qh.as_ptr(), 1, dh_s),
-                );
-            }
-        });
+        return (dq.zeros(), dk.zeros(), dv.zeros());
     }
-    // SAFETY: every (batch, head) task wrote its rows of all three (or they were zero-filled).
+    let (dq_ptr, dk_ptr, dv_ptr) = (dq.ptr(), dk.ptr(), dv.ptr());
+    let row = (nh * dh) as isize;
+    (0..nb * nh).into_par_iter().for_each(|bh| {
+        let (b, h) = (bh / nh, bh % nh);
+        let (qh, kh, vh) = (
+            q.block(b, h, lq, dh),
+            k.block(b, h, lk, dh),
+            v.block(b, h, lk, dh),
+        );
+        let gh = grad.block(b, h, lq, dh);
+        let ph = &p[bh * lq * lk..(bh + 1) * lq * lk];
+        let mut ds = Vec::<f32>::with_capacity(lq * lk);
+        let (lk_s, dh_s) = (lk as isize, dh as isize);
+        // SAFETY: blocks of the stated shapes; this task alone writes head `h` of batch
+        // `b` of `dq`, `dk` and `dv`; `ds` is written in full by the product before the
+        // softmax backward reads it.
+        unsafe {
+            // dv = pᵀ g
+            matmul(
+                (lk, dh, lq),
+                (dv_ptr.at((b * lk * nh + h) * dh), 1, row),
+                false,
+                (ph.as_ptr(), lk_s, 1),
+                (gh.as_ptr(), 1, dh_s),
+            );
+            // dp = g vᵀ (zero when the heads are empty), then ds = p ∘ (dp − rowsum(p ∘ dp))
+            if dh == 0 {
+                ds.resize(lq * lk, 0.0);
+            } else {
+                matmul(
+                    (lq, lk, dh),
+                    (ds.as_mut_ptr(), 1, lk_s),
+                    false,
+                    (gh.as_ptr(), 1, dh_s),
+                    (vh.as_ptr(), dh_s, 1),
+                );
+                ds.set_len(lq * lk);
+            }
+            softmax_backward_rows(ph, &mut ds, lk);
+            // dq = ds k
+            matmul(
+                (lq, dh, lk),
+                (dq_ptr.at((b * lq * nh + h) * dh), 1, row),
+                false,
+                (ds.as_ptr(), 1, lk_s),
+                (kh.as_ptr(), 1, dh_s),
+            );
+            // dk = dsᵀ q
+            matmul(
+                (lk, dh, lq),
+                (dk_ptr.at((b * lk * nh + h) * dh), 1, row),
+                false,
+                (ds.as_ptr(), lk_s, 1),
+                (qh.as_ptr(), 1, dh_s),
+            );
+        }
+    });
+    // SAFETY: every (batch, head) task wrote its rows of all three.
     unsafe { (dq.finish(), dk.finish(), dv.finish()) }
 }
 
