@@ -253,7 +253,28 @@ impl Bert {
         attention_mask: Tensor<2, Int>,
         token_type_ids: Tensor<2, Int>,
     ) -> Result<Tensor<3>> {
+        self.forward_embeds_from(inputs_embeds, attention_mask, token_type_ids, 0)
+    }
+
+    /// [`Bert::forward_embeds`] for the rows `from..L` only: `[B, L - from, d]`, equal to
+    /// `forward_embeds(..).slice([.., from..L])`. The last layer still attends over all `L`
+    /// keys and values but runs its queries, output map and feed-forward only on the rows
+    /// returned (with a prompt of length `from`, what a head reading the input's own
+    /// positions needs).
+    pub fn forward_embeds_from(
+        &self,
+        inputs_embeds: Tensor<3>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        from: usize,
+    ) -> Result<Tensor<3>> {
         let [b, l, d] = inputs_embeds.dims();
+        if from > l {
+            return Err(ModelError::Input {
+                name: "from".into(),
+                message: format!("first row {from} is past the sequence length {l}"),
+            });
+        }
         if l > self.config.max_position_embeddings {
             return Err(ModelError::Input {
                 name: "inputs_embeds".into(),
@@ -270,18 +291,26 @@ impl Bert {
             .forward(inputs_embeds + positions + types);
         let bias = mask_bias(attention_mask);
         let heads = self.config.num_attention_heads;
-        for layer in &self.layers {
-            let q = split_heads(layer.query.forward(hidden.clone()), heads);
+        let last = self.layers.len().saturating_sub(1);
+        if from > 0 && self.layers.is_empty() {
+            hidden = hidden.slice([0..b, from..l, 0..d]);
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let rows = match i == last && from > 0 {
+                true => hidden.clone().slice([0..b, from..l, 0..d]),
+                false => hidden.clone(),
+            };
+            let q = split_heads(layer.query.forward(rows.clone()), heads);
             let k = split_heads(layer.key.forward(hidden.clone()), heads);
-            let v = split_heads(layer.value.forward(hidden.clone()), heads);
+            let v = split_heads(layer.value.forward(hidden), heads);
             let context = merge_heads(attend(q, k, v, bias.clone()));
             let attended = layer
                 .attention_norm
-                .forward(layer.attention_output.forward(context) + hidden);
+                .forward(layer.attention_output.forward(context) + rows);
             let inner = self.act.apply(layer.intermediate.forward(attended.clone()));
             hidden = layer.output_norm.forward(layer.output.forward(inner) + attended);
         }
-        debug_assert_eq!(hidden.dims(), [b, l, d]);
+        debug_assert_eq!(hidden.dims(), [b, l - from, d]);
         Ok(hidden)
     }
 
@@ -298,6 +327,22 @@ impl Bert {
         let embeds = self.embed_tokens(input_ids);
         let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
         self.forward_embeds(embeds, mask, types)
+    }
+
+    /// [`Bert::forward`] returning only the input's own rows: `[B, S, d]`, equal to
+    /// `forward(..).slice([.., l..l+S])` for a prompt of length `l`, without the last layer's
+    /// work on the prompt rows (see [`Bert::forward_embeds_from`]).
+    pub fn forward_inputs(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<Tensor<3>> {
+        let from = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+        let embeds = self.embed_tokens(input_ids);
+        let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
+        self.forward_embeds_from(embeds, mask, types, from)
     }
 
     /// Number of scalars in the encoder.

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use burn::prelude::*;
 use mpt_models::io::{HostTensor, read_safetensors};
-use mpt_models::{Model, TextTokenizer, forward};
+use mpt_models::{Backbone, Model, TextTokenizer, forward};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -145,6 +145,58 @@ fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
     let out = forward::forward(&model, &inputs, None, &device).unwrap();
     assert_close("prompted.last_hidden_state", &out["last_hidden_state"], &refs["prompted.last_hidden_state"], 1e-4, 1e-4);
     assert_close("prompted.sentence_embedding", &out["sentence_embedding"], &refs["prompted.sentence_embedding"], 1e-5, 1e-4);
+
+    // Training heads read only the input's rows: the last layer skips the prompt rows' queries.
+    let Backbone::Bert(bert) = &model.backbone else { panic!("a BERT model") };
+    let (ids, [b, s]) = int2(&inputs["input_ids"]);
+    let (mask, _) = int2(&inputs["attention_mask"]);
+    let (types, _) = int2(&inputs["token_type_ids"]);
+    let (prompt, prompt_shape) = floats(&refs["soft_prompt"]);
+    let [l, d] = [prompt_shape[0], prompt_shape[1]];
+    let prompt = Tensor::<2>::from_data(TensorData::new(prompt.to_vec(), [l, d]), &device);
+    let int = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [b, s]), &device);
+    let rows = bert
+        .forward_inputs(int(ids), int(mask), int(types), Some(prompt.unsqueeze::<3>().expand([b, l, d])))
+        .unwrap();
+    let (want, want_shape) = floats(&refs["prompted.last_hidden_state"]);
+    let total = want_shape[1];
+    assert_eq!(total, l + s);
+    let want: Vec<f32> = want.chunks(total * d).flat_map(|batch| batch[l * d..].to_vec()).collect();
+    let want = HostTensor::F32 { data: want, shape: vec![b, s, d] };
+    assert_close("prompted.last_hidden_state[:, l:]", &HostTensor::from_float(rows), &want, 1e-4, 1e-4);
+}
+
+#[test]
+fn bert_input_rows_forward_has_the_gradients_of_the_full_forward() {
+    let device = Device::flex();
+    let model = Model::load(&fixture("bert-tiny"), &device).expect("model loads");
+    let Backbone::Bert(bert) = &model.backbone else { panic!("a BERT model") };
+    let refs = read_safetensors(&fixture("bert-tiny/reference.safetensors")).unwrap();
+    let (ids, [b, s]) = int2(&refs["input_ids"]);
+    let (mask, _) = int2(&refs["attention_mask"]);
+    let (l, d) = (5, bert.dim());
+    let int = |v: &[i64]| Tensor::<2, Int>::from_data(TensorData::new(v.to_vec(), [b, s]), &device);
+    let normal = |shape: [usize; 3]| Tensor::<3>::random(shape, burn::tensor::Distribution::Normal(0.0, 1.0), &device);
+    let (start, probe) = (normal([b, l, d]), normal([b, s, d]));
+    let grad = |rows_only: bool| {
+        let prompt = Tensor::<3>::from_data(start.to_data(), &device.clone().autodiff()).require_grad();
+        let (ids, mask, types) = (int(&ids), int(&mask), Tensor::zeros([b, s], &device));
+        let out = match rows_only {
+            true => bert.forward_inputs(ids, mask, types, Some(prompt.clone())).unwrap(),
+            false => bert.forward(ids, mask, types, Some(prompt.clone())).unwrap().slice([0..b, l..l + s, 0..d]),
+        };
+        let grads = (out.clone() * probe.clone()).sum().backward();
+        let grad = prompt.grad(&grads).expect("the prompt is tracked");
+        (HostTensor::from_float(out.without_autodiff()), HostTensor::from_float(grad))
+    };
+    let ((out, got), (want_out, want)) = (grad(true), grad(false));
+    assert_close("input rows", &out, &want_out, 1e-5, 1e-5);
+    assert_close("prompt gradient", &got, &want, 1e-5, 1e-4);
+}
+
+fn int2(t: &HostTensor) -> (Vec<i64>, [usize; 2]) {
+    let (data, shape) = ints(t);
+    (data.to_vec(), [shape[0], shape[1]])
 }
 
 #[test]

@@ -121,15 +121,13 @@ impl Heads {
             }
             Backbone::Bert(m) => {
                 let (table, spans) = self.labels.as_ref().expect("encoder heads carry label embeddings");
-                let l = prompt.dims()[1];
-                let hidden = m.forward(
+                let input_hidden = m.forward_inputs(
                     batch.input_ids.clone(),
                     batch.attention_mask.clone(),
                     batch.token_type_ids.clone(),
                     Some(prompt),
                 )?;
-                let [_, total, d] = hidden.dims();
-                let input_hidden = hidden.slice([0..b, l..total, 0..d]);
+                let d = input_hidden.dims()[2];
                 let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
                 let width = batch.tasks.iter().map(|&t| spans[t].1).max().unwrap_or(1);
                 let mut index = Vec::with_capacity(b * width);
