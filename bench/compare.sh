@@ -13,6 +13,9 @@
 #   PYTHON=.venv/bin/python   Python with the pinned torch/transformers/peft (scripts/requirements.txt)
 #   STEPS=10 WARMUP=2         timed / untimed steps per run (--quick: STEPS=3 WARMUP=1)
 #   PROMPT_LEN=100 BATCH=8 SEQ_LEN=128
+#   ROUNDS=1                  runs of each side per stage, alternating (odd rounds mpt first, even
+#                             rounds the reference first); the table gives each side's median over
+#                             the rounds and the range of the per-round ratios
 #   STAGES="teacher distill adapt eval"
 #   MODELS="models/all-MiniLM-L6-v2 models/t5-base-random"
 #   DEVICE=cpu                mpt --device (cpu, wgpu, tch-cpu, tch-cuda, cuda[:N])
@@ -30,7 +33,7 @@ if [[ "${1:-}" == "--quick" ]]; then
     STEPS="${STEPS:-3}"
     WARMUP="${WARMUP:-1}"
 elif [[ -n "${1:-}" ]]; then
-    sed -n '2,27p' "$0"
+    sed -n '2,30p' "$0"
     exit 2
 fi
 
@@ -42,6 +45,7 @@ PROMPT_LEN="${PROMPT_LEN:-100}"
 BATCH="${BATCH:-8}"
 SEQ_LEN="${SEQ_LEN:-128}"
 STAGES="${STAGES:-teacher distill adapt eval}"
+ROUNDS="${ROUNDS:-1}"
 MODELS="${MODELS:-models/all-MiniLM-L6-v2 models/t5-base-random}"
 DEVICE="${DEVICE:-cpu}"
 if [[ -z "${REF_DEVICE:-}" ]]; then
@@ -72,9 +76,25 @@ fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
 
+# run_mpt / run_ref NAME STAGE ROUND: one run of one side; reads $model and $args.
+run_mpt() {
+    local base="$OUT_DIR/$1.$2.mpt.$3"
+    echo "== $1 $2 round $3: mpt ($(load))"
+    "${mpt_env[@]}" "$MPT" bench "${args[@]}" --device "$DEVICE" >"$base.out" 2>"$base.err" \
+        || echo "   mpt failed (see $base.err)"
+    grep '^{' "$base.out" | tail -n 1 >"$base.json"
+}
+run_ref() {
+    local base="$OUT_DIR/$1.$2.ref.$3"
+    echo "== $1 $2 round $3: pytorch+peft ($(load))"
+    "$PYTHON" bench/reference/peft_bench.py "${args[@]}" --device "$REF_DEVICE" "${ref_threads[@]}" \
+        >"$base.out" 2>"$base.err" || echo "   reference failed (see $base.err)"
+    grep '^{' "$base.out" | tail -n 1 >"$base.json"
+}
+
 echo "mpt: $MPT"
 echo "reference: $PYTHON bench/reference/peft_bench.py"
-echo "steps $STEPS (+$WARMUP warm-up), prompt $PROMPT_LEN, batch $BATCH, seq $SEQ_LEN, device $DEVICE / $REF_DEVICE, threads ${THREADS:-default}"
+echo "rounds $ROUNDS, steps $STEPS (+$WARMUP warm-up), prompt $PROMPT_LEN, batch $BATCH, seq $SEQ_LEN, device $DEVICE / $REF_DEVICE, threads ${THREADS:-default}"
 echo "cpu: $(nproc) cores; load average at start: $(load)"
 echo "results: $OUT_DIR"
 echo "load_start $(load)" >"$OUT_DIR/load.txt"
@@ -100,16 +120,15 @@ for model in $MODELS; do
     for stage in $STAGES; do
         args=(--model "$model" --stage "$stage" --prompt-len "$PROMPT_LEN" --batch "$BATCH"
             --seq-len "$SEQ_LEN" --steps "$STEPS" --warmup "$WARMUP" --json)
-        echo "== $name $stage: mpt ($(load))"
-        "${mpt_env[@]}" "$MPT" bench "${args[@]}" --device "$DEVICE" \
-            >"$OUT_DIR/$name.$stage.mpt.out" 2>"$OUT_DIR/$name.$stage.mpt.err" \
-            || echo "   mpt failed (see $OUT_DIR/$name.$stage.mpt.err)"
-        grep '^{' "$OUT_DIR/$name.$stage.mpt.out" | tail -n 1 >"$OUT_DIR/$name.$stage.mpt.json"
-        echo "== $name $stage: pytorch+peft ($(load))"
-        "$PYTHON" bench/reference/peft_bench.py "${args[@]}" --device "$REF_DEVICE" "${ref_threads[@]}" \
-            >"$OUT_DIR/$name.$stage.ref.out" 2>"$OUT_DIR/$name.$stage.ref.err" \
-            || echo "   reference failed (see $OUT_DIR/$name.$stage.ref.err)"
-        grep '^{' "$OUT_DIR/$name.$stage.ref.out" | tail -n 1 >"$OUT_DIR/$name.$stage.ref.json"
+        for ((round = 1; round <= ROUNDS; round++)); do
+            if ((round % 2 == 1)); then
+                run_mpt "$name" "$stage" "$round"
+                run_ref "$name" "$stage" "$round"
+            else
+                run_ref "$name" "$stage" "$round"
+                run_mpt "$name" "$stage" "$round"
+            fi
+        done
     done
 done
 echo "load_end $(load)" >>"$OUT_DIR/load.txt"
@@ -130,17 +149,32 @@ def f(v, fmt):
     return format(v, fmt) if isinstance(v, (int, float)) else "—"
 
 load = dict(line.split(" ", 1) for line in (out / "load.txt").read_text().splitlines() if " " in line)
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    return None if n == 0 else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
+
+def runs(name, stage, side):
+    return [d for d in (read(p) for p in sorted(out.glob(f"{name}.{stage}.{side}.*.json"))) if d]
+
 rows = []
 for model in models:
     name = Path(model).name
     for stage in stages:
-        m = read(out / f"{name}.{stage}.mpt.json")
-        r = read(out / f"{name}.{stage}.ref.json")
-        g = lambda d, k: d.get(k) if d else None
-        me, re_ = g(m, "examples_per_sec"), g(r, "examples_per_sec")
+        m, r = runs(name, stage, "mpt"), runs(name, stage, "ref")
+        col = lambda ds, k: median([d[k] for d in ds if isinstance(d.get(k), (int, float))])
+        me, re_ = col(m, "examples_per_sec"), col(r, "examples_per_sec")
         ratio = me / re_ if me and re_ else None
-        rows.append((name, stage, me, re_, ratio, g(m, "step_ms_median"), g(r, "step_ms_median"),
-                     g(m, "peak_rss_mb"), g(r, "peak_rss_mb"), g(r, "rss_after_import_mb")))
+        pairs = sorted({int(p.name.split(".")[-2]) for p in out.glob(f"{name}.{stage}.*.json")})
+        per_round = []
+        for k in pairs:
+            a, b = read(out / f"{name}.{stage}.mpt.{k}.json"), read(out / f"{name}.{stage}.ref.{k}.json")
+            if a and b and a.get("examples_per_sec") and b.get("examples_per_sec"):
+                per_round.append(a["examples_per_sec"] / b["examples_per_sec"])
+        spread = f"{min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1 else "—"
+        peak = lambda ds, k: max((d[k] for d in ds if isinstance(d.get(k), (int, float))), default=None)
+        rows.append((name, stage, me, re_, ratio, spread, col(m, "step_ms_median"), col(r, "step_ms_median"),
+                     peak(m, "peak_rss_mb"), peak(r, "peak_rss_mb"), peak(r, "rss_after_import_mb")))
 
 any_ref = next((read(p) for p in sorted(out.glob("*.ref.json")) if read(p)), None)
 print(f"# mpt bench vs PyTorch + PEFT\n")
@@ -151,10 +185,11 @@ if any_ref:
           f"prompt {any_ref['prompt_len']}, batch {any_ref['batch']}, seq {any_ref['seq_len']}, "
           f"{any_ref['steps']} timed + {any_ref['warmup']} warm-up steps")
 print(f"load average (1/5/15 min): start {load.get('load_start', '?')}, end {load.get('load_end', '?')}\n")
-print("| model | stage | ex/s mpt | ex/s pytorch | ratio mpt/pytorch | step ms mpt | step ms pytorch | peak RSS MiB mpt | peak RSS MiB pytorch (after imports) |")
-print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-for name, stage, me, re_, ratio, sm, sr, pm, pr, pi in rows:
-    print(f"| {name} | {stage} | {f(me, '.2f')} | {f(re_, '.2f')} | {f(ratio, '.2f')} | {f(sm, '.0f')} | "
+print("| model | stage | ex/s mpt | ex/s pytorch | ratio mpt/pytorch | per-round ratios | step ms mpt | step ms pytorch | peak RSS MiB mpt | peak RSS MiB pytorch (after imports) |")
+print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+for name, stage, me, re_, ratio, spread, sm, sr, pm, pr, pi in rows:
+    print(f"| {name} | {stage} | {f(me, '.2f')} | {f(re_, '.2f')} | {f(ratio, '.2f')} | {spread} | {f(sm, '.0f')} | "
           f"{f(sr, '.0f')} | {f(pm, '.0f')} | {f(pr, '.0f')} ({f(pi, '.0f')}) |")
-print("\nratio > 1: mpt has the higher throughput (examples/s at the median step).")
+print("\nratio > 1: mpt has the higher throughput (examples/s at the median step; with several rounds,")
+print("the median over rounds of each side). Peak RSS: the highest over the rounds.")
 PY
