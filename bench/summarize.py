@@ -4,19 +4,13 @@
 Usage: bench/summarize.py OUT_DIR ["MODEL_DIRS" "STAGES"]
 Without the two lists, the models and stages are the ones found in OUT_DIR.
 """
-import json, sys
+import json, statistics, sys
 from pathlib import Path
 
 if len(sys.argv) not in (2, 4):
     sys.exit(__doc__)
 out = Path(sys.argv[1])
-if len(sys.argv) == 4:
-    models, stages = sys.argv[2].split(), sys.argv[3].split()
-else:
-    # NAME.STAGE.SIDE.ROUND.json, in the order compare.sh writes them
-    found = sorted(out.glob("*.*.*.*.json"), key=lambda p: p.stat().st_mtime)
-    models = list(dict.fromkeys(p.name.split(".")[0] for p in found))
-    stages = list(dict.fromkeys(p.name.split(".")[1] for p in found))
+
 
 def read(path):
     try:
@@ -24,38 +18,60 @@ def read(path):
     except (OSError, ValueError):
         return None
 
+
 def f(v, fmt):
     return format(v, fmt) if isinstance(v, (int, float)) else "—"
 
+
+# NAME.STAGE.SIDE.ROUND.json (SIDE mpt or ref), in the order compare.sh wrote them:
+# results[(name, stage, side)][round] = that run's JSON.
+results = {}
+for path in sorted(out.glob("*.*.*.*.json"), key=lambda p: p.stat().st_mtime):
+    name, stage, side, rnd, _ = path.name.rsplit(".", 4)
+    data = read(path)
+    if data and rnd.isdigit():
+        results.setdefault((name, stage, side), {})[int(rnd)] = data
+if len(sys.argv) == 4:
+    models, stages = sys.argv[2].split(), sys.argv[3].split()
+else:
+    models = list(dict.fromkeys(name for name, _, _ in results))
+    stages = list(dict.fromkeys(stage for _, stage, _ in results))
+
+
+def values(runs, key):
+    return [d[key] for d in runs.values() if isinstance(d.get(key), (int, float))]
+
+
+def median(runs, key):
+    v = values(runs, key)
+    return statistics.median(v) if v else None
+
+
+def peak(runs, key):
+    return max(values(runs, key), default=None)
+
+
 load = dict(line.split(" ", 1) for line in (out / "load.txt").read_text().splitlines() if " " in line)
-def median(values):
-    values = sorted(values)
-    n = len(values)
-    return None if n == 0 else (values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2)
-
-def runs(name, stage, side):
-    return [d for d in (read(p) for p in sorted(out.glob(f"{name}.{stage}.{side}.*.json"))) if d]
-
 rows = []
 for model in models:
     name = Path(model).name
     for stage in stages:
-        m, r = runs(name, stage, "mpt"), runs(name, stage, "ref")
-        col = lambda ds, k: median([d[k] for d in ds if isinstance(d.get(k), (int, float))])
-        me, re_ = col(m, "examples_per_sec"), col(r, "examples_per_sec")
+        m, r = results.get((name, stage, "mpt"), {}), results.get((name, stage, "ref"), {})
+        me, re_ = median(m, "examples_per_sec"), median(r, "examples_per_sec")
         ratio = me / re_ if me and re_ else None
-        pairs = sorted({int(p.name.split(".")[-2]) for p in out.glob(f"{name}.{stage}.*.json")})
-        per_round = []
-        for k in pairs:
-            a, b = read(out / f"{name}.{stage}.mpt.{k}.json"), read(out / f"{name}.{stage}.ref.{k}.json")
-            if a and b and a.get("examples_per_sec") and b.get("examples_per_sec"):
-                per_round.append(a["examples_per_sec"] / b["examples_per_sec"])
+        per_round = [m[k]["examples_per_sec"] / r[k]["examples_per_sec"] for k in sorted(m.keys() & r.keys())
+                     if m[k].get("examples_per_sec") and r[k].get("examples_per_sec")]
         spread = f"{min(per_round):.2f}–{max(per_round):.2f}" if len(per_round) > 1 else "—"
-        peak = lambda ds, k: max((d[k] for d in ds if isinstance(d.get(k), (int, float))), default=None)
-        rows.append((name, stage, me, re_, ratio, spread, col(m, "step_ms_median"), col(r, "step_ms_median"),
+        rows.append((name, stage, me, re_, ratio, spread, median(m, "step_ms_median"), median(r, "step_ms_median"),
                      peak(m, "peak_rss_mb"), peak(r, "peak_rss_mb"), peak(r, "rss_after_import_mb")))
 
-any_ref = next((read(p) for p in sorted(out.glob("*.ref.*.json")) if read(p)), None)
+
+def first(side):
+    return next((d for (_, _, s), runs in results.items() if s == side for d in runs.values()), None)
+
+
+any_ref, any_mpt = first("ref"), first("mpt")
+rounds = max((k for runs in results.values() for k in runs), default=0)
 print(f"# mpt bench vs PyTorch + PEFT\n")
 if any_ref:
     v = any_ref["versions"]
@@ -63,8 +79,6 @@ if any_ref:
           f"{any_ref['threads']} torch threads, device {any_ref['device']}; "
           f"prompt {any_ref['prompt_len']}, batch {any_ref['batch']}, seq {any_ref['seq_len']}, "
           f"{any_ref['steps']} timed + {any_ref['warmup']} warm-up steps")
-any_mpt = next((read(p) for p in sorted(out.glob("*.mpt.*.json")) if read(p)), None)
-rounds = max((int(p.name.split(".")[-2]) for p in out.glob("*.*.*.*.json")), default=0)
 print(f"mpt: device {any_mpt.get('device') if any_mpt else '?'}; {rounds} round(s) per stage, "
       "the two sides alternating which runs first")
 print(f"load average (1/5/15 min): start {load.get('load_start', '?')}, end {load.get('load_end', '?')}\n")
