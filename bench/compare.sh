@@ -76,7 +76,7 @@ fi
 
 load() { cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || uptime; }
 
-# run_mpt / run_ref NAME STAGE ROUND: one run of one side; reads $model and $args.
+# run_mpt / run_ref NAME STAGE ROUND: one run of one side with the arguments in $args.
 run_mpt() {
     local base="$OUT_DIR/$1.$2.mpt.$3"
     echo "== $1 $2 round $3: mpt ($(load))"
