@@ -33,7 +33,7 @@ if [[ "${1:-}" == "--quick" ]]; then
     STEPS="${STEPS:-3}"
     WARMUP="${WARMUP:-1}"
 elif [[ -n "${1:-}" ]]; then
-    sed -n '2,30p' "$0"
+    awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0"
     exit 2
 fi
 
