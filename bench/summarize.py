@@ -79,7 +79,8 @@ if any_ref:
           f"{any_ref['threads']} torch threads, device {any_ref['device']}; "
           f"prompt {any_ref['prompt_len']}, batch {any_ref['batch']}, seq {any_ref['seq_len']}, "
           f"{any_ref['steps']} timed + {any_ref['warmup']} warm-up steps")
-print(f"mpt: device {any_mpt.get('device') if any_mpt else '?'}; {rounds} round(s) per stage, "
+kernel = f" (linear products: {any_mpt['linear_kernel']})" if any_mpt and "linear_kernel" in any_mpt else ""
+print(f"mpt: device {any_mpt.get('device') if any_mpt else '?'}{kernel}; {rounds} round(s) per stage, "
       "the two sides alternating which runs first")
 print(f"load average (1/5/15 min): start {load.get('load_start', '?')}, end {load.get('load_end', '?')}\n")
 print("| model | stage | ex/s mpt | ex/s pytorch | ratio mpt/pytorch | per-round ratios | step ms mpt | step ms pytorch | peak RSS MiB mpt | peak RSS MiB pytorch (after imports) |")

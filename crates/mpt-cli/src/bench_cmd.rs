@@ -68,6 +68,9 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         });
         if let (Some(v), Some(e)) = (value.as_object_mut(), extra.as_object()) {
             v.extend(e.clone());
+            if args.device == "cpu" {
+                v.insert("linear_kernel".into(), mpt_models::fused::flex_linear_kernel()?.into());
+            }
         }
         println!("{}", serde_json::to_string(&value)?);
     } else {

@@ -31,7 +31,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
     }
     let _ = index;
     Ok(match base {
-        "cpu" => Device::flex(),
+        "cpu" => {
+            // An `MPT_BLAS` naming an unusable library is an error here, before any work.
+            let kernel = mpt_models::fused::flex_linear_kernel()?;
+            tracing::info!("flex linear products on {kernel}");
+            Device::flex()
+        }
         #[cfg(feature = "wgpu")]
         "wgpu" => Device::wgpu(DeviceKind::DefaultDevice),
         #[cfg(feature = "tch")]

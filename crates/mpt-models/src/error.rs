@@ -102,6 +102,14 @@ pub enum ModelError {
         /// The tokenizers crate's message.
         message: String,
     },
+    /// `MPT_BLAS` names a library that cannot be used for flex's linear products.
+    #[error("MPT_BLAS={setting}: {reason}; expected `auto`, `off` or the path of a 32-bit-integer OpenBLAS (libopenblas.so.0) at version 0.3.7 or later")]
+    Blas {
+        /// The variable's value.
+        setting: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A forward input is malformed (wrong rank, shape or id range).
     #[error("invalid input `{name}`: {message}")]
     Input {

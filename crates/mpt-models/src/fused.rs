@@ -8,7 +8,8 @@
 //!
 //! - flex: forward and backward are one pass over the rows each, with vectorised `exp`/`erf`
 //!   ([`cpu`]); attention runs one (batch, head) pair per task, gemm calls around that softmax
-//!   ([`cpu::attention`]); linear maps run in row blocks on gemm's kernels ([`cpu::linear`]).
+//!   ([`cpu::attention`]); linear maps run in row blocks on OpenBLAS's `sgemm` when the system
+//!   has OpenBLAS, on gemm's kernels otherwise ([`cpu::linear`], [`cpu::blas`]; `MPT_BLAS`).
 //! - libtorch (feature `tch`): torch's own kernels: `softmax`/`_softmax_backward_data`,
 //!   `layer_norm`, `gelu`/`gelu_backward`, `linear`, the flash-attention CPU kernels forward
 //!   and backward, a few torch ops for the norms' input gradients.
@@ -119,6 +120,13 @@ pub trait AttentionKernels: Backend {
         saved: FloatTensor<Self>,
         grad: FloatTensor<Self>,
     ) -> [FloatTensor<Self>; 3];
+}
+
+/// What flex's linear maps multiply with, as `MPT_BLAS` selects (unset or `auto`: the system's
+/// OpenBLAS if there is one, `off`: the gemm crate, a path: that OpenBLAS): a description for
+/// logs and benchmark records, or the error of an `MPT_BLAS` that names an unusable library.
+pub fn flex_linear_kernel() -> crate::Result<String> {
+    cpu::blas::linear_kernel()
 }
 
 /// Whether the fused path is on (`MPT_FUSED=0` turns it off).

@@ -9,6 +9,7 @@
 //! Rows are split across rayon's threads.
 
 pub mod attention;
+pub mod blas;
 pub mod linear;
 
 use std::mem::MaybeUninit;
@@ -61,6 +62,26 @@ unsafe fn matmul(
             false,
             gemm::Parallelism::None,
         )
+    }
+}
+
+/// [`matmul`] on OpenBLAS when one is loaded ([`blas::openblas`]) and CBLAS can express the
+/// operands' layout, on gemm otherwise.
+///
+/// # Safety
+/// As [`matmul`].
+unsafe fn matmul_blas(
+    dims: (usize, usize, usize),
+    dst: (*mut f32, isize, isize),
+    accumulate: bool,
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: the caller's guarantees, passed on.
+    unsafe {
+        if !blas::openblas().is_some_and(|b| b.matmul(dims, dst, accumulate, lhs, rhs)) {
+            matmul(dims, dst, accumulate, lhs, rhs)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! Flex's linear maps with a constant weight: `x W (+ b)` and the input gradient `g Wᵀ`.
 //!
-//! The rows of `x` are split into blocks of a few hundred, one single-threaded `gemm` call per
-//! block spread over rayon's threads (each block's slice of `x` and of the output stays in
+//! The rows of `x` are split into blocks of a few hundred, one single-threaded product per
+//! block (OpenBLAS's `sgemm` when one is loaded, else gemm's; [`super::blas`]) spread over
+//! rayon's threads (each block's slice of `x` and of the output stays in
 //! cache while it is multiplied), and the bias is written into the output before the product
 //! is accumulated onto it, so there is neither a zero-filled output nor a second pass to add
 //! the bias.
@@ -10,7 +11,7 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{filled, matmul};
+use super::{filled, matmul_blas};
 
 /// Rows per block: small enough that a block of `x` and of the output stay in L2 next to the
 /// weight's packed panels, large enough to amortise packing the weight once per block.
@@ -60,7 +61,7 @@ fn product(
                 // given); `x` is `[block rows, k]` row-major; `m` covers `[k, n]` at strides
                 // (`rs`, `cs`) (checked above).
                 unsafe {
-                    matmul(
+                    matmul_blas(
                         (x.len() / k, n, k),
                         (out.as_mut_ptr().cast::<f32>(), 1, n as isize),
                         bias.is_some(),
