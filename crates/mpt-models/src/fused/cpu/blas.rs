@@ -132,7 +132,8 @@ pub fn load(setting: &str) -> Result<Option<OpenBlas>, String> {
 }
 
 fn open(name: &str) -> Result<OpenBlas, String> {
-    // SAFETY: loading runs the library's initialisers; OpenBLAS's set up its thread pool.
+    // SAFETY: loading runs the library's initialisers (OpenBLAS's start its thread pool, which
+    // stays idle at one thread).
     let lib = unsafe { libloading::Library::new(name) }.map_err(|e| e.to_string())?;
     let symbol_error = |symbol: &str, e: libloading::Error| {
         format!("{name} is not an OpenBLAS library (no `{symbol}`: {e}); expected libopenblas")
