@@ -22,10 +22,16 @@ fn s(p: &Path) -> &str {
 
 /// Runs `mpt ARGS` in `dir`.
 fn mpt_in(dir: &Path, args: &[&str]) -> Output {
+    mpt_env(dir, args, &[])
+}
+
+/// Runs `mpt ARGS` in `dir` with the variables `env` set.
+fn mpt_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_mpt"))
         .args(args)
         .current_dir(dir)
         .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
         .output()
         .expect("the mpt binary runs")
 }
@@ -305,6 +311,43 @@ fn backends_not_compiled_in_are_reported() {
     );
     assert!(err.contains("unknown --device \"tpu\"") && err.contains("cpu"), "{err}");
     assert!(!out.exists());
+}
+
+// ---------------------------------------------------------------------------------------------
+// mpt bench
+
+#[test]
+fn bench_records_the_linear_kernel_and_rejects_an_unusable_mpt_blas() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bert = fixture("bert-tiny");
+    let args = [
+        "bench", "--model", s(&bert), "--stage", "teacher", "--prompt-len", "4", "--batch", "2", "--seq-len", "8",
+        "--steps", "2", "--warmup", "0", "--json",
+    ];
+    let json = |env: &[(&str, &str)]| -> Value {
+        let out = mpt_env(tmp.path(), &args, env);
+        assert!(out.status.success(), "{env:?}: {}", show(&args, &out));
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let off = json(&[("MPT_BLAS", "off")]);
+    assert_eq!(off["linear_kernel"], "gemm crate", "{off}");
+    assert!(off["examples_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{off}");
+    let auto = json(&[("MPT_BLAS", "auto")]);
+    let kernel = auto["linear_kernel"].as_str().expect("a string");
+    if std::env::var("MPT_REQUIRE_OPENBLAS").is_ok_and(|v| v == "1") {
+        assert!(kernel.starts_with("OpenBLAS ") && kernel.contains(" from libopenblas"), "{kernel}");
+    } else {
+        assert!(kernel == "gemm crate" || kernel.starts_with("OpenBLAS "), "{kernel}");
+    }
+
+    // Refused when the device is set up, before any step (the plain-text report included).
+    let missing = "/nonexistent/libopenblas.so.0";
+    let text = &args[..args.len() - 1];
+    let out = mpt_env(tmp.path(), text, &[("MPT_BLAS", missing)]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(text, &out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("MPT_BLAS={missing}")) && err.contains("expected `auto`, `off`"), "{err}");
+    assert!(out.stdout.is_empty(), "no result on a bad MPT_BLAS: {}", show(text, &out));
 }
 
 // ---------------------------------------------------------------------------------------------
