@@ -136,7 +136,7 @@ fn open(name: &str) -> Result<OpenBlas, String> {
     // stays idle at one thread).
     let lib = unsafe { libloading::Library::new(name) }.map_err(|e| e.to_string())?;
     let symbol_error = |symbol: &str, e: libloading::Error| {
-        format!("{name} is not an OpenBLAS library (no `{symbol}`: {e}); expected libopenblas")
+        format!("{name} is not an OpenBLAS library (no `{symbol}`: {e})")
     };
     // SAFETY: the symbols are looked up with OpenBLAS's C signatures.
     let (config, set_threads, sgemm) = unsafe {
@@ -172,7 +172,7 @@ pub fn check_config(config: &str) -> Result<(), String> {
     if numbers.len() < 3 || (numbers[0], numbers[1], numbers[2]) < (0, 3, 7) {
         return Err(format!("OpenBLAS {version} is too old; 0.3.7 or later is needed (calls from several threads)"));
     }
-    if config.split_whitespace().any(|w| w == "USE64BITINT") {
+    if words.any(|w| w == "USE64BITINT") {
         return Err("a 64-bit-integer (USE64BITINT) build; a 32-bit-integer OpenBLAS is needed".to_string());
     }
     Ok(())
