@@ -210,7 +210,8 @@ pub fn run(
     let stage = format!("adapt {}", config.targets.join("+"));
     let autodiff = device.clone().autodiff();
     let seed = config.train.seed;
-    let plain = |values: Tensor<2>| SoftPrompt::new(values.require_grad());
+    let fresh_heads = || if config.head.trains_linear(backbone) { heads.initial_classifiers(&autodiff) } else { Vec::new() };
+    let plain = |values: Tensor<2>| SoftPrompt::new(values.require_grad()).with_classifiers(fresh_heads());
     let (tensors, metrics) = match (&config.method, &source) {
         (Method::Mpt { init, fresh }, Some(artifact)) if artifact.meta.layout == Layout::Multitask => {
             let module = target_from_multitask(artifact, init, *fresh, tau, seed, &autodiff)?;
@@ -218,7 +219,8 @@ pub fn run(
                 module.prompt_embeddings.val().require_grad(),
                 module.prefix_task_cols.val().require_grad(),
                 module.prefix_task_rows.val().require_grad(),
-            )?;
+            )?
+            .with_classifiers(fresh_heads());
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
             let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)

@@ -6,7 +6,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use mpt_data::DataRoot;
 use mpt_models::Model;
-use mpt_train::{Selection, TrainConfig};
+use mpt_train::{HeadConfig, HeadKind, Selection, TrainConfig};
 use serde::de::DeserializeOwned;
 
 use crate::device::parse_device;
@@ -74,9 +74,23 @@ pub struct TrainArgs {
     /// Evaluate on at most N test examples.
     #[arg(long)]
     pub max_test: Option<usize>,
+    /// Encoder head: linear (a trained classifier per task, counted in the tunable numbers)
+    /// or verbalizer (frozen label-word scores, the prompt alone is trained).
+    #[arg(long, value_parser = |s: &str| s.parse::<HeadKind>())]
+    pub head: Option<HeadKind>,
+    /// Linear learning-rate warm-up steps.
+    #[arg(long)]
+    pub warmup: Option<usize>,
 }
 
 impl TrainArgs {
+    /// Applies the head override.
+    pub fn apply_head(&self, head: &mut HeadConfig) {
+        if let Some(kind) = self.head {
+            head.kind = kind;
+        }
+    }
+
     /// Applies the overrides.
     pub fn apply(&self, train: &mut TrainConfig, data: &mut Selection) {
         if let Some(v) = self.steps {
@@ -88,6 +102,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.lr {
             train.learning_rate = v;
+        }
+        if let Some(v) = self.warmup {
+            train.warmup_steps = v;
         }
         if let Some(v) = self.eval_every {
             train.eval_every = v;

@@ -76,6 +76,7 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
         config.init = parse_init(init)?;
     }
     args.train.apply(&mut config.train, &mut config.data);
+    args.train.apply_head(&mut config.head);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_teacher::run(&model, &root, &config, &args.out, &device, &bars)?;
@@ -173,6 +174,7 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         config.prompt_length = args.prompt_len;
     }
     args.train.apply(&mut config.train, &mut config.data);
+    args.train.apply_head(&mut config.head);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_distill::run(&model, &root, &config, &args.teachers, &args.out, &device, &bars)?;
@@ -261,6 +263,7 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
         config.prompt_length = Some(20);
     }
     args.train.apply(&mut config.train, &mut config.data);
+    args.train.apply_head(&mut config.head);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_adapt::run(&model, &root, &config, args.from.as_deref(), &args.out, &device, &bars)?;
@@ -297,6 +300,9 @@ pub struct EvalArgs {
     /// Write results as JSON here (and markdown next to it, .md).
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Skip the majority-class and no-prompt scores beside each result.
+    #[arg(long)]
+    pub no_baselines: bool,
 }
 
 /// Runs `mpt eval`.
@@ -318,6 +324,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
             decoding: if args.greedy { Decoding::Greedy } else { Decoding::Rank },
             lengths: Default::default(),
             head: HeadConfig::default(),
+            baselines: !args.no_baselines,
         };
         if let Some(v) = args.max_len {
             config.lengths.max_input = v;

@@ -9,6 +9,8 @@
 //!   `metrics`, `created_with`, `tensors_sha256`.
 //! - `tensors.safetensors`: `prompt_embeddings` `[l, d]`; the multitask layout adds
 //!   `prefix_task_cols` `[T, l, r]` and `prefix_task_rows` `[T, r, d]` with T = `tasks.len()`.
+//!   A trained linear head adds `classifier.{k}.weight` `[C_k, d]` and `classifier.{k}.bias`
+//!   `[C_k]` for every task k < T.
 //!
 //! `id` = sha256 over the tensors file's bytes followed by the canonical (key-sorted,
 //! compact) JSON of `config`. Artifacts are written to a temporary sibling folder and renamed
@@ -25,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CoreError, Result};
-use crate::prompt::{MultitaskPrompt, PromptParams, SoftPrompt};
+use crate::prompt::{Classifier, MultitaskPrompt, PromptParams, SoftPrompt, classifier_names};
 
 /// The `format` string of every artifact.
 pub const FORMAT: &str = "mpt-artifact";
@@ -235,6 +237,7 @@ fn describe_tensors(
             message: format!("shape {prompt:?}, expected rank 2 [l, d]"),
         });
     };
+    check_classifiers(path, tensors, tasks, d)?;
     match (dims_of(tensors, "prefix_task_cols"), dims_of(tensors, "prefix_task_rows")) {
         (None, None) => Ok((Layout::Prompt, l, d, 0)),
         (Some(cols), Some(rows)) => {
@@ -260,6 +263,65 @@ fn describe_tensors(
             message: "missing; the multitask layout needs both prefix_task_cols and prefix_task_rows".into(),
         }),
     }
+}
+
+/// Number of tasks with a stored head: 0 (frozen head) or all `tasks`, each
+/// `classifier.{k}.weight` `[C, d]` beside `classifier.{k}.bias` `[C]` with C ≥ 2. Any other
+/// tensor name is refused.
+fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks: usize, d: usize) -> Result<usize> {
+    let bad = |tensor: &str, message: String| CoreError::Tensor {
+        path: path.to_path_buf(),
+        tensor: tensor.into(),
+        message,
+    };
+    let known = ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"];
+    let heads = tensors.keys().filter(|n| n.starts_with("classifier.")).count();
+    for name in tensors.keys() {
+        if known.contains(&name.as_str()) || name.starts_with("classifier.") {
+            continue;
+        }
+        return Err(bad(name, "unknown tensor; expected prompt_embeddings, prefix_task_cols/rows or classifier.K.weight/bias".into()));
+    }
+    if heads == 0 {
+        return Ok(0);
+    }
+    for k in 0..tasks {
+        let (w, b) = classifier_names(k);
+        let weight = dims_of(tensors, &w).ok_or_else(|| bad(&w, format!("missing; a trained head is stored for every one of the {tasks} task(s)")))?;
+        let &[c, wd] = weight.as_slice() else {
+            return Err(bad(&w, format!("shape {weight:?}, expected [C, {d}]")));
+        };
+        if wd != d || c < 2 {
+            return Err(bad(&w, format!("shape {weight:?}, expected [C, {d}] with C ≥ 2")));
+        }
+        let bias = dims_of(tensors, &b).ok_or_else(|| bad(&b, format!("missing beside {w}")))?;
+        if bias != [c] {
+            return Err(CoreError::TensorShape {
+                path: path.to_path_buf(),
+                tensor: b,
+                expected: vec![c],
+                found: bias,
+            });
+        }
+    }
+    if heads != 2 * tasks {
+        let extra = tensors
+            .keys()
+            .find(|n| n.starts_with("classifier.") && (0..tasks).all(|k| classifier_names(k).0 != **n && classifier_names(k).1 != **n))
+            .cloned()
+            .unwrap_or_default();
+        return Err(bad(&extra, format!("not a head of one of the artifact's {tasks} task(s)")));
+    }
+    Ok(tasks)
+}
+
+/// Scalars in the stored heads.
+fn head_scalars(tensors: &BTreeMap<String, HostTensor>) -> usize {
+    tensors
+        .iter()
+        .filter(|(n, _)| n.starts_with("classifier."))
+        .map(|(_, t)| t.shape().iter().product::<usize>())
+        .sum()
 }
 
 /// `.NAME.KIND-PID` next to `dir`.
@@ -314,10 +376,11 @@ impl Artifact {
         let bytes = to_safetensors_bytes(&new.tensors, None)?;
         let tensors_sha256 = sha256_hex(&[&bytes]);
         let id = sha256_hex(&[&bytes, canonical_json(&new.config).as_bytes()]);
-        let tunable_params = match layout {
-            Layout::Prompt => l * d,
-            Layout::Multitask => l * d + new.tasks.len() * r * (l + d),
-        };
+        let tunable_params = head_scalars(&new.tensors)
+            + match layout {
+                Layout::Prompt => l * d,
+                Layout::Multitask => l * d + new.tasks.len() * r * (l + d),
+            };
         let meta = ArtifactMeta {
             format: FORMAT.into(),
             version: VERSION,
@@ -469,17 +532,39 @@ impl Artifact {
         }
     }
 
-    /// The stored prompt as trainable parameters on `device`.
+    /// The stored prompt (and heads) as parameters on `device`.
     pub fn prompt_params(&self, device: &Device) -> Result<PromptParams> {
         let shared = self.tensor::<2>("prompt_embeddings", device)?;
+        let classifiers = self.classifiers(device)?;
         Ok(match self.meta.layout {
-            Layout::Prompt => PromptParams::Plain(SoftPrompt::new(shared)),
-            Layout::Multitask => PromptParams::Multitask(MultitaskPrompt::new(
-                shared,
-                self.tensor::<3>("prefix_task_cols", device)?,
-                self.tensor::<3>("prefix_task_rows", device)?,
-            )?),
+            Layout::Prompt => PromptParams::Plain(SoftPrompt::new(shared).with_classifiers(classifiers)),
+            Layout::Multitask => PromptParams::Multitask(
+                MultitaskPrompt::new(
+                    shared,
+                    self.tensor::<3>("prefix_task_cols", device)?,
+                    self.tensor::<3>("prefix_task_rows", device)?,
+                )?
+                .with_classifiers(classifiers),
+            ),
         })
+    }
+
+    /// The stored heads, one per task (empty when the artifact has none).
+    pub fn classifiers(&self, device: &Device) -> Result<Vec<Classifier>> {
+        if !self.has_classifiers() {
+            return Ok(Vec::new());
+        }
+        (0..self.meta.tasks.len())
+            .map(|k| {
+                let (w, b) = classifier_names(k);
+                Ok(Classifier::new(self.tensor::<2>(&w, device)?, self.tensor::<1>(&b, device)?))
+            })
+            .collect()
+    }
+
+    /// Whether the artifact stores trained heads.
+    pub fn has_classifiers(&self) -> bool {
+        self.tensors.keys().any(|n| n.starts_with("classifier."))
     }
 
     /// Index of `task` in `tasks`.

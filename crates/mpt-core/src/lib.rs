@@ -9,4 +9,4 @@ pub mod prompt;
 
 pub use artifact::{Artifact, ArtifactKind, ArtifactMeta, BackboneRef, InUse, Layout, NewArtifact};
 pub use error::{CoreError, Result};
-pub use prompt::{MultitaskPrompt, PromptParams, SoftPrompt, TaskPrompts};
+pub use prompt::{Classifier, MultitaskPrompt, PromptParams, SoftPrompt, TaskPrompts};

@@ -151,6 +151,15 @@ pub fn check_output_dir(dir: &Path, overwrite: bool, marker: &str) -> Result<()>
 /// renamed into place). A non-empty `out_dir` is replaced only with `options.overwrite`.
 pub fn export_peft(artifact: &Artifact, out_dir: &Path, options: PeftExportOptions) -> Result<()> {
     check_output_dir(out_dir, options.overwrite, ADAPTER_CONFIG)?;
+    if artifact.has_classifiers() {
+        return Err(CoreError::Layout {
+            path: artifact.dir.clone(),
+            message: "has a trained linear head over the mean-pooled input; PEFT's SEQ_CLS classifier reads the \
+                      pooler's [CLS] output instead, so the adapter would not reproduce this artifact's scores \
+                      (export artifacts trained with the verbalizer head)"
+                .into(),
+        });
+    }
     let config = adapter_config(artifact, &options)?;
     let names: &[&str] = match artifact.meta.layout {
         Layout::Prompt => &[PROMPT],
@@ -264,13 +273,23 @@ pub fn export_prompt(artifact: &Artifact, out_dir: &Path, task: Option<&str>) ->
                 "original_config": meta.config,
             }),
             metrics: Value::Object(metrics),
-            tensors: BTreeMap::from([(
-                PROMPT.to_string(),
-                HostTensor::F32 {
-                    data: prompt,
-                    shape: vec![l, d],
-                },
-            )]),
+            tensors: {
+                let mut tensors = BTreeMap::from([(
+                    PROMPT.to_string(),
+                    HostTensor::F32 {
+                        data: prompt,
+                        shape: vec![l, d],
+                    },
+                )]);
+                let (w, b) = crate::prompt::classifier_names(k);
+                let (w0, b0) = crate::prompt::classifier_names(0);
+                for (from, to) in [(w, w0), (b, b0)] {
+                    if let Some(t) = artifact.tensors.get(&from) {
+                        tensors.insert(to, t.clone());
+                    }
+                }
+                tensors
+            },
         },
     )
 }

@@ -2,6 +2,10 @@
 //! `P_k = P* ∘ (U_k V_k)` with `P*` `[l, d]`, `U` `[T, l, r]`, `V` `[T, r, d]` (rank r; the
 //! paper uses r = 1, i.e. `u_k v_kᵀ`). Tensor names follow PEFT (`prompt_embeddings`,
 //! `prefix_task_cols`, `prefix_task_rows`) so the two interoperate.
+//!
+//! Either kind may carry one trained linear classification head per task (encoders only,
+//! PEFT's SEQ_CLS prompt tuning trains the prompt and the classifier): `classifier.{k}.weight`
+//! `[C_k, d]` and `classifier.{k}.bias` `[C_k]` for the k-th task of the artifact.
 
 use std::collections::BTreeMap;
 
@@ -11,11 +15,56 @@ use mpt_models::io::HostTensor;
 
 use crate::error::{CoreError, Result};
 
+/// A linear classification head over the pooled input: `logits = pooled · weightᵀ + bias`.
+#[derive(Module, Debug)]
+pub struct Classifier {
+    /// `[C, d]`.
+    pub weight: Param<Tensor<2>>,
+    /// `[C]`.
+    pub bias: Param<Tensor<1>>,
+}
+
+impl Classifier {
+    /// Wraps `[C, d]` and `[C]` values as trainable parameters.
+    pub fn new(weight: Tensor<2>, bias: Tensor<1>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: Param::from_tensor(bias),
+        }
+    }
+
+    /// `(weight [C, d], bias [C])` without autodiff.
+    pub fn values(&self) -> (Tensor<2>, Tensor<1>) {
+        (self.weight.val().without_autodiff(), self.bias.val().without_autodiff())
+    }
+
+    /// C·d + C.
+    pub fn num_tunable(&self) -> usize {
+        self.weight.val().shape().num_elements() + self.bias.val().shape().num_elements()
+    }
+}
+
+/// The stored names of task `k`'s head.
+pub fn classifier_names(k: usize) -> (String, String) {
+    (format!("classifier.{k}.weight"), format!("classifier.{k}.bias"))
+}
+
+fn classifiers_to_host(classifiers: &[Classifier], out: &mut BTreeMap<String, HostTensor>) {
+    for (k, c) in classifiers.iter().enumerate() {
+        let (w, b) = classifier_names(k);
+        let (weight, bias) = c.values();
+        out.insert(w, HostTensor::from_float(weight));
+        out.insert(b, HostTensor::from_float(bias));
+    }
+}
+
 /// A plain soft prompt.
 #[derive(Module, Debug)]
 pub struct SoftPrompt {
     /// `[l, d]`.
     pub prompt_embeddings: Param<Tensor<2>>,
+    /// Trained heads, one per task (empty with the frozen verbalizer or T5).
+    pub classifiers: Vec<Classifier>,
 }
 
 impl SoftPrompt {
@@ -23,7 +72,14 @@ impl SoftPrompt {
     pub fn new(values: Tensor<2>) -> Self {
         Self {
             prompt_embeddings: Param::from_tensor(values),
+            classifiers: Vec::new(),
         }
+    }
+
+    /// The same prompt with trained heads.
+    pub fn with_classifiers(mut self, classifiers: Vec<Classifier>) -> Self {
+        self.classifiers = classifiers;
+        self
     }
 
     /// `[l, d]`.
@@ -47,17 +103,19 @@ impl SoftPrompt {
         self.value().unsqueeze::<3>().expand([batch, l, d])
     }
 
-    /// Number of tunable scalars: l·d.
+    /// Number of tunable scalars: l·d (+ the heads').
     pub fn num_tunable(&self) -> usize {
-        self.prompt_embeddings.val().shape().num_elements()
+        self.prompt_embeddings.val().shape().num_elements() + self.classifiers.iter().map(Classifier::num_tunable).sum::<usize>()
     }
 
-    /// Host copy under PEFT's name.
+    /// Host copy under PEFT's name (and the heads').
     pub fn to_host(&self) -> BTreeMap<String, HostTensor> {
-        BTreeMap::from([(
+        let mut out = BTreeMap::from([(
             "prompt_embeddings".to_string(),
             HostTensor::from_float(self.value().without_autodiff()),
-        )])
+        )]);
+        classifiers_to_host(&self.classifiers, &mut out);
+        out
     }
 }
 
@@ -70,6 +128,8 @@ pub struct MultitaskPrompt {
     pub prefix_task_cols: Param<Tensor<3>>,
     /// Task rows V `[T, r, d]`.
     pub prefix_task_rows: Param<Tensor<3>>,
+    /// Trained heads, one per task (empty with the frozen verbalizer or T5).
+    pub classifiers: Vec<Classifier>,
 }
 
 impl MultitaskPrompt {
@@ -93,7 +153,14 @@ impl MultitaskPrompt {
             prompt_embeddings: Param::from_tensor(shared),
             prefix_task_cols: Param::from_tensor(cols),
             prefix_task_rows: Param::from_tensor(rows),
+            classifiers: Vec::new(),
         })
+    }
+
+    /// The same prompt with trained heads.
+    pub fn with_classifiers(mut self, classifiers: Vec<Classifier>) -> Self {
+        self.classifiers = classifiers;
+        self
     }
 
     /// Number of tasks T.
@@ -140,15 +207,15 @@ impl MultitaskPrompt {
         self.batch(&[k]).reshape([l, d])
     }
 
-    /// Tunable scalars: l·d + T·r·(l + d).
+    /// Tunable scalars: l·d + T·r·(l + d) (+ the heads').
     pub fn num_tunable(&self) -> usize {
         let (l, d, t, r) = (self.len(), self.dim(), self.num_tasks(), self.rank());
-        l * d + t * r * (l + d)
+        l * d + t * r * (l + d) + self.classifiers.iter().map(Classifier::num_tunable).sum::<usize>()
     }
 
-    /// Host copies under PEFT's names.
+    /// Host copies under PEFT's names (and the heads').
     pub fn to_host(&self) -> BTreeMap<String, HostTensor> {
-        BTreeMap::from([
+        let mut out = BTreeMap::from([
             (
                 "prompt_embeddings".to_string(),
                 HostTensor::from_float(self.prompt_embeddings.val().without_autodiff()),
@@ -161,7 +228,9 @@ impl MultitaskPrompt {
                 "prefix_task_rows".to_string(),
                 HostTensor::from_float(self.prefix_task_rows.val().without_autodiff()),
             ),
-        ])
+        ]);
+        classifiers_to_host(&self.classifiers, &mut out);
+        out
     }
 }
 
@@ -211,6 +280,14 @@ impl PromptParams {
             PromptParams::Multitask(p) => p.task_prompt(k),
         }
     }
+
+    /// Task `k`'s trained head, if the artifact has one.
+    pub fn classifier(&self, k: usize) -> Option<&Classifier> {
+        match self {
+            PromptParams::Plain(p) => p.classifiers.get(k),
+            PromptParams::Multitask(p) => p.classifiers.get(k),
+        }
+    }
 }
 
 /// A trainable prompt module that yields one prompt per task.
@@ -223,6 +300,8 @@ pub trait TaskPrompts: Module + Clone {
     fn tunable(&self) -> usize;
     /// Host tensors under PEFT names.
     fn host_tensors(&self) -> BTreeMap<String, HostTensor>;
+    /// Trained heads, one per task (empty with a frozen head).
+    fn classifiers(&self) -> &[Classifier];
 }
 
 impl TaskPrompts for SoftPrompt {
@@ -238,6 +317,9 @@ impl TaskPrompts for SoftPrompt {
     fn host_tensors(&self) -> BTreeMap<String, HostTensor> {
         self.to_host()
     }
+    fn classifiers(&self) -> &[Classifier] {
+        &self.classifiers
+    }
 }
 
 impl TaskPrompts for MultitaskPrompt {
@@ -252,5 +334,8 @@ impl TaskPrompts for MultitaskPrompt {
     }
     fn host_tensors(&self) -> BTreeMap<String, HostTensor> {
         self.to_host()
+    }
+    fn classifiers(&self) -> &[Classifier] {
+        &self.classifiers
     }
 }

@@ -377,3 +377,55 @@ fn successful_replacement_leaves_no_temporaries() {
     assert_eq!(entries(tmp.path()), vec!["mt".to_string()]);
     assert_eq!(entries(&dir), vec![META_FILE.to_string(), TENSORS_FILE.to_string()]);
 }
+
+fn with_heads(mut tensors: BTreeMap<String, HostTensor>, classes: &[usize], d: usize) -> BTreeMap<String, HostTensor> {
+    for (k, &c) in classes.iter().enumerate() {
+        tensors.insert(format!("classifier.{k}.weight"), host(&[c, d], k));
+        tensors.insert(format!("classifier.{k}.bias"), host(&[c], 10 + k));
+    }
+    tensors
+}
+
+#[test]
+fn trained_heads_round_trip_and_count_as_tunable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("mt");
+    let new = new_artifact(ArtifactKind::Multitask, &["a", "b"], with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 6));
+    let written = Artifact::write(&dir, new.clone()).unwrap();
+    assert_eq!(written.meta.tunable_params, 4 * 6 + 2 * (4 + 6) + (3 * 6 + 3) + (2 * 6 + 2));
+    let loaded = Artifact::load(&dir, None, Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
+    assert!(loaded.has_classifiers());
+    assert_eq!(loaded.tensors, new.tensors);
+    let params = loaded.prompt_params(&burn::prelude::Device::flex()).unwrap();
+    assert_eq!(params.num_tunable(), written.meta.tunable_params);
+    let head = params.classifier(1).expect("task 1 has a head");
+    assert_eq!(head.weight.val().dims(), [2, 6]);
+    assert!(params.classifier(2).is_none());
+}
+
+#[test]
+fn malformed_heads_are_refused_by_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, BTreeMap<String, HostTensor>, &str)> = vec![
+        ("missing-task", with_heads(multitask_tensors(2, 4, 1, 6), &[3], 6), "classifier.1.weight"),
+        ("wrong-width", with_heads(multitask_tensors(2, 4, 1, 5), &[3, 2], 6), "classifier.0.weight"),
+        ("extra", with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2, 2], 6), "classifier.2"),
+        ("unknown", {
+            let mut t = multitask_tensors(2, 4, 1, 6);
+            t.insert("lm_head".into(), host(&[2, 2], 0));
+            t
+        }, "lm_head"),
+        ("bias", {
+            let mut t = with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 6);
+            t.insert("classifier.0.bias".into(), host(&[2], 0));
+            t
+        }, "classifier.0.bias"),
+    ];
+    for (name, tensors, named) in cases {
+        let err = Artifact::write(&tmp.path().join(name), new_artifact(ArtifactKind::Multitask, &["a", "b"], tensors))
+            .expect_err(name)
+            .to_string();
+        assert!(err.contains(named), "{name}: {err}");
+        assert!(!tmp.path().join(name).exists(), "{name}: nothing written");
+    }
+}

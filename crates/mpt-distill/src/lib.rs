@@ -285,8 +285,25 @@ pub fn run(
     };
     let sizes: Vec<usize> = splits.iter().map(|s| s.train.len()).collect();
     let sampler = MultitaskSampler::new(&sizes, config.kappa, config.train.batch_size, config.train.seed)?;
+    // Each teacher's own head scores its distribution (the verbalizer's values where a teacher
+    // has none); the student starts from the teachers' heads when it trains one.
+    let mut teacher_heads = Vec::new();
+    if teachers.iter().any(Artifact::has_classifiers) {
+        let frozen = heads.initial_heads();
+        for (t, verbalizer) in teachers.iter().zip(frozen) {
+            teacher_heads.push(t.classifiers(device)?.first().map_or(verbalizer, |c| c.values()));
+        }
+    }
+    let student_heads: Vec<mpt_core::Classifier> = if !config.head.trains_linear(backbone) {
+        Vec::new()
+    } else if teacher_heads.is_empty() {
+        heads.initial_classifiers(&autodiff)
+    } else {
+        teacher_heads.iter().map(|h| mpt_train::head::trainable(h.clone(), &autodiff)).collect()
+    };
     let distill = (config.lambda > 0.0).then(|| Distill {
         teacher_prompts: Tensor::stack::<3>(teacher_prompts.clone(), 0),
+        teacher_heads,
         lambda: config.lambda,
         temperature: config.temperature,
         hidden: config.hidden_loss,
@@ -309,12 +326,13 @@ pub fn run(
     let stage = "distill";
     let (tensors, metrics) = if config.decomposition {
         let (cols, rows) = fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
-        let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?;
+        let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?
+            .with_classifiers(student_heads);
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;
         let metrics = final_metrics(&outcome);
         (outcome.best.host_tensors(), metrics)
     } else {
-        let module = SoftPrompt::new(shared.require_grad());
+        let module = SoftPrompt::new(shared.require_grad()).with_classifiers(student_heads);
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;
         let metrics = final_metrics(&outcome);
         (outcome.best.host_tensors(), metrics)

@@ -86,6 +86,13 @@ pub struct EvalConfig {
     /// Head.
     #[serde(default)]
     pub head: HeadConfig,
+    /// Also score the constant and no-prompt baselines on the same rows.
+    #[serde(default = "yes")]
+    pub baselines: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_split() -> Split {
@@ -118,8 +125,38 @@ pub struct EvalResult {
     pub score: f64,
     /// Tunable numbers of the artifact.
     pub tunable_params: usize,
+    /// What "no learning" scores on the same rows with the same metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baselines: Option<Baselines>,
     /// Wall time.
     pub seconds: f64,
+}
+
+/// Scores that show no learning, on the rows an [`EvalResult`] scored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Baselines {
+    /// The train split's most frequent label (the constant predictor).
+    pub majority_label: String,
+    /// Score of always predicting it.
+    pub majority: f64,
+    /// Its metric values.
+    pub majority_metrics: std::collections::BTreeMap<String, f64>,
+    /// Score of the frozen backbone with no prompt and the untrained head (the verbalizer).
+    pub no_prompt: f64,
+    /// Its metric values.
+    pub no_prompt_metrics: std::collections::BTreeMap<String, f64>,
+}
+
+/// The train split's most frequent label of `task` (ties: the lower index).
+pub fn majority_label(root: &DataRoot, task: &'static mpt_data::TaskSpec, split_seed: u64) -> Result<usize> {
+    let (train, _) = root.load_split(task, Split::Train, split_seed)?;
+    let mut counts = vec![0usize; task.labels.len().max(1)];
+    for e in &train {
+        if let Some(c) = counts.get_mut(e.label) {
+            *c += 1;
+        }
+    }
+    Ok(counts.iter().enumerate().max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i))).map_or(0, |(i, _)| i))
 }
 
 /// Evaluates the artifact at `artifact_dir` on `config.task`/`config.split`.
@@ -137,8 +174,13 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     let in_use = InUse { backbone: &backbone_ref, dim: model.backbone.dim() };
     let artifact = Artifact::load(artifact_dir, None, Some(in_use))?;
     let index = artifact.meta.tasks.iter().position(|t| t == task.name);
+    let mut head = None;
     let prompt = match (index, artifact.meta.layout) {
-        (Some(k), _) => artifact.prompt_params(device)?.task_prompt(k),
+        (Some(k), _) => {
+            let params = artifact.prompt_params(device)?;
+            head = params.classifier(k).map(|c| c.values());
+            params.task_prompt(k)
+        }
         (None, Layout::Prompt) => artifact.tensor::<2>("prompt_embeddings", device)?,
         (None, Layout::Multitask) => {
             return Err(EvalError::NoPrompt {
@@ -159,7 +201,21 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     let examples = mpt_train::select::cap(examples, cap, config.data.sample_seed.wrapping_add(2));
     let data = TaskData::encode(task, examples, tokenizer, backbone.arch(), config.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&data], config.head, device)?;
-    let (_, scores) = evaluate(backbone, &heads, 0, &data, &prompt, config.batch_size, config.decoding, tokenizer)?;
+    let (_, scores) = evaluate(backbone, &heads, 0, &data, Some(&prompt), head.as_ref(), config.batch_size, config.decoding, tokenizer)?;
+    let baselines = if config.baselines {
+        let label = majority_label(root, task, config.data.split_seed)?;
+        let constant = mpt_data::metrics::evaluate(task, &data.examples, &vec![label; data.len()])?;
+        let (_, bare) = evaluate(backbone, &heads, 0, &data, None, None, config.batch_size, config.decoding, tokenizer)?;
+        Some(Baselines {
+            majority_label: task.labels.get(label).map_or_else(String::new, |l| l.to_string()),
+            majority: constant.primary(),
+            majority_metrics: constant.0,
+            no_prompt: bare.primary(),
+            no_prompt_metrics: bare.0,
+        })
+    } else {
+        None
+    };
     Ok(EvalResult {
         task: task.name.into(),
         split: config.split.to_string(),
@@ -171,24 +227,32 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
         score: scores.primary(),
         metrics: scores.0,
         tunable_params: artifact.meta.tunable_params,
+        baselines,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// A markdown table of results, one row each.
+/// A markdown table of results, one row each, with the majority-class and no-prompt scores of
+/// the same rows beside the score.
 pub fn to_markdown(results: &[EvalResult]) -> String {
-    let mut out = String::from("| task | split | artifact | kind | examples | metrics | score |\n|---|---|---|---|---|---|---|\n");
+    let mut out = String::from(
+        "| task | split | artifact | kind | examples | metrics | score | majority class | no prompt |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let pct = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{:.2}", v * 100.0));
     for r in results {
         let metrics: Vec<String> = r.metrics.iter().map(|(k, v)| format!("{k} {:.2}", v * 100.0)).collect();
+        let b = r.baselines.as_ref();
         out.push_str(&format!(
-            "| {} | {} | `{}` | {} | {} | {} | {:.2} |\n",
+            "| {} | {} | `{}` | {} | {} | {} | {:.2} | {} | {} |\n",
             r.task,
             r.split,
             &r.artifact_id[..12.min(r.artifact_id.len())],
             r.kind,
             r.examples,
             metrics.join(", "),
-            r.score * 100.0
+            r.score * 100.0,
+            b.map_or_else(|| "–".to_string(), |b| format!("{} ({})", pct(Some(b.majority)), b.majority_label)),
+            pct(b.map(|b| b.no_prompt)),
         ));
     }
     out

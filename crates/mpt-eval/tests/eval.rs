@@ -24,6 +24,7 @@ fn config(task: &str, split: Split) -> EvalConfig {
         decoding: Decoding::Rank,
         lengths: Lengths::default(),
         head: HeadConfig::default(),
+        baselines: false,
     }
 }
 

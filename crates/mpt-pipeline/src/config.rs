@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use mpt_core::init::PromptInit;
 use mpt_data::Split;
-use mpt_train::{Selection, TrainConfig};
+use mpt_train::{HeadConfig, Selection, TrainConfig};
 use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
 
@@ -198,6 +198,9 @@ pub struct PipelineFile {
     pub run_dir: Option<PathBuf>,
     /// Prompt shape.
     pub prompt: PromptSection,
+    /// Encoder head of every stage (`kind` = linear | verbalizer, `tau`).
+    #[serde(default)]
+    pub head: HeadConfig,
     /// Training defaults.
     #[serde(default)]
     pub train: toml::Table,

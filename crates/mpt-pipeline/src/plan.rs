@@ -9,7 +9,7 @@ use mpt_core::init::{FactorInit, TargetInit};
 use mpt_distill::{DistillConfig, SharedInit};
 use mpt_eval::EvalConfig;
 use mpt_teacher::TeacherConfig;
-use mpt_train::{HeadConfig, Selection};
+use mpt_train::Selection;
 
 use crate::config::Pipeline;
 
@@ -106,7 +106,7 @@ pub fn build(p: &Pipeline) -> Plan {
     let mut stages: Vec<Stage> = Vec::new();
     let sources: Vec<String> = f.sources.tasks.iter().map(|t| canonical(t)).collect();
     let targets: Vec<String> = f.targets.tasks.iter().map(|t| canonical(t)).collect();
-    let head = HeadConfig::default();
+    let head = f.head;
     let kappa = p.kappa();
 
     let needs_teachers = f.distill.lambda > 0.0 || f.distill.shared_init == "teacher_mean" || !f.methods.spot.is_empty() || f.eval.sources;
@@ -223,6 +223,7 @@ pub fn build(p: &Pipeline) -> Plan {
             decoding: p.target_train.decoding,
             lengths: p.target_train.lengths,
             head,
+            baselines: true,
         }
     };
     let mut groups: Vec<Vec<String>> = targets.iter().map(|t| vec![t.clone()]).collect();

@@ -106,7 +106,10 @@ pub fn run(
         config.train.seed,
         &autodiff,
     )?;
-    let prompt = SoftPrompt::new(values.require_grad());
+    let mut prompt = SoftPrompt::new(values.require_grad());
+    if config.head.trains_linear(backbone) {
+        prompt = prompt.with_classifiers(heads.initial_classifiers(&autodiff));
+    }
     let mut objective = TaskObjective {
         backbone,
         tokenizer,

@@ -230,7 +230,7 @@ pub fn run(backbone: &Backbone, tokenizer: &TextTokenizer, cfg: &BenchConfig, de
             BenchStage::Eval => {
                 let data = eval_data.as_ref().expect("built for eval");
                 let p = plain.value().without_autodiff();
-                let _ = predict(backbone, &heads, 0, data, &p, cfg.batch, Decoding::Rank, tokenizer)?;
+                let _ = predict(backbone, &heads, 0, data, Some(&p), None, cfg.batch, Decoding::Rank, tokenizer)?;
             }
         }
         if step >= cfg.warmup {

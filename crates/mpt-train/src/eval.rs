@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{TaskData, make_batch};
 use crate::error::Result;
-use crate::head::Heads;
+use crate::head::{Heads, LinearHead};
 
 /// How T5 turns outputs into a class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -24,39 +24,49 @@ pub enum Decoding {
 }
 
 /// Predicted class per example of `data` (task `task_index` of `heads`'s task list), with
-/// `prompt` `[l, d]` prepended. A greedy output that matches no label yields
-/// [`mpt_data::metrics::NO_LABEL`].
+/// `prompt` `[l, d]` prepended (none: the backbone alone), scored by `linear` when given (else
+/// the frozen head). A greedy
+/// output that matches no label yields [`mpt_data::metrics::NO_LABEL`].
+#[allow(clippy::too_many_arguments)]
 pub fn predict(
     backbone: &Backbone,
     heads: &Heads,
     task_index: usize,
     data: &TaskData,
-    prompt: &Tensor<2>,
+    prompt: Option<&Tensor<2>>,
+    linear: Option<&LinearHead>,
     batch_size: usize,
     decoding: Decoding,
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<Vec<usize>> {
-    let device = prompt.device();
-    let prompt = prompt.clone().without_autodiff();
+    let device = heads.device();
+    let prompt = prompt.map(|p| p.clone().without_autodiff());
     let mut order: Vec<usize> = (0..data.len()).collect();
     order.sort_by_key(|&i| data.input_ids[i].len());
     let mut predictions = vec![NO_LABEL; data.len()];
     let tasks = [data];
+    // The head of task_index sits at that index of the list forward_with reads.
+    let linear: Vec<LinearHead> = match linear {
+        Some(head) => vec![head.clone(); task_index + 1],
+        None => Vec::new(),
+    };
     for chunk in order.chunks(batch_size.max(1)) {
         let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
         let mut batch = make_batch(&tasks, &rows, backbone, &device);
         batch.tasks = vec![task_index; rows.len()];
         let b = rows.len();
-        let [l, d] = prompt.dims();
-        let prompt_b = prompt.clone().unsqueeze::<3>().expand([b, l, d]);
+        let prompt_b = prompt.as_ref().map(|p| {
+            let [l, d] = p.dims();
+            p.clone().unsqueeze::<3>().expand([b, l, d])
+        });
         let chosen: Vec<usize> = match backbone {
             Backbone::Bert(_) => {
-                let out = heads.forward(backbone, prompt_b, &batch)?;
+                let out = heads.forward_with(backbone, prompt_b, &linear, &batch)?;
                 let width = out.logits.dims()[2];
                 argmax_rows(out.logits.reshape([b, width]))
             }
             Backbone::T5(m) => {
-                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(prompt_b));
+                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt_b);
                 match decoding {
                     Decoding::Rank => rank_labels(m, &enc, &enc_mask, &data.label_ids, &device),
                     Decoding::Greedy => {
@@ -141,12 +151,13 @@ pub fn evaluate(
     heads: &Heads,
     task_index: usize,
     data: &TaskData,
-    prompt: &Tensor<2>,
+    prompt: Option<&Tensor<2>>,
+    linear: Option<&LinearHead>,
     batch_size: usize,
     decoding: Decoding,
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<(Vec<usize>, Scores)> {
-    let predicted = predict(backbone, heads, task_index, data, prompt, batch_size, decoding, tokenizer)?;
+    let predicted = predict(backbone, heads, task_index, data, prompt, linear, batch_size, decoding, tokenizer)?;
     let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &predicted)?;
     Ok((predicted, scores))
 }

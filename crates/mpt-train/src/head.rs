@@ -8,6 +8,11 @@
 //!   `cos(pool(prompted input), label) / τ`, where the pool is the mean over the input's own
 //!   tokens (prompt rows excluded). No trained head, so a target's tunable count stays
 //!   exactly that of its prompt.
+//! - BERT-family with `kind = "linear"`: the standard encoder alternative (PEFT's SEQ_CLS prompt
+//!   tuning trains the prompt and a classifier): `logits = pool(prompted input) · Wᵀ + b`
+//!   over the same L2-normalised pool, with W `[C, d]` and b `[C]` trained beside the prompt
+//!   and stored in the artifact. W starts as the verbalizer's label table / τ and b at 0, so
+//!   an untrained linear head scores exactly like the verbalizer.
 //!
 //! Both produce an [`Output`] with logits `[B, T, C]` (T5: T target tokens over the
 //! vocabulary; verbalizer: T = 1 over the batch's widest label set, missing labels masked),
@@ -22,11 +27,37 @@ use serde::{Deserialize, Serialize};
 use crate::data::{Batch, TaskData};
 use crate::error::Result;
 
-/// Verbalizer settings.
+/// Which head scores an encoder's classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum HeadKind {
+    /// Frozen cosine verbalizer: no trained numbers beside the prompt.
+    Verbalizer,
+    /// Trained linear classifier per task over the pooled input, initialised from the
+    /// verbalizer.
+    #[default]
+    Linear,
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "verbalizer" => Ok(Self::Verbalizer),
+            "linear" => Ok(Self::Linear),
+            _ => Err(format!("{s:?}: expected verbalizer or linear")),
+        }
+    }
+}
+
+/// Head settings (BERT-family only; T5 always scores label strings).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Temperature τ of the cosine verbalizer (BERT-family only).
+    /// Verbalizer or trained linear head.
+    #[serde(default)]
+    pub kind: HeadKind,
+    /// Temperature τ of the cosine verbalizer (and the linear head's starting scale).
     #[serde(default = "default_tau")]
     pub tau: f64,
 }
@@ -37,9 +68,22 @@ fn default_tau() -> f64 {
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        Self { tau: default_tau() }
+        Self {
+            kind: HeadKind::default(),
+            tau: default_tau(),
+        }
     }
 }
+
+impl HeadConfig {
+    /// Whether stages train a linear head on `backbone` (T5 never does).
+    pub fn trains_linear(&self, backbone: &Backbone) -> bool {
+        self.kind == HeadKind::Linear && matches!(backbone, Backbone::Bert(_))
+    }
+}
+
+/// A linear head's values: weight `[C, d]`, bias `[C]`.
+pub type LinearHead = (Tensor<2>, Tensor<1>);
 
 /// What the heads need per task of a batch's task list.
 #[derive(Debug, Clone)]
@@ -48,6 +92,7 @@ pub struct Heads {
     /// count; empty for T5.
     labels: Option<(Tensor<2>, Vec<(usize, usize)>)>,
     tau: f64,
+    device: Device,
 }
 
 /// One forward pass through backbone and head.
@@ -97,16 +142,55 @@ impl Heads {
         Ok(Self {
             labels,
             tau: config.tau,
+            device: device.clone(),
         })
     }
 
-    /// Runs backbone and head with `prompt` `[B, l, d]` (may be tracked by autodiff).
+    /// The (non-autodiff) device the heads were built on.
+    pub fn device(&self) -> Device {
+        self.device.clone()
+    }
+
+    /// Linear heads that score like the verbalizer, one per task (weight = label table / τ,
+    /// bias 0), on the heads' device. Empty for T5.
+    pub fn initial_heads(&self) -> Vec<LinearHead> {
+        let Some((table, spans)) = &self.labels else {
+            return Vec::new();
+        };
+        spans
+            .iter()
+            .map(|&(offset, count)| {
+                let w = table.clone().slice([offset..offset + count]) / self.tau;
+                (w, Tensor::<1>::zeros([count], &self.device))
+            })
+            .collect()
+    }
+
+    /// [`Heads::initial_heads`] as trainable parameters on the autodiff device `device`.
+    pub fn initial_classifiers(&self, device: &Device) -> Vec<mpt_core::Classifier> {
+        self.initial_heads().into_iter().map(|head| trainable(head, device)).collect()
+    }
+
+    /// Runs backbone and the frozen head with `prompt` `[B, l, d]` (may be tracked by autodiff).
     pub fn forward(&self, backbone: &Backbone, prompt: Tensor<3>, batch: &Batch) -> Result<Output> {
+        self.forward_with(backbone, Some(prompt), &[], batch)
+    }
+
+    /// As [`Heads::forward`], with no prompt at all when `prompt` is `None`, scoring with
+    /// `linear[t]` for rows of task t when `linear` is not empty (one head per task of the
+    /// list, encoders only).
+    pub fn forward_with(
+        &self,
+        backbone: &Backbone,
+        prompt: Option<Tensor<3>>,
+        linear: &[LinearHead],
+        batch: &Batch,
+    ) -> Result<Output> {
         let device = batch.input_ids.device();
         let b = batch.len();
         match backbone {
             Backbone::T5(m) => {
-                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(prompt));
+                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt);
                 let dec_in = batch.decoder_input_ids.clone().expect("T5 batches carry decoder inputs");
                 let hidden = m.decode_hidden(dec_in, &enc, &enc_mask);
                 let logits = m.lm_logits(hidden.clone());
@@ -125,7 +209,7 @@ impl Heads {
                     batch.input_ids.clone(),
                     batch.attention_mask.clone(),
                     batch.token_type_ids.clone(),
-                    Some(prompt),
+                    prompt,
                 )?;
                 let d = input_hidden.dims()[2];
                 let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
@@ -139,11 +223,15 @@ impl Heads {
                         bias.push(if c < count { 0.0f32 } else { -1e9 });
                     }
                 }
-                let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
-                let candidates = table.clone().select(0, index).reshape([b, width, d]);
-                let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
                 let bias = Tensor::<3>::from_data(TensorData::new(bias, [b, 1, width]), &device);
-                let logits = cos / self.tau + bias;
+                let logits = if linear.is_empty() {
+                    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
+                    let candidates = table.clone().select(0, index).reshape([b, width, d]);
+                    let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
+                    cos / self.tau + bias
+                } else {
+                    linear_logits(&pooled, linear, &batch.tasks, width, &device).reshape([b, 1, width]) + bias
+                };
                 let targets: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
                 Ok(Output {
                     logits,
@@ -155,6 +243,39 @@ impl Heads {
             }
         }
     }
+}
+
+/// A head's values as a trainable [`mpt_core::Classifier`] on the autodiff device `device`.
+pub fn trainable((w, b): LinearHead, device: &Device) -> mpt_core::Classifier {
+    mpt_core::Classifier::new(
+        Tensor::from_data(w.into_data(), device).require_grad(),
+        Tensor::from_data(b.into_data(), device).require_grad(),
+    )
+}
+
+/// `[B, width]`: row i scored by its task's head, classes beyond that task's count left at 0
+/// (the caller masks them).
+fn linear_logits(pooled: &Tensor<2>, linear: &[LinearHead], tasks: &[usize], width: usize, device: &Device) -> Tensor<2> {
+    let b = tasks.len();
+    let mut total: Option<Tensor<2>> = None;
+    for (t, (w, bias)) in linear.iter().enumerate() {
+        if !tasks.contains(&t) {
+            continue;
+        }
+        let c = w.dims()[0];
+        let mut logits = pooled.clone().matmul(w.clone().transpose()) + bias.clone().unsqueeze::<2>();
+        if c < width {
+            logits = Tensor::cat(vec![logits, Tensor::zeros([b, width - c], device)], 1);
+        }
+        let rows: Vec<f32> = tasks.iter().map(|&r| if r == t { 1.0 } else { 0.0 }).collect();
+        let rows = Tensor::<2>::from_data(TensorData::new(rows, [b, 1]), device);
+        let part = logits * rows;
+        total = Some(match total {
+            None => part,
+            Some(sum) => sum + part,
+        });
+    }
+    total.unwrap_or_else(|| Tensor::zeros([b, width], device))
 }
 
 fn int_rows(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {

@@ -15,7 +15,7 @@ pub mod trainer;
 pub use data::{Batch, Lengths, TaskData, make_batch};
 pub use error::{Result, TrainError};
 pub use eval::{Decoding, evaluate, predict};
-pub use head::{HeadConfig, Heads, Output, cross_entropy, hidden_mse, kl_divergence};
+pub use head::{HeadConfig, HeadKind, Heads, LinearHead, Output, cross_entropy, hidden_mse, kl_divergence};
 pub use trainer::{EvalPoint, History, Objective, OptimizerKind, Progress, Silent, StepLoss, TrainConfig, TrainOutcome, train};
 pub use select::{BucketSampler, EpochSampler, Selection, TaskSplits, load_task};
 pub use objective::{Distill, RowSource, TaskObjective};

@@ -49,6 +49,8 @@ impl RowSource {
 pub struct Distill {
     /// Frozen teacher prompts, one per task: `[K, l, d]` (no autodiff).
     pub teacher_prompts: Tensor<3>,
+    /// The teachers' trained linear heads, one per task (empty: the verbalizer).
+    pub teacher_heads: Vec<crate::head::LinearHead>,
     /// λ.
     pub lambda: f64,
     /// Softmax temperature T.
@@ -88,7 +90,8 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
         let rows = self.rows.next(self.batch_size);
         let batch = make_batch(&self.train, &rows, self.backbone, &self.device);
         let prompts = module.prompts_for(&batch.tasks);
-        let out = self.heads.forward(self.backbone, prompts, &batch)?;
+        let linear: Vec<_> = module.classifiers().iter().map(|c| (c.weight.val(), c.bias.val())).collect();
+        let out = self.heads.forward_with(self.backbone, Some(prompts), &linear, &batch)?;
         let task_loss = cross_entropy(&out);
         let mut parts = Vec::new();
         let total = match &self.distill {
@@ -96,7 +99,8 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
             Some(d) => {
                 let ids: Vec<i64> = batch.tasks.iter().map(|&t| t as i64).collect();
                 let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), &self.device);
-                let teacher = self.heads.forward(self.backbone, d.teacher_prompts.clone().select(0, ids), &batch)?;
+                let teacher =
+                    self.heads.forward_with(self.backbone, Some(d.teacher_prompts.clone().select(0, ids)), &d.teacher_heads, &batch)?;
                 let kl = kl_divergence(&teacher.logits, &out.logits, &out.mask, d.temperature);
                 let mut extra = kl.clone();
                 parts.push(("kl", kl.into_scalar::<f32>() as f64));
@@ -121,12 +125,14 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
         let mut sum = 0.0;
         for (k, data) in self.dev.iter().enumerate() {
             let prompt = module.prompt_of(k).without_autodiff();
+            let head = module.classifiers().get(k).map(|c| c.values());
             let (_, scores) = evaluate(
                 self.backbone,
                 self.heads,
                 k,
                 data,
-                &prompt,
+                Some(&prompt),
+                head.as_ref(),
                 self.eval_batch_size,
                 self.decoding,
                 self.tokenizer,

@@ -219,7 +219,7 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
     let heads = Heads::new(&model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
     let p = prompt(3, 32, 5, &device);
-    let predicted = mpt_train::predict(&model.backbone, &heads, 0, &splits.dev, &p, 2, Decoding::Rank, tok).unwrap();
+    let predicted = mpt_train::predict(&model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
     let Backbone::T5(t5) = &model.backbone else { panic!() };
     // Reference: score every (example, label) pair with its own teacher-forced pass.
     for (i, &pred) in predicted.iter().enumerate() {
@@ -239,4 +239,67 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
         }
         assert_eq!(pred, best.1, "example {i}");
     }
+}
+
+#[test]
+fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
+    let model = load("bert-tiny");
+    let device = Device::flex();
+    let tok = model.require_tokenizer().unwrap();
+    let mnli = mpt_data::lookup("mnli").unwrap();
+    let rte = mpt_data::lookup("rte").unwrap();
+    let lengths = Lengths::default();
+    let a = load_task(&root(), mnli, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
+    let b = load_task(&root(), rte, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&a.train, &b.train], HeadConfig::default(), &device).unwrap();
+    // Rows of both tasks (3 and 2 classes) in one batch.
+    let rows: Vec<(usize, usize)> = vec![(0, 0), (1, 0), (0, 1), (1, 1), (1, 2)];
+    let batch = make_batch(&[&a.train, &b.train], &rows, &model.backbone, &device);
+    let d = model.backbone.dim();
+    let p = prompt(4, d, 3, &device).unsqueeze::<3>().expand([rows.len(), 4, d]);
+    let frozen = heads.forward(&model.backbone, p.clone(), &batch).unwrap();
+    let linear = heads.initial_heads();
+    assert_eq!(linear.len(), 2);
+    assert_eq!(linear[0].0.dims(), [3, d]);
+    assert_eq!(linear[1].1.dims(), [2]);
+    let out = heads.forward_with(&model.backbone, Some(p.clone()), &linear, &batch).unwrap();
+    out.logits.to_data().assert_approx_eq::<f32>(&frozen.logits.to_data(), burn::tensor::Tolerance::absolute(1e-4));
+    // A changed bias moves exactly that task's rows and class.
+    let mut shifted = linear.clone();
+    shifted[1].1 = Tensor::from_data(TensorData::new(vec![0.0f32, 2.5], [2]), &device);
+    let moved = heads.forward_with(&model.backbone, Some(p), &shifted, &batch).unwrap();
+    let diff: Vec<f32> = (moved.logits - out.logits).into_data().to_vec().unwrap();
+    let expect: Vec<f32> = [[0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 2.5, 0.0]]
+        .concat();
+    for (i, (got, want)) in diff.iter().zip(&expect).enumerate() {
+        assert!((got - want).abs() < 1e-4, "logit {i}: moved by {got}, expected {want}");
+    }
+}
+
+#[test]
+fn linear_head_parameters_receive_gradients() {
+    let model = load("bert-tiny");
+    let device = Device::flex();
+    let autodiff = device.clone().autodiff();
+    let tok = model.require_tokenizer().unwrap();
+    let spec = mpt_data::lookup("rte").unwrap();
+    let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let d = model.backbone.dim();
+    let module = SoftPrompt::new(prompt(4, d, 5, &autodiff).require_grad()).with_classifiers(heads.initial_classifiers(&autodiff));
+    assert_eq!(module.num_tunable(), 4 * d + 2 * d + 2);
+    let rows: Vec<(usize, usize)> = (0..4).map(|i| (0, i)).collect();
+    let batch = make_batch(&[&splits.train], &rows, &model.backbone, &device);
+    let linear: Vec<_> = module.classifiers.iter().map(|c| (c.weight.val(), c.bias.val())).collect();
+    let out = heads.forward_with(&model.backbone, Some(module.batch(4)), &linear, &batch).unwrap();
+    let grads = GradientsParams::from_grads(cross_entropy(&out).backward(), &module);
+    for (name, id) in [("weight", module.classifiers[0].weight.id), ("bias", module.classifiers[0].bias.id)] {
+        let g: Tensor<1> = match name {
+            "weight" => grads.get::<2>(id).expect("weight gradient").flatten(0, 1),
+            _ => grads.get::<1>(id).expect("bias gradient"),
+        };
+        let norm = g.square().sum().into_scalar::<f32>();
+        assert!(norm > 0.0, "classifier {name} got a zero gradient");
+    }
+    assert!(grads.get::<2>(module.prompt_embeddings.id).is_some(), "the prompt still trains");
 }
