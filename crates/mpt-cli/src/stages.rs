@@ -48,6 +48,10 @@ pub struct TeacherArgs {
     /// Output artifact folder.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write the run's inputs here (initial prompt, token ids, rows of every step) for
+    /// an outside re-implementation (bench/reference/teacher_reference.py).
+    #[arg(long, value_name = "DIR")]
+    pub trace: Option<PathBuf>,
 }
 
 /// Runs `mpt teacher`.
@@ -79,7 +83,7 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
     args.train.apply_head(&mut config.head);
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
-    let artifact = mpt_teacher::run(&model, &root, &config, &args.out, &device, &bars)?;
+    let artifact = mpt_teacher::run_traced(&model, &root, &config, &args.out, args.trace.as_deref(), &device, &bars)?;
     crate::summary::print_artifact(&artifact);
     Ok(())
 }

@@ -36,6 +36,10 @@ pub struct Row {
     pub tunable_per_task: usize,
     /// Artifact id.
     pub artifact_id: String,
+    /// Score of the constant majority-class predictor on the same rows.
+    pub majority: Option<f64>,
+    /// Score of the backbone with no prompt (untrained head) on the same rows.
+    pub no_prompt: Option<f64>,
 }
 
 /// Mean ± std over seeds.
@@ -57,6 +61,12 @@ pub struct Summary {
     pub metrics: BTreeMap<String, f64>,
     /// Tunable numbers per task.
     pub tunable_per_task: usize,
+    /// Mean majority-class score over the same seeds' rows.
+    pub majority: Option<f64>,
+    /// Mean no-prompt score over the same seeds' rows.
+    pub no_prompt: Option<f64>,
+    /// Whether `mean` exceeds `majority` by more than `std` (one seed: by anything).
+    pub beats_majority: Option<bool>,
 }
 
 /// Training curve of one adapt stage.
@@ -130,6 +140,11 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
                 let v: Vec<f64> = rs.iter().filter_map(|r| r.metrics.get(name).copied()).collect();
                 metrics.insert(name.clone(), mean_std(&v).0);
             }
+            let baseline = |f: fn(&Row) -> Option<f64>| -> Option<f64> {
+                let v: Option<Vec<f64>> = rs.iter().map(|r| f(r)).collect();
+                v.map(|v| mean_std(&v).0)
+            };
+            let majority = baseline(|r| r.majority);
             Summary {
                 task,
                 method,
@@ -139,6 +154,9 @@ pub fn summarize(rows: &[Row]) -> Vec<Summary> {
                 std,
                 metrics,
                 tunable_per_task: rs[0].tunable_per_task,
+                majority,
+                no_prompt: baseline(|r| r.no_prompt),
+                beats_majority: majority.map(|m| mean - m > std),
             }
         })
         .collect()
@@ -179,6 +197,8 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
                     tunable_params: r.tunable_params,
                     tunable_per_task: per_task,
                     artifact_id: r.artifact_id,
+                    majority: r.baselines.as_ref().map(|b| b.majority),
+                    no_prompt: r.baselines.as_ref().map(|b| b.no_prompt),
                 });
             }
             StageKind::Adapt(config) => {
@@ -253,6 +273,11 @@ pub fn markdown(r: &Report) -> String {
          `mean ± std (n seeds)`.\n\n",
         r.pipeline, r.backbone.name, r.backbone.arch, r.prompt_length, r.split
     );
+    md.push_str(
+        "`majority` always predicts the train split's most frequent label and `no prompt` is the frozen backbone \
+         with the untrained head, both scored on the same rows with the same metrics. A score marked † does not \
+         beat the majority class by more than its seed spread (std; with one seed, by anything).\n\n",
+    );
     let mut ks: Vec<Option<usize>> = r.summary.iter().map(|s| s.k).collect();
     ks.sort();
     ks.dedup();
@@ -267,20 +292,27 @@ pub fn markdown(r: &Report) -> String {
         tasks.sort();
         tasks.dedup();
         let cols: Vec<&String> = methods.iter().filter(|m| r.summary.iter().any(|s| s.k == *k && &s.method == *m)).collect();
-        md.push_str(&format!("## {}\n\n| task |", k_label(*k)));
+        md.push_str(&format!("## {}\n\n| task | majority | no prompt |", k_label(*k)));
         for m in &cols {
             md.push_str(&format!(" {m} |"));
         }
-        md.push_str("\n|---|");
+        md.push_str("\n|---|---|---|");
         md.push_str(&"---|".repeat(cols.len()));
         md.push('\n');
         let mut sums: Vec<(f64, usize)> = vec![(0.0, 0); cols.len()];
+        let pct = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{:.1}", v * 100.0));
         for t in &tasks {
-            md.push_str(&format!("| {t} |"));
+            let first = r.summary.iter().find(|s| s.k == *k && &s.task == t);
+            md.push_str(&format!(
+                "| {t} | {} | {} |",
+                pct(first.and_then(|s| s.majority)),
+                pct(first.and_then(|s| s.no_prompt))
+            ));
             for (j, m) in cols.iter().enumerate() {
                 match r.summary.iter().find(|s| s.k == *k && &s.task == t && &s.method == *m) {
                     Some(s) => {
-                        md.push_str(&format!(" {:.1} ± {:.1} ({}) |", s.mean * 100.0, s.std * 100.0, s.n));
+                        let mark = if s.beats_majority == Some(false) { " †" } else { "" };
+                        md.push_str(&format!(" {:.1} ± {:.1} ({}){mark} |", s.mean * 100.0, s.std * 100.0, s.n));
                         sums[j].0 += s.mean;
                         sums[j].1 += 1;
                     }
@@ -290,7 +322,7 @@ pub fn markdown(r: &Report) -> String {
             md.push('\n');
         }
         if tasks.len() > 1 {
-            md.push_str("| **average** |");
+            md.push_str("| **average** | | |");
             for (sum, n) in &sums {
                 if *n == tasks.len() {
                     md.push_str(&format!(" **{:.1}** |", sum / *n as f64 * 100.0));
@@ -308,16 +340,21 @@ pub fn markdown(r: &Report) -> String {
             md.push_str(&format!("| {m} | {} |\n", s.tunable_per_task));
         }
     }
-    md.push_str("\n## Per seed\n\n| task | method | k | seed | score | metrics | examples |\n|---|---|---|---|---|---|---|\n");
+    md.push_str(
+        "\n## Per seed\n\n| task | method | k | seed | score | majority | no prompt | metrics | examples |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    let pct = |v: Option<f64>| v.map_or_else(|| "–".to_string(), |v| format!("{:.1}", v * 100.0));
     for row in &r.rows {
         let metrics: Vec<String> = row.metrics.iter().map(|(k, v)| format!("{k} {:.1}", v * 100.0)).collect();
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {:.1} | {} | {} |\n",
+            "| {} | {} | {} | {} | {:.1} | {} | {} | {} | {} |\n",
             row.task,
             row.method,
             k_label(row.k),
             row.seed,
             row.score * 100.0,
+            pct(row.majority),
+            pct(row.no_prompt),
             metrics.join(", "),
             row.examples
         ));

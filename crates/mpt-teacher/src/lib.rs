@@ -38,10 +38,53 @@ pub enum TeacherError {
     /// Backbone error.
     #[error(transparent)]
     Model(#[from] mpt_models::ModelError),
+    /// The trace folder could not be written.
+    #[error("trace folder {path}")]
+    Trace {
+        /// Folder.
+        path: std::path::PathBuf,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result alias.
 pub type Result<T> = std::result::Result<T, TeacherError>;
+
+/// Writes `dir/trace.json`: `{"config", "labels", "train": [{"input_ids", "token_type_ids",
+/// "label"}], "dev": [...], "steps": [[example index, ...] per step]}` and
+/// `dir/init.safetensors` (the prompt and any head before the first step).
+pub fn write_trace(dir: &Path, config: &TeacherConfig, splits: &mpt_train::TaskSplits, prompt: &SoftPrompt) -> Result<()> {
+    let io = |source: std::io::Error| TeacherError::Trace { path: dir.to_path_buf(), source };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let rows = |data: &mpt_train::TaskData| -> Vec<serde_json::Value> {
+        (0..data.len())
+            .map(|i| {
+                serde_json::json!({
+                    "input_ids": data.input_ids[i],
+                    "token_type_ids": data.token_type_ids[i],
+                    "label": data.examples[i].label,
+                })
+            })
+            .collect()
+    };
+    let mut source = RowSource::single(&splits.train, &config.train);
+    let steps: Vec<Vec<usize>> = (0..config.train.max_steps)
+        .map(|_| source.next(config.train.batch_size).into_iter().map(|(_, i)| i).collect())
+        .collect();
+    let trace = serde_json::json!({
+        "config": config,
+        "labels": splits.train.task.labels,
+        "train": rows(&splits.train),
+        "dev": rows(&splits.dev),
+        "steps": steps,
+    });
+    mpt_models::io::write_atomic(&dir.join("trace.json"), trace.to_string().as_bytes())?;
+    let bytes = mpt_models::io::to_safetensors_bytes(&prompt.host_tensors(), None)?;
+    mpt_models::io::write_atomic(&dir.join("init.safetensors"), &bytes)?;
+    Ok(())
+}
 
 /// Everything that determines a teacher.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -87,6 +130,21 @@ pub fn run(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Artifact> {
+    run_traced(model, root, config, out, None, device, progress)
+}
+
+/// As [`run`], first writing to `trace` (when given) everything an outside implementation
+/// needs to repeat the run step for step: the initial tensors, the token ids of every train
+/// and dev example, each step's rows and the settings (see [`write_trace`]).
+pub fn run_traced(
+    model: &Model,
+    root: &DataRoot,
+    config: &TeacherConfig,
+    out: &Path,
+    trace: Option<&Path>,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<Artifact> {
     config.validate()?;
     let task = mpt_data::lookup(&config.task)?;
     let tokenizer = model.require_tokenizer()?;
@@ -109,6 +167,9 @@ pub fn run(
     let mut prompt = SoftPrompt::new(values.require_grad());
     if config.head.trains_linear(backbone) {
         prompt = prompt.with_classifiers(heads.initial_classifiers(&autodiff));
+    }
+    if let Some(dir) = trace {
+        write_trace(dir, config, &splits, &prompt)?;
     }
     let mut objective = TaskObjective {
         backbone,

@@ -36,7 +36,8 @@ impl RowSource {
         }
     }
 
-    fn next(&mut self, batch_size: usize) -> Vec<(usize, usize)> {
+    /// The next batch's `(task index, example index)` rows.
+    pub fn next(&mut self, batch_size: usize) -> Vec<(usize, usize)> {
         match self {
             RowSource::Single(s) => s.take(batch_size).into_iter().map(|i| (0, i)).collect(),
             RowSource::Bucketed(s) => s.take(batch_size).into_iter().map(|i| (0, i)).collect(),
