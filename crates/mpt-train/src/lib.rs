@@ -6,6 +6,7 @@ pub mod bench;
 pub mod data;
 mod error;
 pub mod eval;
+pub mod fewshot_dev;
 pub mod head;
 pub mod objective;
 pub mod report;

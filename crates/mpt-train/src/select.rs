@@ -1,6 +1,7 @@
 //! Which examples a stage trains and evaluates on: the task's ATTEMPT-style splits, an
-//! optional few-shot draw (k per class) or cap on the training set, and a seeded cap on dev
-//! and test for quick runs. Everything is tokenized once here.
+//! optional few-shot draw (k per class, with a dev set of at most k per class drawn from the
+//! rest of the training split: [`crate::fewshot_dev`]) or cap on the training set, and a
+//! seeded cap on dev and test for quick runs. Everything is tokenized once here.
 
 use mpt_data::{DataRoot, Example, Split, TaskSpec, sample_few_shot};
 use mpt_models::{Arch, TextTokenizer};
@@ -82,13 +83,25 @@ pub fn load_task(
 ) -> Result<TaskSplits> {
     root.check_task(task)?;
     let (train, _) = root.load_split(task, Split::Train, selection.split_seed)?;
-    let (dev, _) = root.load_split(task, Split::Dev, selection.split_seed)?;
     let seed = selection.sample_seed;
-    let train = match selection.few_shot_k {
-        Some(k) => sample_few_shot(task, &train, k, seed)?,
-        None => cap(train, selection.max_train, seed),
+    let (train, dev) = match selection.few_shot_k {
+        Some(k) => {
+            let draw = sample_few_shot(task, &train, k, seed)?;
+            let dev = crate::fewshot_dev::few_shot_dev(task, &train, &draw, k, seed)?;
+            (draw, dev)
+        }
+        None => (cap(train, selection.max_train, seed), root.load_split(task, Split::Dev, selection.split_seed)?.0),
     };
     let dev = cap(dev, selection.max_dev, seed.wrapping_add(1));
+    if dev.is_empty() {
+        return Err(crate::error::TrainError::Config {
+            field: "data".into(),
+            message: format!(
+                "task {}: no dev rows (few_shot_k {:?} leaves none of the training split for a dev set, or max_dev is 0)",
+                task.name, selection.few_shot_k
+            ),
+        });
+    }
     let encode = |examples| TaskData::encode(task, examples, tokenizer, arch, lengths);
     Ok(TaskSplits {
         train: encode(train)?,
