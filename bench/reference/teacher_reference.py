@@ -120,7 +120,10 @@ def main() -> int:
                 correct += int((logits(ids, types, mask).argmax(-1) == labels).sum())
         return correct / max(len(rows), 1)
 
-    lr, n, w = float(train_cfg["learning_rate"]), int(train_cfg["max_steps"]), int(train_cfg["warmup_steps"])
+    lr, n = float(train_cfg["learning_rate"]), int(train_cfg["max_steps"])
+    w = train_cfg.get("warmup_steps")
+    # TrainConfig::warmup: warmup_steps, else warmup_ratio of max_steps rounded half away from 0.
+    w = int(w) if w is not None else int(float(train_cfg.get("warmup_ratio", 0.0)) * n + 0.5)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.999), eps=1e-8,
                             weight_decay=float(train_cfg["weight_decay"]))
 

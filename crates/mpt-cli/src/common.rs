@@ -104,7 +104,7 @@ impl TrainArgs {
             train.learning_rate = v;
         }
         if let Some(v) = self.warmup {
-            train.warmup_steps = v;
+            train.warmup_steps = Some(v);
         }
         if let Some(v) = self.eval_every {
             train.eval_every = v;

@@ -44,8 +44,10 @@ pub struct TrainConfig {
     pub optimizer: OptimizerKind,
     /// Decoupled weight decay.
     pub weight_decay: f64,
-    /// Linear warmup steps.
-    pub warmup_steps: usize,
+    /// Linear warmup steps (when absent: `warmup_ratio` of `max_steps`, rounded).
+    pub warmup_steps: Option<usize>,
+    /// Warm-up as a fraction of `max_steps` when `warmup_steps` is absent.
+    pub warmup_ratio: f64,
     /// Global gradient-norm clip (none when absent).
     pub max_grad_norm: Option<f64>,
     /// Evaluate on dev every N steps (and after the last step).
@@ -71,10 +73,11 @@ impl Default for TrainConfig {
         Self {
             max_steps: 200,
             batch_size: 16,
-            learning_rate: 0.03,
+            learning_rate: 0.1,
             optimizer: OptimizerKind::Adamw,
             weight_decay: 1e-5,
-            warmup_steps: 0,
+            warmup_steps: None,
+            warmup_ratio: 0.1,
             max_grad_norm: Some(1.0),
             eval_every: 50,
             patience: None,
@@ -116,8 +119,11 @@ impl TrainConfig {
         if self.max_grad_norm.is_some_and(|n| !(n.is_finite() && n > 0.0)) {
             return Err(bad("max_grad_norm", "must be a positive number"));
         }
-        if self.warmup_steps >= self.max_steps && self.warmup_steps > 0 {
+        if self.warmup_steps.is_some_and(|w| w >= self.max_steps && w > 0) {
             return Err(bad("warmup_steps", "must be smaller than max_steps"));
+        }
+        if !(self.warmup_ratio.is_finite() && (0.0..1.0).contains(&self.warmup_ratio)) {
+            return Err(bad("warmup_ratio", "must be in [0, 1)"));
         }
         if self.patience == Some(0) {
             return Err(bad("patience", "must be at least 1 (or absent)"));
@@ -128,9 +134,14 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// Warm-up steps in effect.
+    pub fn warmup(&self) -> usize {
+        self.warmup_steps.unwrap_or_else(|| (self.warmup_ratio * self.max_steps as f64).round() as usize)
+    }
+
     /// Learning rate at 0-based step `s` (transformers' linear schedule with warmup).
     pub fn lr_at(&self, s: usize) -> f64 {
-        let (s, w, n) = (s as f64, self.warmup_steps as f64, self.max_steps as f64);
+        let (s, w, n) = (s as f64, self.warmup() as f64, self.max_steps as f64);
         let factor = if s < w { s / w.max(1.0) } else { ((n - s) / (n - w).max(1.0)).max(0.0) };
         self.learning_rate * factor
     }

@@ -98,7 +98,7 @@ fn cross_entropy_and_kl_match_hand_computation() {
 fn schedule_warms_up_then_decays_linearly_to_zero() {
     let c = TrainConfig {
         max_steps: 10,
-        warmup_steps: 2,
+        warmup_steps: Some(2),
         learning_rate: 1.0,
         ..TrainConfig::default()
     };
@@ -302,4 +302,18 @@ fn linear_head_parameters_receive_gradients() {
         assert!(norm > 0.0, "classifier {name} got a zero gradient");
     }
     assert!(grads.get::<2>(module.prompt_embeddings.id).is_some(), "the prompt still trains");
+}
+
+#[test]
+fn warmup_defaults_to_a_tenth_of_the_steps() {
+    let c = TrainConfig {
+        max_steps: 20,
+        learning_rate: 1.0,
+        ..TrainConfig::default()
+    };
+    assert_eq!((c.warmup_steps, c.warmup()), (None, 2));
+    assert_eq!((c.lr_at(0), c.lr_at(1), c.lr_at(2)), (0.0, 0.5, 1.0));
+    assert_eq!(TrainConfig { max_steps: 3, ..c.clone() }.warmup(), 0, "0.3 rounds to no warm-up");
+    let bad = TrainConfig { warmup_ratio: 1.0, ..c }.validate("train.").unwrap_err().to_string();
+    assert!(bad.contains("train.warmup_ratio"), "{bad}");
 }
