@@ -164,7 +164,8 @@ pub fn build(p: &Pipeline) -> Plan {
     };
     push_distill(&mut stages, "mpt", distill(f.distill.lambda, true, main_init.clone()));
     if f.methods.no_distillation {
-        push_distill(&mut stages, "no-distillation", distill(0.0, true, SharedInit::Fresh { init: p.init.clone() }));
+        // Only λ differs from the MPT distillation: same P* start, same factors, same data.
+        push_distill(&mut stages, "no-distillation", distill(0.0, true, main_init.clone()));
     }
     if f.methods.no_decomposition {
         push_distill(&mut stages, "no-decomposition", distill(f.distill.lambda, false, main_init));

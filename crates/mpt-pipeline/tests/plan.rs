@@ -7,7 +7,7 @@ use std::path::Path;
 use common::*;
 use mpt_adapt::Method;
 use mpt_core::init::{PromptInit, TargetInit};
-use mpt_distill::SharedInit;
+use mpt_distill::{DistillConfig, SharedInit};
 use mpt_pipeline::{Plan, StageKind, build};
 
 fn quickstart_like() -> String {
@@ -163,11 +163,12 @@ fn ablations_spot_multitask_and_source_evals_appear_when_enabled() {
     ] {
         assert!(n.contains(&want), "missing {want} in {n:?}");
     }
-    // λ = 0 with a fresh P* needs no teachers.
-    assert!(deps_of(&plan, "distill/no-distillation").is_empty());
+    // The no-distillation ablation changes only λ: P* still starts from the teachers' mean.
+    assert_eq!(deps_of(&plan, "distill/no-distillation"), ["teacher/mnli", "teacher/qnli"]);
     let StageKind::Distill(nd) = &plan.stages[plan.index("distill/no-distillation").unwrap()].kind else { panic!() };
-    assert_eq!((nd.lambda, nd.prompt_length), (0.0, Some(4)));
-    assert!(matches!(nd.shared_init, SharedInit::Fresh { .. }));
+    let StageKind::Distill(main) = &plan.stages[plan.index("distill/mpt").unwrap()].kind else { panic!() };
+    assert_eq!(nd.lambda, 0.0);
+    assert_eq!(DistillConfig { lambda: main.lambda, ..nd.clone() }, *main, "only lambda differs");
     assert_eq!(deps_of(&plan, "distill/no-decomposition"), ["teacher/mnli", "teacher/qnli"]);
     let StageKind::Distill(nc) = &plan.stages[plan.index("distill/no-decomposition").unwrap()].kind else { panic!() };
     assert!(!nc.decomposition);

@@ -132,12 +132,13 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         let mpt = artifact(&s, &format!("adapt/mpt/rte/k2-s{seed}"));
         assert_eq!(mpt.meta.kind, ArtifactKind::Target);
         assert_eq!(mpt.meta.parents, [distill.meta.id.clone()]);
-        assert_eq!(mpt.meta.tunable_params, 4 * 32 + 4 + 32);
+        // Prompt (+ u, v) and the linear head over RTE's 2 classes (2·32 + 2).
+        assert_eq!(mpt.meta.tunable_params, 4 * 32 + 4 + 32 + 66);
         assert_eq!(mpt.meta.config["data"]["few_shot_k"], 2);
         assert_eq!(mpt.meta.config["train"]["seed"], seed);
         let vanilla = artifact(&s, &format!("adapt/vanilla/rte/k2-s{seed}"));
         assert!(vanilla.meta.parents.is_empty());
-        assert_eq!(vanilla.meta.tunable_params, 4 * 32);
+        assert_eq!(vanilla.meta.tunable_params, 4 * 32 + 66);
         for (method, a) in [("mpt", &mpt), ("vanilla", &vanilla)] {
             let name = format!("eval/{method}/rte/k2-s{seed}");
             let r = result(&s, &name);
@@ -196,7 +197,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         let mean = scores.iter().sum::<f64>() / 2.0;
         assert!((sm["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
         assert!((sm["std"].as_f64().unwrap() - sample_std(&scores)).abs() < 1e-12, "{sm}");
-        let tunable = if method == "mpt" { 4 * 32 + 4 + 32 } else { 4 * 32 };
+        let tunable = if method == "mpt" { 4 * 32 + 4 + 32 + 66 } else { 4 * 32 + 66 };
         assert_eq!(sm["tunable_per_task"], tunable);
     }
     assert!(report["missing"].as_array().unwrap().is_empty());
