@@ -29,6 +29,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu};
 use serde::Deserialize;
 
+use crate::check;
 use crate::error::{ModelError, Result};
 use crate::layers::{LayerNorm, Linear, attend, mask_bias, merge_heads, split_heads};
 use crate::weights::Weights;
@@ -246,7 +247,8 @@ impl Bert {
     /// - `attention_mask`: `[B, L]`, 1 = attend
     /// - `token_type_ids`: `[B, L]`
     ///
-    /// Positions are `0..L` over the whole length. Returns `[B, L, d]`.
+    /// Positions are `0..L` over the whole length. Returns `[B, L, d]`. An empty batch or
+    /// sequence, or a mask or token types of another shape, is an [`ModelError::Input`].
     pub fn forward_embeds(
         &self,
         inputs_embeds: Tensor<3>,
@@ -269,10 +271,19 @@ impl Bert {
         from: usize,
     ) -> Result<Tensor<3>> {
         let [b, l, d] = inputs_embeds.dims();
-        if from > l {
+        check::rows("inputs_embeds", &[b, l, d])?;
+        if d != self.config.hidden_size {
+            return Err(ModelError::Input {
+                name: "inputs_embeds".into(),
+                message: format!("shape {:?}, expected width {} (hidden_size)", [b, l, d], self.config.hidden_size),
+            });
+        }
+        check::same("attention_mask", &attention_mask.dims(), &[b, l], "the first two axes of inputs_embeds")?;
+        check::same("token_type_ids", &token_type_ids.dims(), &[b, l], "the first two axes of inputs_embeds")?;
+        if from >= l {
             return Err(ModelError::Input {
                 name: "from".into(),
-                message: format!("first row {from} is past the sequence length {l}"),
+                message: format!("first row {from} leaves no rows of the sequence length {l}"),
             });
         }
         if l > self.config.max_position_embeddings {
@@ -316,7 +327,9 @@ impl Bert {
 
     /// Full forward with an optional soft prompt `[B, l, d]` prepended (PEFT semantics).
     ///
-    /// `input_ids`, `attention_mask`, `token_type_ids`: `[B, S]`. Returns `[B, l+S, d]`.
+    /// `input_ids`, `attention_mask`, `token_type_ids`: `[B, S]`. Returns `[B, l+S, d]`. An empty
+    /// batch (`B = 0`), empty rows (`S = 0`), a zero-length prompt or companions of another
+    /// shape are an [`ModelError::Input`], raised before any kernel runs.
     pub fn forward(
         &self,
         input_ids: Tensor<2, Int>,
@@ -324,6 +337,7 @@ impl Bert {
         token_type_ids: Tensor<2, Int>,
         prompt: Option<Tensor<3>>,
     ) -> Result<Tensor<3>> {
+        self.check_inputs(&input_ids, &attention_mask, &token_type_ids, prompt.as_ref())?;
         let embeds = self.embed_tokens(input_ids);
         let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
         self.forward_embeds(embeds, mask, types)
@@ -339,10 +353,30 @@ impl Bert {
         token_type_ids: Tensor<2, Int>,
         prompt: Option<Tensor<3>>,
     ) -> Result<Tensor<3>> {
+        self.check_inputs(&input_ids, &attention_mask, &token_type_ids, prompt.as_ref())?;
         let from = prompt.as_ref().map_or(0, |p| p.dims()[1]);
         let embeds = self.embed_tokens(input_ids);
         let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
         self.forward_embeds_from(embeds, mask, types, from)
+    }
+
+    /// The checks of [`Bert::forward`]: ids `[B, S]` with `B, S ≥ 1`, mask and token types of
+    /// the same shape, a prompt `[B, l ≥ 1, d]`.
+    pub fn check_inputs(
+        &self,
+        input_ids: &Tensor<2, Int>,
+        attention_mask: &Tensor<2, Int>,
+        token_type_ids: &Tensor<2, Int>,
+        prompt: Option<&Tensor<3>>,
+    ) -> Result<()> {
+        let dims = input_ids.dims();
+        check::rows("input_ids", &dims)?;
+        check::same("attention_mask", &attention_mask.dims(), &dims, "the shape of input_ids")?;
+        check::same("token_type_ids", &token_type_ids.dims(), &dims, "the shape of input_ids")?;
+        if let Some(p) = prompt {
+            check::prompt(p.dims(), dims[0], self.config.hidden_size)?;
+        }
+        Ok(())
     }
 
     /// Number of scalars in the encoder.

@@ -6,6 +6,9 @@
 //! `[B,T,V]` when decoder ids are given, `generated_ids` `[B,≤N+1]` int64 with `generate`;
 //! BERT — `last_hidden_state` `[B,l+S,d]` and `sentence_embedding` `[B,d]` (mean over the
 //! attended input positions, prompt rows excluded, L2-normalised).
+//!
+//! Every input is checked before any kernel runs: dtype, rank, shape (`B, S, T ≥ 1`), id
+//! ranges, a finite soft prompt of `l ≥ 1` rows.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +42,7 @@ fn ids(
     let &[b, s] = shape.as_slice() else {
         return Err(input_err(name, format!("shape {shape:?}, expected rank 2 [B, S]")));
     };
+    crate::check::rows(name, shape)?;
     if rows.is_some_and(|r| r != b) || cols.is_some_and(|c| c != s) {
         return Err(input_err(
             name,
@@ -87,6 +91,12 @@ pub fn forward(
             if pd != d || l == 0 {
                 return Err(input_err("soft_prompt", format!("shape {shape:?}, expected [l, {d}] with l > 0")));
             }
+            if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+                return Err(input_err(
+                    "soft_prompt",
+                    format!("value {} at row {}, column {}; expected finite numbers", data[i], i / d, i % d),
+                ));
+            }
             let p = Tensor::<2>::from_data(TensorData::new(data.clone(), [l, d]), device);
             Some(p.unsqueeze::<3>().expand([b, l, d]))
         }
@@ -104,9 +114,9 @@ pub fn forward(
                 return Err(input_err("token_type_ids", "T5 takes no token type ids".into()));
             }
             let decoder = ids(inputs, "decoder_input_ids", Some(b), None, Some(vocab))?;
-            let (enc, enc_mask) = m.encode(input_ids, mask_t, prompt);
+            let (enc, enc_mask) = m.try_encode(input_ids, mask_t, prompt)?;
             if let Some((dec, [_, t])) = decoder {
-                let logits = m.decode(int_tensor(dec, [b, t], device), &enc, &enc_mask);
+                let logits = m.try_decode(int_tensor(dec, [b, t], device), &enc, &enc_mask)?;
                 out.insert("lm_logits".into(), HostTensor::from_float(logits));
             }
             if let Some(n) = generate {

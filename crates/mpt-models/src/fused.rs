@@ -29,7 +29,6 @@ use burn::backend::autodiff::checkpoint::{base::Checkpointer, strategy::Checkpoi
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{
     Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
@@ -154,8 +153,18 @@ fn frozen_f32<const D: usize>(t: &Tensor<D>) -> bool {
     t.dtype() == DType::F32 && !t.is_require_grad()
 }
 
+/// Whether `t` has no elements. No kernel is handed such an operand (gemm's microkernels, reached
+/// through burn-flex's matmul as well as through [`cpu::linear`], crash on them): the ops below
+/// return their (empty or zero) result directly.
+fn is_empty<const D: usize>(t: &Tensor<D>) -> bool {
+    t.shape().num_elements() == 0
+}
+
 /// Exact GELU, `[..] -> [..]`.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if is_empty(&x) {
+        return x;
+    }
     if fusable(&x) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_gelu(x.into_dispatch()))
     } else {
@@ -165,6 +174,9 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 
 /// Softmax over the last axis, `[..] -> [..]`.
 pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
+    if is_empty(&x) {
+        return x;
+    }
     if fusable(&x) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_softmax(x.into_dispatch()))
     } else {
@@ -179,6 +191,9 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
+    if is_empty(&x) {
+        return x;
+    }
     if fusable(&x) && frozen_f32(&gamma) && frozen_f32(&beta) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_layer_norm(
             x.into_dispatch(),
@@ -193,6 +208,9 @@ pub fn layer_norm<const D: usize>(
 
 /// RMS norm over the last axis: `x` `[.., d]`, `weight` `[d]`.
 pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Tensor<D> {
+    if is_empty(&x) {
+        return x;
+    }
     if fusable(&x) && frozen_f32(&weight) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
             x.into_dispatch(),
@@ -208,11 +226,22 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 /// `x W + b` (`W` `[d_in, d_out]`, `b` `[d_out]`, both constants), `[.., d_in] -> [.., d_out]`.
 /// On libtorch this is torch's `linear` (one gemm over all rows with the bias folded in, as
 /// PyTorch's `F.linear`); on flex row blocks of single-threaded gemm calls ([`cpu::linear`]).
+/// An empty operand (no rows, `d_in = 0` or `d_out = 0`) reaches no kernel: the result is
+/// `[.., d_out]` zeros (plus the bias), computed here.
 pub fn linear<const D: usize>(
     x: Tensor<D>,
     weight: Tensor<2>,
     bias: Option<Tensor<1>>,
 ) -> Tensor<D> {
+    if is_empty(&x) || is_empty(&weight) {
+        let mut dims = x.dims();
+        dims[D - 1] = weight.dims()[1];
+        let out = Tensor::<D>::zeros(dims, &x.device());
+        return match bias {
+            Some(b) if !is_empty(&out) => out + b.unsqueeze::<D>(),
+            _ => out,
+        };
+    }
     if !(fusable(&x) && frozen_f32(&weight) && bias.as_ref().is_none_or(frozen_f32)) {
         return burn::tensor::module::linear(x, weight, bias);
     }
@@ -230,8 +259,13 @@ pub fn linear<const D: usize>(
 }
 
 /// `softmax(q kᵀ + bias) v`, unscaled: `q` `[B, H, Lq, dh]`, `k`, `v` `[B, H, Lk, dh]`, `bias`
-/// broadcast to `[B, H, Lq, Lk]` (a constant: no gradient). Returns `[B, H, Lq, dh]`.
+/// broadcast to `[B, H, Lq, Lk]` (a constant: no gradient). Returns `[B, H, Lq, dh]`. Empty
+/// heads (a zero in any axis, no keys included) reach no kernel: the result is zeros.
 pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tensor<4> {
+    if is_empty(&q) || is_empty(&k) || is_empty(&v) {
+        let [b, h, lq, _] = q.dims();
+        return Tensor::zeros([b, h, lq, v.dims()[3]], &q.device());
+    }
     if fusable(&q) && k.dtype() == DType::F32 && v.dtype() == DType::F32 && frozen_f32(&bias) {
         Tensor::from_dispatch(<Dispatch as FusedOps>::fused_attention(
             q.into_dispatch(),
@@ -263,8 +297,13 @@ fn writable(t: FlexTensor) -> FlexTensor {
     out
 }
 
-/// Applies `kernel` to the elements of [`writable`]`(t)` and returns it.
+/// Applies `kernel` to the elements of [`writable`]`(t)` and returns it; an empty `t` is
+/// returned as it is (the row kernels split their slice into rows of the last axis' length,
+/// which may be 0).
 fn in_place(t: FlexTensor, kernel: impl FnOnce(&mut [f32])) -> FlexTensor {
+    if t.layout().num_elements() == 0 {
+        return t;
+    }
     let mut out = writable(t);
     kernel(out.storage_mut::<f32>());
     out
@@ -276,8 +315,18 @@ fn last_dim(t: &FlexTensor) -> usize {
     shape[shape.num_dims() - 1]
 }
 
-/// `x W (+ b)`, or `x Wᵀ` when `transposed` (the input gradient), with [`cpu::linear`]; burn's
-/// linear kernels for empty shapes.
+/// `rows × d_out` zeros, or the bias `[d_out]` on every row when there is one: the product
+/// over an empty inner axis (or an empty result).
+fn zeros_or_bias(rows: usize, d_out: usize, bias: Option<&FlexTensor>) -> Vec<f32> {
+    match bias {
+        Some(b) if rows * d_out > 0 => values(&b.to_contiguous()).repeat(rows),
+        _ => vec![0.0; rows * d_out],
+    }
+}
+
+/// `x W (+ b)`, or `x Wᵀ` when `transposed` (the input gradient), with [`cpu::linear`]. An
+/// empty operand reaches no kernel (burn-flex's own linear hands it to gemm, which crashes):
+/// the result, empty or zeros (plus the bias), is built here.
 fn flex_linear(
     x: FlexTensor,
     weight: FlexTensor,
@@ -286,10 +335,14 @@ fn flex_linear(
 ) -> FlexTensor {
     let [d_in, d_out] = [weight.layout().shape()[0], weight.layout().shape()[1]];
     if x.layout().num_elements() == 0 || d_in == 0 || d_out == 0 {
-        return match transposed {
-            false => Flex::linear(x, weight, bias),
-            true => Flex::linear_x_backward(weight, x),
-        };
+        let mut dims = x.layout().shape().to_vec();
+        let width = if transposed { d_in } else { d_out };
+        if let Some(last) = dims.last_mut() {
+            *last = width;
+        }
+        let rows = dims[..dims.len().saturating_sub(1)].iter().product::<usize>();
+        let bias = bias.as_ref().filter(|_| !transposed);
+        return FlexTensor::from_data(TensorData::new(zeros_or_bias(rows, width, bias), dims));
     }
     let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
     let bias = bias.map(|b| b.to_contiguous());
@@ -421,6 +474,12 @@ impl AttentionKernels for Flex {
     ) -> (FlexTensor, FlexTensor) {
         let [b, h, lq, dh] = view4(&q).shape;
         let lk = k.layout().shape()[2];
+        if [&q, &k, &v].iter().any(|t| t.layout().num_elements() == 0) {
+            let zeros = |shape: [usize; 4]| {
+                FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape))
+            };
+            return (zeros([b, h, lq, dh]), zeros([b, h, lq, lk]));
+        }
         let (out, p) =
             cpu::attention::attention_forward(view4(&q), view4(&k), view4(&v), view4(&bias));
         (
@@ -440,6 +499,12 @@ impl AttentionKernels for Flex {
     ) -> [FlexTensor; 3] {
         let [b, h, lq, dh] = view4(&q).shape;
         let lk = k.layout().shape()[2];
+        if [&q, &k, &v, &grad].iter().any(|t| t.layout().num_elements() == 0) {
+            let zeros = |shape: [usize; 4]| {
+                FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape))
+            };
+            return [zeros([b, h, lq, dh]), zeros([b, h, lk, dh]), zeros([b, h, lk, dh])];
+        }
         let p = p.to_contiguous();
         let (dq, dk, dv) = cpu::attention::attention_backward(
             view4(&q),

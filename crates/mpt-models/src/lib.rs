@@ -6,6 +6,7 @@
 //! prompt can be prepended exactly as PEFT does it. Pickle files are never read.
 
 pub mod bert;
+mod check;
 mod error;
 pub mod forward;
 // burn-tch is deprecated upstream; the fused ops still implement it (feature `tch`).

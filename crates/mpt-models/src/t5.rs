@@ -36,6 +36,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu, silu};
 use serde::Deserialize;
 
+use crate::check;
 use crate::error::{ModelError, Result};
 use crate::layers::{Linear, RmsNorm, attend, mask_bias, merge_heads, split_heads};
 use crate::weights::Weights;
@@ -467,8 +468,39 @@ impl T5 {
         self.encoder.forward(&self.config, self.act, inputs_embeds, bias, None)
     }
 
+    /// The checks of [`T5::try_encode`]: ids `[B, S]` with `B, S ≥ 1`, a mask of the same
+    /// shape, a prompt `[B, l ≥ 1, d]`.
+    pub fn check_encode(
+        &self,
+        input_ids: &Tensor<2, Int>,
+        attention_mask: &Tensor<2, Int>,
+        prompt: Option<&Tensor<3>>,
+    ) -> Result<()> {
+        let dims = input_ids.dims();
+        check::rows("input_ids", &dims)?;
+        check::same("attention_mask", &attention_mask.dims(), &dims, "the shape of input_ids")?;
+        if let Some(p) = prompt {
+            check::prompt(p.dims(), dims[0], self.config.d_model)?;
+        }
+        Ok(())
+    }
+
+    /// [`T5::encode`] after [`T5::check_encode`]: an empty batch (`B = 0`), empty rows
+    /// (`S = 0`), a zero-length prompt or a mask of another shape is an [`ModelError::Input`],
+    /// raised before any kernel runs.
+    pub fn try_encode(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<(Tensor<3>, Tensor<2, Int>)> {
+        self.check_encode(&input_ids, &attention_mask, prompt.as_ref())?;
+        Ok(self.encode(input_ids, attention_mask, prompt))
+    }
+
     /// Encoder over token ids with an optional prompt `[B, l, d]` in front (PEFT semantics).
-    /// Returns the encoder states `[B, l+S, d]` and the extended mask `[B, l+S]`.
+    /// Returns the encoder states `[B, l+S, d]` and the extended mask `[B, l+S]`. The inputs
+    /// are not checked: [`T5::try_encode`] refuses empty and mismatched ones with an error.
     pub fn encode(
         &self,
         input_ids: Tensor<2, Int>,
@@ -526,7 +558,47 @@ impl T5 {
         burn::tensor::module::linear(hidden, self.lm_head.clone(), None)
     }
 
-    /// Teacher-forced logits `[B, T, V]`.
+    /// The checks of [`T5::try_decode`]: decoder ids `[B, T]` with `T ≥ 1`, encoder states
+    /// `[B, L ≥ 1, d]` and their mask `[B, L]`.
+    pub fn check_decode(
+        &self,
+        decoder_input_ids: &Tensor<2, Int>,
+        encoder_states: &Tensor<3>,
+        encoder_mask: &Tensor<2, Int>,
+    ) -> Result<()> {
+        let [b, l, d] = encoder_states.dims();
+        check::rows("encoder_states", &[b, l, d])?;
+        if d != self.config.d_model {
+            return Err(ModelError::Input {
+                name: "encoder_states".into(),
+                message: format!("shape {:?}, expected width {} (d_model)", [b, l, d], self.config.d_model),
+            });
+        }
+        check::same("encoder_mask", &encoder_mask.dims(), &[b, l], "the first two axes of encoder_states")?;
+        let dec = decoder_input_ids.dims();
+        check::rows("decoder_input_ids", &dec)?;
+        if dec[0] != b {
+            return Err(ModelError::Input {
+                name: "decoder_input_ids".into(),
+                message: format!("shape {dec:?}, expected [{b}, T] (one row per encoder row)"),
+            });
+        }
+        Ok(())
+    }
+
+    /// [`T5::decode`] after [`T5::check_decode`]: empty or mismatched inputs are an
+    /// [`ModelError::Input`], raised before any kernel runs.
+    pub fn try_decode(
+        &self,
+        decoder_input_ids: Tensor<2, Int>,
+        encoder_states: &Tensor<3>,
+        encoder_mask: &Tensor<2, Int>,
+    ) -> Result<Tensor<3>> {
+        self.check_decode(&decoder_input_ids, encoder_states, encoder_mask)?;
+        Ok(self.decode(decoder_input_ids, encoder_states, encoder_mask))
+    }
+
+    /// Teacher-forced logits `[B, T, V]` (inputs unchecked: see [`T5::try_decode`]).
     pub fn decode(
         &self,
         decoder_input_ids: Tensor<2, Int>,
@@ -546,6 +618,9 @@ impl T5 {
         max_new_tokens: usize,
     ) -> Vec<Vec<i64>> {
         let [b, _, _] = encoder_states.dims();
+        if b == 0 {
+            return Vec::new();
+        }
         let device = encoder_mask.device();
         let (pad, eos) = (self.config.pad_token_id, self.config.eos_token_id);
         let mut rows: Vec<Vec<i64>> = vec![vec![self.config.decoder_start()]; b];
