@@ -45,6 +45,10 @@ fn yes() -> bool {
 pub struct SourcesSection {
     /// Source tasks.
     pub tasks: Vec<String>,
+    /// A source-prompt library (e.g. `prompts/all-MiniLM-L6-v2`): the teachers are its
+    /// `<task>/` artifacts instead of trained here (`train`/`data` below then do not apply).
+    #[serde(default)]
+    pub from: Option<PathBuf>,
     /// Overrides of `[train]` for the teachers.
     #[serde(default)]
     pub train: toml::Table,
@@ -482,6 +486,22 @@ impl Pipeline {
             for (i, t) in tasks.iter().enumerate() {
                 let spec = mpt_data::lookup(t).expect("checked above");
                 root.check_task(spec).map_err(|e| invalid(p, format!("{key}[{i}]"), e.to_string()))?;
+            }
+        }
+        if let Some(lib) = &f.sources.from {
+            for (i, t) in f.sources.tasks.iter().enumerate() {
+                let name = mpt_data::lookup(t).expect("checked above").name;
+                let dir = lib.join(name);
+                let meta = mpt_core::Artifact::read_meta(&dir).map_err(|e| {
+                    invalid(p, format!("sources.tasks[{i}]"), format!("no teacher for {name} in sources.from: {e}"))
+                })?;
+                if meta.kind != mpt_core::ArtifactKind::Teacher || meta.tasks != [name] {
+                    return Err(invalid(
+                        p,
+                        "sources.from",
+                        format!("{} is a {} artifact for {:?}, expected a teacher for {name:?}", dir.display(), meta.kind, meta.tasks),
+                    ));
+                }
             }
         }
         for (task, _) in &f.targets.few_shot_overrides {

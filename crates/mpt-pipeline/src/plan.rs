@@ -18,6 +18,8 @@ use crate::config::Pipeline;
 pub enum StageKind {
     /// Train a teacher.
     Teacher(TeacherConfig),
+    /// A teacher taken from a source-prompt library folder (`sources.from`), not trained.
+    Provided(PathBuf),
     /// Distil (deps: the teachers, in `config.tasks` order).
     Distill(DistillConfig),
     /// Adapt (dep: the source artifact, if any).
@@ -54,7 +56,7 @@ impl Stage {
     /// `teacher`, `distill`, `adapt` or `eval`.
     pub fn kind_name(&self) -> &'static str {
         match self.kind {
-            StageKind::Teacher(_) => "teacher",
+            StageKind::Teacher(_) | StageKind::Provided(_) => "teacher",
             StageKind::Distill(_) => "distill",
             StageKind::Adapt(_) => "adapt",
             StageKind::Eval(_) => "eval",
@@ -75,9 +77,12 @@ impl Plan {
         self.stages.iter().position(|s| s.name == name)
     }
 
-    /// Where a training stage's artifact lives.
+    /// Where a training stage's artifact lives (a provided teacher's: its library folder).
     pub fn artifact_dir(&self, run_dir: &std::path::Path, i: usize) -> PathBuf {
-        run_dir.join("artifacts").join(&self.stages[i].name)
+        match &self.stages[i].kind {
+            StageKind::Provided(dir) => dir.clone(),
+            _ => run_dir.join("artifacts").join(&self.stages[i].name),
+        }
     }
 
     /// Where an eval stage's result lives.
@@ -114,9 +119,9 @@ pub fn build(p: &Pipeline) -> Plan {
     if needs_teachers {
         for task in &sources {
             teacher_ids.push(stages.len());
-            stages.push(Stage {
-                name: format!("teacher/{task}"),
-                kind: StageKind::Teacher(TeacherConfig {
+            let kind = match &f.sources.from {
+                Some(lib) => StageKind::Provided(lib.join(task)),
+                None => StageKind::Teacher(TeacherConfig {
                     task: task.clone(),
                     prompt_length: f.prompt.length,
                     init: p.init.clone(),
@@ -124,6 +129,10 @@ pub fn build(p: &Pipeline) -> Plan {
                     head,
                     data: p.teacher_data.clone(),
                 }),
+            };
+            stages.push(Stage {
+                name: format!("teacher/{task}"),
+                kind,
                 deps: Vec::new(),
                 cell: None,
             });

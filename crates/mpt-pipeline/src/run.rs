@@ -173,7 +173,15 @@ impl<'a> Runner<'a> {
                     Ok(a) => a,
                     Err(e) => return Status::Pending(format!("existing artifact unusable: {e}")),
                 };
+                if let StageKind::Provided(_) = kind {
+                    return if artifact.meta.kind == mpt_core::ArtifactKind::Teacher {
+                        Status::Done
+                    } else {
+                        Status::Pending(format!("{} is not a teacher artifact", dir.display()))
+                    };
+                }
                 let config = match kind {
+                    StageKind::Provided(_) => unreachable!("returned above"),
                     StageKind::Teacher(c) => serde_json::to_value(c),
                     StageKind::Distill(c) => serde_json::to_value(c),
                     StageKind::Adapt(c) => serde_json::to_value(c),
@@ -341,6 +349,18 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
             source: e,
         };
         let output = match &stage.kind {
+            StageKind::Provided(dir) => match (&status, runner.output_of(i)) {
+                // Forced: a library teacher is used as it is, never retrained.
+                (Status::Done, Some(id)) => id,
+                (Status::Pending(why), _) => {
+                    return Err(PipelineError::Plan(format!(
+                        "stage {}: the source-prompt library has no usable teacher at {}: {why}",
+                        stage.name,
+                        dir.display()
+                    )));
+                }
+                (Status::Done, None) => unreachable!("a done stage has an artifact id"),
+            },
             StageKind::Teacher(c) => {
                 mpt_teacher::run(model, &root, c, &out_dir, device, ui.progress()).map_err(|e| stage_err(Box::new(e)))?.meta.id
             }

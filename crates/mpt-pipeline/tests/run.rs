@@ -344,3 +344,31 @@ fn a_missing_backbone_fails_a_real_run() {
     // A dry run still shows the plan.
     go(&s, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
 }
+
+#[test]
+fn sources_from_a_library_replace_the_teacher_stages() {
+    // A first run trains the teachers; they become a library for a second pipeline.
+    let first = setup(|t| t);
+    go(&first, only(&["teacher"])).unwrap();
+    let lib = first.run_dir.parent().unwrap().join("library");
+    for task in ["mnli", "qnli"] {
+        let from = first.run_dir.join("artifacts/teacher").join(task);
+        std::fs::create_dir_all(lib.join(task)).unwrap();
+        for f in ["artifact.json", "tensors.safetensors"] {
+            std::fs::copy(from.join(f), lib.join(task).join(f)).unwrap();
+        }
+    }
+    let lib_line = format!("tasks = [\"mnli\", \"qnli\"]\nfrom = \"{}\"", lib.display());
+    let second = setup(|t| t.replace("tasks = [\"mnli\", \"qnli\"]", &lib_line));
+    let summary = go(&second, only(&["distill"])).unwrap();
+    assert_eq!(summary.ran, ["distill/mpt"], "the library teachers are not retrained");
+    let distill = artifact(&second, "distill/mpt");
+    let ids: Vec<String> = ["mnli", "qnli"].iter().map(|t| Artifact::read_meta(&lib.join(t)).unwrap().id).collect();
+    assert_eq!(distill.meta.parents, ids);
+    assert!(!second.run_dir.join("artifacts/teacher").exists(), "nothing is written for provided teachers");
+
+    // A library without one of the tasks is refused before any work, naming the key.
+    std::fs::remove_dir_all(lib.join("qnli")).unwrap();
+    let err = Pipeline::load(&second.pipeline.path).unwrap_err().to_string();
+    assert!(err.contains("sources.tasks[1]") && err.contains("qnli"), "{err}");
+}
