@@ -66,12 +66,18 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
+/// Numbers in the default linear heads of `tasks` on the width-D fixture.
+fn heads(tasks: &[&str]) -> usize {
+    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (D + 1)).sum()
+}
+
 fn check_target(a: &Artifact, targets: &[&str], layout: Layout, tunable: usize, parents: &[&Artifact]) {
     let m = &a.meta;
     assert_eq!(m.kind, ArtifactKind::Target);
     assert_eq!(m.tasks, targets);
     assert_eq!(m.layout, layout);
-    assert_eq!(m.tunable_params, tunable);
+    // + the default linear head of each target (C·D + C).
+    assert_eq!(m.tunable_params, tunable + heads(targets));
     assert_eq!(m.parents, parents.iter().map(|p| p.meta.id.clone()).collect::<Vec<_>>());
     for t in targets {
         assert!(m.metrics["dev"][*t].is_object(), "dev metrics of {t}: {}", m.metrics);
@@ -115,19 +121,19 @@ fn mpt_inits_take_the_right_factors() {
     let tol = 1e-5;
 
     let avg = init_of(mpt(TargetInit::Average), &["rte"], &src, &tmp.path().join("avg"));
-    assert_eq!(avg.meta.tunable_params, L * D + L + D);
+    assert_eq!(avg.meta.tunable_params, L * D + L + D + heads(&["rte"]));
     assert_close("P*", floats(&avg.tensors["prompt_embeddings"]), p_star, tol);
     assert_close("U average", floats(&avg.tensors["prefix_task_cols"]), &mean(cols, L), tol);
     assert_close("V average", floats(&avg.tensors["prefix_task_rows"]), &mean(rows, D), tol);
 
     let qnli = init_of(mpt(TargetInit::Source { task: "qnli".into() }), &["rte"], &src, &tmp.path().join("src"));
-    assert_eq!(qnli.meta.tunable_params, L * D + L + D);
+    assert_eq!(qnli.meta.tunable_params, L * D + L + D + heads(&["rte"]));
     assert_close("U source", floats(&qnli.tensors["prefix_task_cols"]), &cols[L..], tol);
     assert_close("V source", floats(&qnli.tensors["prefix_task_rows"]), &rows[D..], tol);
     assert_eq!(qnli.meta.parents, [src.meta.id.clone()]);
 
     let shared = init_of(mpt(TargetInit::Shared), &["rte"], &src, &tmp.path().join("shared"));
-    assert_eq!(shared.meta.tunable_params, L * D + L + D);
+    assert_eq!(shared.meta.tunable_params, L * D + L + D + heads(&["rte"]));
     assert_close("P* shared", floats(&shared.tensors["prompt_embeddings"]), p_star, tol);
     assert_close("U fresh", floats(&shared.tensors["prefix_task_cols"]), &[1.0; L], tol);
     assert_close("V fresh", floats(&shared.tensors["prefix_task_rows"]), &[1.0; D], tol);
@@ -177,7 +183,7 @@ fn vanilla_starts_from_scratch() {
     let cfg = config(&["rte"], Method::Vanilla { init: PromptInit::Random });
     let a = run(&model, &data_root(), &cfg, None, &tmp.path().join("t"), &device, &Silent).unwrap();
     check_target(&a, &["rte"], Layout::Prompt, L * D, &[]);
-    assert_eq!(a.tensors.keys().collect::<Vec<_>>(), ["prompt_embeddings"]);
+    assert_eq!(a.tensors.keys().collect::<Vec<_>>(), ["classifier.0.bias", "classifier.0.weight", "prompt_embeddings"]);
     assert_eq!(a.tensors["prompt_embeddings"].shape(), &[L, D]);
 }
 

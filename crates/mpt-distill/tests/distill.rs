@@ -58,6 +58,11 @@ fn dirs(ts: &[&Artifact]) -> Vec<PathBuf> {
     ts.iter().map(|a| a.dir.clone()).collect()
 }
 
+/// Numbers in the default linear heads of `tasks` on the width-D fixture: Σ C·D + C.
+fn heads(tasks: &[String]) -> usize {
+    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (D + 1)).sum()
+}
+
 #[test]
 fn distils_teachers_into_a_multitask_artifact_in_config_order() {
     let (model, device) = load("bert-tiny");
@@ -75,7 +80,7 @@ fn distils_teachers_into_a_multitask_artifact_in_config_order() {
     assert_eq!(m.parents, [qnli.meta.id.clone(), rte.meta.id.clone(), mnli.meta.id.clone()]);
     assert_eq!(m.layout, Layout::Multitask);
     assert_eq!((m.prompt_length, m.dim, m.rank), (L, D, 1));
-    assert_eq!(m.tunable_params, L * D + 3 * (L + D));
+    assert_eq!(m.tunable_params, L * D + 3 * (L + D) + heads(&m.tasks));
     assert_eq!(a.tensors["prompt_embeddings"].shape(), &[L, D]);
     assert_eq!(a.tensors["prefix_task_cols"].shape(), &[3, L, 1]);
     assert_eq!(a.tensors["prefix_task_rows"].shape(), &[3, 1, D]);
@@ -141,9 +146,12 @@ fn without_decomposition_the_layout_is_plain() {
     assert_eq!(a.meta.kind, ArtifactKind::Multitask);
     assert_eq!(a.meta.layout, Layout::Prompt);
     assert_eq!(a.meta.rank, 0);
-    assert_eq!(a.meta.tunable_params, L * D);
+    assert_eq!(a.meta.tunable_params, L * D + heads(&a.meta.tasks));
     assert_eq!(a.meta.tasks, ["mnli", "qnli"]);
-    assert_eq!(a.tensors.keys().collect::<Vec<_>>(), ["prompt_embeddings"]);
+    assert_eq!(
+        a.tensors.keys().collect::<Vec<_>>(),
+        ["classifier.0.bias", "classifier.0.weight", "classifier.1.bias", "classifier.1.weight", "prompt_embeddings"]
+    );
     assert_eq!(a.meta.parents, [ts[0].meta.id.clone(), ts[1].meta.id.clone()]);
 }
 
@@ -165,7 +173,7 @@ fn lambda_zero_with_fresh_init_needs_no_teachers() {
     assert_eq!((a.meta.prompt_length, a.meta.rank), (3, 2));
     assert_eq!(a.tensors["prefix_task_cols"].shape(), &[3, 3, 2]);
     assert_eq!(a.tensors["prefix_task_rows"].shape(), &[3, 2, D]);
-    assert_eq!(a.meta.tunable_params, 3 * D + 3 * 2 * (3 + D));
+    assert_eq!(a.meta.tunable_params, 3 * D + 3 * 2 * (3 + D) + heads(&a.meta.tasks));
 }
 
 fn expect_config_error(err: DistillError, field: &str) -> String {

@@ -87,7 +87,19 @@ fn check_teacher(a: &Artifact, model: &Model, task: &str, l: usize, steps: usize
     assert_eq!(m.prompt_length, l);
     assert_eq!(m.dim, 32);
     assert_eq!(m.rank, 0);
-    assert_eq!(m.tunable_params, l * 32);
+    // BERT trains the default linear head beside the prompt: C·d + C more numbers.
+    let head = match model.backbone.arch() {
+        mpt_models::Arch::Bert => {
+            let c = mpt_data::lookup(task).unwrap().labels.len();
+            assert_eq!(a.tensors["classifier.0.weight"].shape(), &[c, 32]);
+            c * 32 + c
+        }
+        _ => {
+            assert!(!a.has_classifiers(), "T5 has no linear head");
+            0
+        }
+    };
+    assert_eq!(m.tunable_params, l * 32 + head);
     assert!(m.parents.is_empty(), "a teacher has no parents: {:?}", m.parents);
     assert_eq!(m.backbone, BackboneRef::new(model.backbone.arch(), &model.fingerprint));
     assert_eq!(a.tensors["prompt_embeddings"].shape(), &[l, 32]);
