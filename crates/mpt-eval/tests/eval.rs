@@ -199,6 +199,7 @@ fn result(task: &str, id: &str, acc: f64) -> EvalResult {
         metrics: BTreeMap::from([("accuracy".to_string(), acc)]),
         score: acc,
         tunable_params: 160,
+        baselines: None,
         seconds: 0.5,
     }
 }
@@ -258,4 +259,29 @@ fn an_artifact_of_another_width_is_an_error_not_a_panic() {
         Ok(Ok(_)) => panic!("a [l, 16] prompt was evaluated on a d = 32 backbone"),
         Err(_) => panic!("a prompt of the wrong width panicked instead of returning an error"),
     }
+}
+
+#[test]
+fn baselines_score_the_constant_and_the_bare_backbone_on_the_same_rows() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = teacher(&tmp.path().join("t"), "rte", L, D, &backbone_of("bert-tiny"), 1);
+    let mut cfg = config("rte", Split::Test);
+    cfg.baselines = true;
+    let r = run(&model, &data_root(), &t.dir, &cfg, &device).unwrap();
+    let b = r.baselines.clone().expect("baselines asked for");
+    // The constant predictor by hand: the train split's most frequent label, scored on test.
+    let spec = mpt_data::lookup("rte").unwrap();
+    let (train, _) = data_root().load_split(spec, Split::Train, mpt_data::DEFAULT_SEED).unwrap();
+    let (test, _) = data_root().load_split(spec, Split::Test, mpt_data::DEFAULT_SEED).unwrap();
+    let ones = train.iter().filter(|e| e.label == 1).count();
+    let label = usize::from(ones * 2 > train.len());
+    assert_eq!(b.majority_label, spec.labels[label]);
+    let hits = test.iter().filter(|e| e.label == label).count() as f64 / test.len() as f64;
+    assert!((b.majority - hits).abs() < 1e-12, "majority {} vs {hits}", b.majority);
+    // No prompt: a different score source than the prompted one, in [0, 1], same metric names.
+    assert_eq!(b.no_prompt_metrics.keys().collect::<Vec<_>>(), r.metrics.keys().collect::<Vec<_>>());
+    assert!((0.0..=1.0).contains(&b.no_prompt));
+    let md = to_markdown(std::slice::from_ref(&r));
+    assert!(md.contains(&format!("{:.2} ({})", b.majority * 100.0, b.majority_label)), "{md}");
 }
