@@ -26,6 +26,25 @@ impl Default for Lengths {
     }
 }
 
+impl Lengths {
+    /// Rejects limits that leave no room for an input or a target, naming the field under
+    /// `prefix` (`train.` in a stage config, empty for an evaluation). [`TaskData::encode`]
+    /// checks this before tokenizing; the CLI checks its `--max-len` with it for every command.
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        let bad = |field: &str, message: &str| TrainError::Config {
+            field: format!("{prefix}lengths.{field}"),
+            message: message.into(),
+        };
+        if self.max_input < 4 {
+            return Err(bad("max_input", "must be at least 4 (the special tokens and some input)"));
+        }
+        if self.max_target < 2 {
+            return Err(bad("max_target", "must be at least 2 (a label token and </s>)"));
+        }
+        Ok(())
+    }
+}
+
 /// One task's examples with their token ids.
 #[derive(Debug, Clone)]
 pub struct TaskData {
@@ -51,6 +70,7 @@ impl TaskData {
         arch: Arch,
         lengths: Lengths,
     ) -> Result<Self> {
+        lengths.validate("")?;
         let inputs: Vec<(&str, Option<&str>)> = examples
             .iter()
             .map(|e| match arch {

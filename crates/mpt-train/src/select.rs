@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Lengths, TaskData};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Example selection for one task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,32 @@ impl Default for Selection {
             max_test: None,
             sample_seed: 0,
         }
+    }
+}
+
+/// What [`Selection::validate`] says of a count of 0.
+pub const AT_LEAST_ONE: &str = "must be at least 1 (or absent)";
+
+impl Selection {
+    /// Rejects values that would only fail once the data is loaded (an empty training, dev or
+    /// test set), naming the field under `prefix` (`data.` in a stage config). The stages (in
+    /// [`load_task`]), the CLI's flags and the pipeline's validation and dry run all use this
+    /// one check, so a value is refused with the same words wherever it is set.
+    pub fn validate(&self, prefix: &str) -> Result<()> {
+        for (field, value) in [
+            ("few_shot_k", self.few_shot_k),
+            ("max_train", self.max_train),
+            ("max_dev", self.max_dev),
+            ("max_test", self.max_test),
+        ] {
+            if value == Some(0) {
+                return Err(TrainError::Config {
+                    field: format!("{prefix}{field}"),
+                    message: AT_LEAST_ONE.into(),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -81,6 +107,8 @@ pub fn load_task(
     arch: Arch,
     lengths: Lengths,
 ) -> Result<TaskSplits> {
+    selection.validate("data.")?;
+    lengths.validate("train.")?;
     root.check_task(task)?;
     let (train, _) = root.load_split(task, Split::Train, selection.split_seed)?;
     let seed = selection.sample_seed;
@@ -93,8 +121,19 @@ pub fn load_task(
         None => (cap(train, selection.max_train, seed), root.load_split(task, Split::Dev, selection.split_seed)?.0),
     };
     let dev = cap(dev, selection.max_dev, seed.wrapping_add(1));
+    if train.is_empty() {
+        return Err(TrainError::Config {
+            field: "data".into(),
+            message: format!(
+                "task {}: the training split has no rows (files under {}: {})",
+                task.name,
+                root.path().display(),
+                task.files().iter().map(|f| f.path).collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
     if dev.is_empty() {
-        return Err(crate::error::TrainError::Config {
+        return Err(TrainError::Config {
             field: "data".into(),
             message: format!(
                 "task {}: no dev rows (few_shot_k {:?} leaves none of the training split for a dev set, or max_dev is 0)",
