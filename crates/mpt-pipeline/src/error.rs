@@ -37,6 +37,16 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// Another process holds the run folder's lock.
+    #[error("{path}: the run folder is in use by another `mpt run` ({}); wait for it to finish or stop it (lock file {lock})", match pid { Some(pid) => format!("pid {pid}"), None => "pid not recorded".to_string() }, lock = lock.display())]
+    Locked {
+        /// Run folder.
+        path: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// The holder's pid, as its lock file records it.
+        pid: Option<u32>,
+    },
     /// A stage failed.
     #[error("stage {stage} failed: {source}")]
     Stage {

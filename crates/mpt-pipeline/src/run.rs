@@ -221,17 +221,116 @@ impl<'a> Runner<'a> {
     }
 }
 
+/// Removes what interrupted writes left in `run_dir`: `.NAME.tmp-PID` files of
+/// [`mpt_models::io::write_atomic`] (`state.json`, `pipeline.toml`, `report.json`, result files)
+/// and `.NAME.tmp-PID` / `.NAME.old-PID` folders of artifact writes, in the run folder itself
+/// and, recursively, in the folders a run writes (`artifacts`, `results`, `logs`, `plots`).
+/// Called with the run folder's lock held, so no live run's temp file is touched.
+fn sweep_run_dir(run_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(run_dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if is_temp_name(&name) {
+            let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
+        }
+    }
+    for sub in ["artifacts", "results", "logs", "plots"] {
+        remove_stale_temps(&run_dir.join(sub));
+    }
+}
+
+/// `.NAME.tmp-PID` or `.NAME.old-PID`.
+fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-"))
+}
+
 fn remove_stale_temps(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.starts_with('.') && (name.contains(".tmp-") || name.contains(".old-")) {
+        if is_temp_name(&name) {
             let _ = if path.is_dir() { std::fs::remove_dir_all(&path) } else { std::fs::remove_file(&path) };
         } else if path.is_dir() {
             remove_stale_temps(&path);
         }
     }
+}
+
+/// The lock file of a run folder.
+pub const LOCK_FILE: &str = ".run.lock";
+
+/// A run folder held by this process: an exclusive advisory lock (`flock`) on
+/// [`LOCK_FILE`], which holds the holder's pid. The kernel drops the lock when the holder
+/// exits, however it exits, so the lock of a killed run is taken over by the next one; the file
+/// itself stays. Released on drop.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: std::fs::File,
+}
+
+impl RunLock {
+    /// Takes the lock of `run_dir` (creating the folder), or fails with
+    /// [`PipelineError::Locked`] naming the holder's pid while another process holds it.
+    pub fn acquire(run_dir: &Path) -> Result<Self> {
+        std::fs::create_dir_all(run_dir).map_err(io(run_dir))?;
+        let path = run_dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io(&path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let text = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(PipelineError::Locked {
+                    path: run_dir.to_path_buf(),
+                    lock: path,
+                    pid: text.trim().parse().ok(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+        }
+        let pid = format!("{}\n", std::process::id());
+        file.set_len(0).map_err(io(&path))?;
+        file.write_all(pid.as_bytes()).map_err(io(&path))?;
+        file.sync_all().map_err(io(&path))?;
+        Ok(Self { _file: file })
+    }
+}
+
+/// Checks the data selection of every stage (`[data]` and its `sources.data`, `distill.data`,
+/// `targets.data` overrides) with [`mpt_train::Selection::validate`], the check the stage
+/// commands apply to their flags, so values that could only fail once the data is loaded
+/// (`max_train = 0`, `max_dev = 0`) are refused before any work, dry runs included, naming the
+/// key that set them.
+pub fn check_data(pipeline: &Pipeline) -> Result<()> {
+    let f = &pipeline.file;
+    for (section, table, data) in [
+        ("sources.data", &f.sources.data, &pipeline.teacher_data),
+        ("distill.data", &f.distill.data, &pipeline.distill_data),
+        ("targets.data", &f.targets.data, &pipeline.target_data),
+    ] {
+        data.validate("").map_err(|e| {
+            let (key, message) = match e {
+                mpt_train::TrainError::Config { field, message } => {
+                    let from = if table.contains_key(&field) { section } else { "data" };
+                    (format!("{from}.{field}"), message)
+                }
+                other => (section.to_string(), other.to_string()),
+            };
+            PipelineError::Invalid {
+                path: pipeline.path.clone(),
+                key,
+                message,
+            }
+        })?;
+    }
+    Ok(())
 }
 
 fn log_line(run_dir: &Path, line: &str) {
@@ -262,6 +361,7 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
             return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
         }
     }
+    check_data(pipeline)?;
     let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
     let run_dir = pipeline.run_dir.clone();
     let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
@@ -287,11 +387,12 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
         return Ok(RunSummary::default());
     }
 
+    let _lock = RunLock::acquire(&run_dir)?;
+    sweep_run_dir(&run_dir);
     for sub in ["artifacts", "results", "logs"] {
         let d = run_dir.join(sub);
         std::fs::create_dir_all(&d).map_err(io(&d))?;
     }
-    remove_stale_temps(&run_dir.join("artifacts"));
     let copy = run_dir.join("pipeline.toml");
     mpt_models::io::write_atomic(&copy, pipeline.text.as_bytes())?;
     log_line(&run_dir, &format!("start {} ({})", pipeline.file.name, pipeline.path.display()));
