@@ -643,3 +643,211 @@ fn every_subcommand_has_help() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Reliability (issue 15): inputs that used to crash the binary or fail mid-run give a clear
+// error (exit status 1, never 101/134/139) naming the tensor, flag or key, before anything is
+// written.
+
+/// Runs `mpt ARGS` in `dir` with `env`, expecting exit status 1 (an error, not a panic or a
+/// signal); returns stderr.
+fn refused(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = mpt_env(dir, args, env);
+    assert_eq!(out.status.code(), Some(1), "expected exit status 1 (101 = panic, none = signal): {}", show(args, &out));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.lines().any(|l| l.starts_with("error: ")) && !err.contains("panicked"), "{err}");
+    err
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                out.insert(path.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn model_forward_refuses_empty_batches_and_rows_without_crashing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = tmp.path().join("in.safetensors");
+    let output = tmp.path().join("out.safetensors");
+    for model in ["bert-tiny", "t5-v1_1-tiny"] {
+        let model = fixture(model);
+        for (shape, needle) in [([0, 5], "empty batch"), ([2, 0], "rows of length 0")] {
+            let ids = HostTensor::I64 { data: vec![], shape: shape.to_vec() };
+            let inputs = BTreeMap::from([("input_ids".to_string(), ids.clone()), ("attention_mask".to_string(), ids)]);
+            write_safetensors(&input, &inputs).unwrap();
+            let args = ["model", "forward", "--model", s(&model), "--inputs", s(&input), "--out", s(&output)];
+            // Segfaulted (exit 139) in gemm on [0, 5], fused or not; panicked in a reshape on [2, 0].
+            for env in [&[][..], &[("MPT_FUSED", "0"), ("MPT_BLAS", "off")][..]] {
+                let err = refused(tmp.path(), &args, env);
+                assert!(err.contains("input_ids") && err.contains(&format!("{shape:?}")) && err.contains(needle), "{env:?}: {err}");
+                assert!(!output.exists(), "no output on error");
+            }
+        }
+    }
+}
+
+#[test]
+fn zero_counts_are_refused_by_flags_and_pipelines_alike_before_any_work() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = fixture("bert-tiny");
+    let data = fixture("data");
+    const WORDS: &str = "must be at least 1 (or absent)";
+    for (flag, field) in [("--max-train", "max_train"), ("--max-dev", "max_dev")] {
+        // `--max-train 0` used to panic in SoftPrompt::batch ("Broadcast arguments must be positive").
+        let args = ["teacher", "-q", "--model", s(&model), "--data-root", s(&data), "--task", "rte", "--out", "t", flag, "0"];
+        let err = refused(dir, &args, &[]);
+        assert!(err.contains(&format!("{flag}: {WORDS}")), "{err}");
+        assert!(!dir.join("t").exists(), "no artifact on error");
+        // The same value from a --config file is named by its key.
+        std::fs::write(dir.join("c.toml"), format!("task = \"rte\"\nprompt_length = 4\ninit = {{ kind = \"vocab\" }}\n[train]\n[data]\n{field} = 0\n")).unwrap();
+        let args = ["teacher", "-q", "--model", s(&model), "--data-root", s(&data), "--config", "c.toml", "--out", "t"];
+        let err = refused(dir, &args, &[]);
+        assert!(err.contains(&format!("c.toml: `data.{field}`: {WORDS}")), "{err}");
+    }
+
+    // A pipeline: refused by the dry run and the run with the same words, naming the key (and
+    // the section when an override set it); a finished run folder is left as it was.
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml"]);
+    let run = dir.join("runs/tiny");
+    let before = snapshot(&run);
+    for (from, to, key) in [
+        ("max_train = 12", "max_train = 0", "data.max_train"),
+        ("max_dev = 6", "max_dev = 0", "data.max_dev"),
+        ("[targets]", "[targets.data]\nmax_dev = 0\n\n[targets]", "targets.data.max_dev"),
+    ] {
+        std::fs::write(dir.join("bad.toml"), pipeline_toml("tiny").replace(from, to)).unwrap();
+        for dry in [true, false] {
+            let args: &[&str] = if dry { &["run", "--dry-run", "bad.toml"] } else { &["run", "-q", "bad.toml"] };
+            let err = refused(dir, args, &[]);
+            assert!(err.contains(&format!("bad.toml: `{key}`: {WORDS}")), "{err}");
+        }
+    }
+    assert_eq!(snapshot(&run), before, "the run folder is unchanged");
+}
+
+#[test]
+fn max_len_is_checked_alike_by_eval_and_teacher() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let model = fixture("bert-tiny");
+    let data = fixture("data");
+    let env = ["-q", "--model", s(&model), "--data-root", s(&data)];
+    let with = |head: &[&str], tail: &[&str]| -> Vec<String> { head.iter().chain(&env).chain(tail).map(|a| a.to_string()).collect() };
+    let teach = with(&["teacher"], &["--task", "rte", "--prompt-len", "2", "--steps", "1", "--max-train", "4", "--max-dev", "4", "--out", "t"]);
+    fn refs(v: &[String]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    ok_in(dir, &refs(&teach));
+    let before = snapshot(&dir.join("t"));
+    for bad in ["0", "3"] {
+        let mut args = teach.clone();
+        args.extend(["--max-len".into(), bad.into()]);
+        let teacher_err = refused(dir, &refs(&args), &[]);
+        // `mpt eval --max-len 0` used to be accepted and change the accuracy.
+        let eval = with(&["eval"], &["--artifact", "t", "--task", "rte", "--max-examples", "4", "--max-len", bad, "--json", "r.json"]);
+        let eval_err = refused(dir, &refs(&eval), &[]);
+        assert!(eval_err.contains("--max-len: must be at least 4"), "{eval_err}");
+        assert_eq!(eval_err, teacher_err, "one check, the same words");
+        assert!(!dir.join("r.json").exists());
+    }
+    assert_eq!(snapshot(&dir.join("t")), before, "the artifact is unchanged");
+    let eval = with(&["eval"], &["--artifact", "t", "--task", "rte", "--max-examples", "4", "--max-len", "4"]);
+    ok_in(dir, &refs(&eval));
+}
+
+#[test]
+fn run_sweeps_the_temp_files_of_interrupted_writes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml"]);
+    let run = dir.join("runs/tiny");
+    // What a run killed inside write_atomic leaves (`.NAME.tmp-PID`), beside files of the user's.
+    let stray = [
+        ".state.json.tmp-4242",
+        ".pipeline.toml.tmp-4242",
+        ".report.json.tmp-4242",
+        ".report.md.tmp-4242",
+        "results/eval/mpt/rte/.k2-s0.json.tmp-4242",
+        "plots/.curve.svg.tmp-4242",
+        "artifacts/teacher/.mnli.tmp-4242/artifact.json",
+    ];
+    for f in stray {
+        let path = run.join(f);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"partial").unwrap();
+    }
+    std::fs::write(run.join(".notes"), b"mine").unwrap();
+    std::fs::write(run.join("notes.tmp-1"), b"mine").unwrap();
+    let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+    assert!(out.contains("0 stage(s) ran, 7 already done"), "{out}");
+    for f in stray {
+        assert!(!run.join(f).exists(), "{f} was not swept");
+    }
+    assert!(!run.join("artifacts/teacher/.mnli.tmp-4242").exists());
+    assert!(run.join(".notes").is_file() && run.join("notes.tmp-1").is_file(), "only temp names are swept");
+    // A dry run writes (and sweeps) nothing.
+    std::fs::write(run.join(".state.json.tmp-4242"), b"partial").unwrap();
+    ok_in(dir, &["run", "--dry-run", "tiny.toml"]);
+    assert!(run.join(".state.json.tmp-4242").is_file());
+}
+
+#[test]
+fn a_second_run_on_a_held_run_folder_is_refused_naming_the_holder() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    let run = dir.join("runs/tiny");
+    std::fs::create_dir_all(&run).unwrap();
+    // This process holds the lock as a running `mpt run` does (flock on the file, pid inside).
+    let lock_path = run.join(".run.lock");
+    let lock = std::fs::File::create(&lock_path).unwrap();
+    lock.try_lock().expect("the lock is free");
+    std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
+    let before = snapshot(&run);
+    let err = refused(dir, &["run", "-q", "tiny.toml"], &[]);
+    assert!(err.contains("in use by another `mpt run`") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(err.contains("runs/tiny"), "{err}");
+    assert_eq!(snapshot(&run), before, "nothing is written while the folder is held");
+    // A dry run only reads: allowed.
+    ok_in(dir, &["run", "--dry-run", "tiny.toml"]);
+    // The holder is gone (its lock with it); its pid is still in the file: taken over.
+    drop(lock);
+    std::fs::write(&lock_path, "999999999\n").unwrap();
+    let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+    assert!(out.contains("7 stage(s) ran"), "{out}");
+    assert_ne!(std::fs::read_to_string(&lock_path).unwrap(), "999999999\n", "the new holder wrote its pid");
+}
+
+#[test]
+fn error_causes_are_printed_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let bert = fixture("bert-tiny");
+    for (bytes, cause) in [(&b"abc"[..], "header too small"), (&b"\x01\0\0\0\0\0\0\0{"[..], "EOF while parsing")] {
+        std::fs::write(dir.join("in.safetensors"), bytes).unwrap();
+        let err = refused(dir, &["model", "forward", "--model", s(&bert), "--inputs", "in.safetensors", "--out", "o.safetensors"], &[]);
+        assert_eq!(err.matches(cause).count(), 1, "{err}");
+        assert!(err.contains("in.safetensors"), "{err}");
+    }
+    // A stage that fails mid-run: "stage … failed: X" with X once.
+    let text = pipeline_toml("nan").replace("seed = 1", "seed = 1\nlearning_rate = 1e38");
+    std::fs::write(dir.join("nan.toml"), text).unwrap();
+    let err = refused(dir, &["run", "-q", "nan.toml"], &[]);
+    assert!(err.contains("stage teacher/mnli failed"), "{err}");
+    assert_eq!(err.matches("loss is").count(), 1, "{err}");
+}

@@ -2,11 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use mpt_data::DataRoot;
 use mpt_models::Model;
-use mpt_train::{HeadConfig, HeadKind, Selection, TrainConfig};
+use mpt_train::{HeadConfig, HeadKind, Lengths, Selection, TrainConfig, TrainError};
 use serde::de::DeserializeOwned;
 
 use crate::device::parse_device;
@@ -91,6 +91,18 @@ impl TrainArgs {
         }
     }
 
+    /// The flag that set `field` (a key of a stage config, e.g. `data.max_train`), if one did.
+    pub fn flag_for(&self, field: &str) -> Option<&'static str> {
+        match field {
+            "data.few_shot_k" if self.few_shot_k.is_some() => Some("--few-shot-k"),
+            "data.max_train" if self.max_train.is_some() => Some("--max-train"),
+            "data.max_dev" if self.max_dev.is_some() => Some("--max-dev"),
+            "data.max_test" if self.max_test.is_some() => Some("--max-test"),
+            "train.lengths.max_input" if self.max_len.is_some() => Some("--max-len"),
+            _ => None,
+        }
+    }
+
     /// Applies the overrides.
     pub fn apply(&self, train: &mut TrainConfig, data: &mut Selection) {
         if let Some(v) = self.steps {
@@ -130,6 +142,30 @@ impl TrainArgs {
         if self.max_test.is_some() {
             data.max_test = self.max_test;
         }
+    }
+}
+
+/// Checks, before the backbone is loaded, the values of a command that could only fail once
+/// its data is read: the example selection ([`Selection::validate`]) and the token lengths
+/// ([`Lengths::validate`], the key `{lengths_prefix}lengths.*`), the checks a pipeline's dry
+/// run applies, with the same words. A value set by a flag is named by its flag (`flag_for`),
+/// one from `--config` by the file and its key.
+pub fn check_values(
+    data: &Selection,
+    lengths: &Lengths,
+    lengths_prefix: &str,
+    flag_for: impl Fn(&str) -> Option<&'static str>,
+    config: Option<&Path>,
+) -> Result<()> {
+    let checked = data.validate("data.").and_then(|()| lengths.validate(lengths_prefix));
+    match checked {
+        Ok(()) => Ok(()),
+        Err(TrainError::Config { field, message }) => match (flag_for(&field), config) {
+            (Some(flag), _) => bail!("{flag}: {message}"),
+            (None, Some(path)) => bail!("{}: `{field}`: {message}", path.display()),
+            (None, None) => bail!("`{field}`: {message}"),
+        },
+        Err(other) => Err(other.into()),
     }
 }
 

@@ -115,8 +115,61 @@ fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", render(&err));
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+/// `err` and its causes joined by `: `, each once. The library errors put their cause's text
+/// in their own message (so `to_string()` says everything) and also return it as their
+/// `source()`, so printing the whole chain (`{:#}`) said it twice ("header too small: header
+/// too small", "stage … failed: X: X"); a cause whose text is already printed is skipped.
+fn render(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    /// Like the library errors: the cause in the message and as the source.
+    #[derive(Debug)]
+    struct Outer {
+        path: String,
+        source: std::io::Error,
+    }
+
+    impl std::fmt::Display for Outer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "{}: invalid file: {}", self.path, self.source)
+        }
+    }
+
+    impl std::error::Error for Outer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.source)
+        }
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let inner = std::io::Error::other("header too small");
+        let err = anyhow::Error::new(Outer { path: "x.safetensors".into(), source: inner }).context("reading inputs x.safetensors");
+        assert_eq!(render(&err), "reading inputs x.safetensors: x.safetensors: invalid file: header too small");
+        // Causes not embedded in the message above them are all printed.
+        let err = anyhow::anyhow!("root cause").context("middle").context("top");
+        assert_eq!(render(&err), "top: middle: root cause");
     }
 }

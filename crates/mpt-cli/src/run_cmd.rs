@@ -55,6 +55,9 @@ impl Ui for CliUi {
 /// Runs `mpt run`.
 pub fn run(args: RunArgs) -> Result<()> {
     let mut pipeline = Pipeline::load(&args.pipeline)?;
+    // Also checked by `mpt_pipeline::run`; here so the error reads like the other validation
+    // errors of the file.
+    mpt_pipeline::run::check_data(&pipeline)?;
     if let Some(dir) = &args.run_dir {
         pipeline.run_dir = dir.clone();
     }

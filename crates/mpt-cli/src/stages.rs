@@ -11,7 +11,7 @@ use mpt_eval::EvalConfig;
 use mpt_teacher::TeacherConfig;
 use mpt_train::{Decoding, HeadConfig, Selection, TrainConfig};
 
-use crate::common::{EnvArgs, TrainArgs, read_toml};
+use crate::common::{EnvArgs, TrainArgs, check_values, read_toml};
 use crate::progress::Bars;
 
 /// Parses `random`, `vocab` or `text:SOME TEXT`.
@@ -81,6 +81,7 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
     }
     args.train.apply(&mut config.train, &mut config.data);
     args.train.apply_head(&mut config.head);
+    check_values(&config.data, &config.train.lengths, "train.", |f| args.train.flag_for(f), args.config.as_deref())?;
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_teacher::run_traced(&model, &root, &config, &args.out, args.trace.as_deref(), &device, &bars)?;
@@ -179,6 +180,7 @@ pub fn distill(args: DistillArgs) -> Result<()> {
     }
     args.train.apply(&mut config.train, &mut config.data);
     args.train.apply_head(&mut config.head);
+    check_values(&config.data, &config.train.lengths, "train.", |f| args.train.flag_for(f), args.config.as_deref())?;
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_distill::run(&model, &root, &config, &args.teachers, &args.out, &device, &bars)?;
@@ -268,6 +270,7 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
     }
     args.train.apply(&mut config.train, &mut config.data);
     args.train.apply_head(&mut config.head);
+    check_values(&config.data, &config.train.lengths, "train.", |f| args.train.flag_for(f), args.config.as_deref())?;
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
     let artifact = mpt_adapt::run(&model, &root, &config, args.from.as_deref(), &args.out, &device, &bars)?;
@@ -317,27 +320,39 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     } else {
         args.task.clone()
     };
+    let mut lengths = mpt_train::Lengths::default();
+    if let Some(v) = args.max_len {
+        lengths.max_input = v;
+    }
+    let mut data = Selection::default();
+    match split {
+        mpt_data::Split::Dev => data.max_dev = args.max_examples,
+        mpt_data::Split::Test => data.max_test = args.max_examples,
+        mpt_data::Split::Train => data.max_train = args.max_examples,
+    }
+    // The checks (and words) of `mpt teacher` and the pipelines.
+    let flag_for = |field: &str| match field {
+        "lengths.max_input" => Some("--max-len"),
+        _ if field.starts_with("data.") => Some("--max-examples"),
+        _ => None,
+    };
+    check_values(&data, &lengths, "", flag_for, None)?;
+    if args.batch_size == 0 {
+        bail!("--batch-size: must be at least 1");
+    }
     let (model, device, root) = args.env.load()?;
     let mut results = Vec::new();
     for task in tasks {
-        let mut config = EvalConfig {
+        let config = EvalConfig {
             task,
             split,
-            data: Selection::default(),
+            data: data.clone(),
             batch_size: args.batch_size,
             decoding: if args.greedy { Decoding::Greedy } else { Decoding::Rank },
-            lengths: Default::default(),
+            lengths,
             head: HeadConfig::default(),
             baselines: !args.no_baselines,
         };
-        if let Some(v) = args.max_len {
-            config.lengths.max_input = v;
-        }
-        match split {
-            mpt_data::Split::Dev => config.data.max_dev = args.max_examples,
-            mpt_data::Split::Test => config.data.max_test = args.max_examples,
-            mpt_data::Split::Train => config.data.max_train = args.max_examples,
-        }
         results.push(mpt_eval::run(&model, &root, &args.artifact, &config, &device)?);
     }
     print!("{}", mpt_eval::to_markdown(&results));
