@@ -334,10 +334,24 @@ fn describe(value: Option<&Value>) -> String {
     }
 }
 
+/// The file as text; bytes that are not UTF-8 are an error naming their line and column (as
+/// the TSV reader's are), not an I/O error without a position.
 fn read_text(path: &Path) -> Result<String, DataError> {
-    std::fs::read_to_string(path).map_err(|source| DataError::Io {
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
         path: path.to_path_buf(),
         source,
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let at = e.utf8_error().valid_up_to();
+        let line_start = bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        DataError::Malformed {
+            path: path.to_path_buf(),
+            line: bytes[..at].iter().filter(|&&b| b == b'\n').count() as u64 + 1,
+            field: "row".into(),
+            expected: "UTF-8 text".into(),
+            found: format!("byte 0x{:02x} at byte {} of the line", bytes[at], at - line_start + 1),
+        }
     })
 }
 
@@ -739,6 +753,21 @@ mod tests {
         let path = write(&dir, "bad.jsonl", "{\"question\": \n");
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains("bad.jsonl:1: invalid JSON"), "{msg}");
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_named_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let (task, file) = file_of("boolq", "val.jsonl");
+        let path = dir.path().join("val.jsonl");
+        let mut bytes = b"{\"question\": \"q\", \"passage\": \"p\", \"label\": true}\n".to_vec();
+        bytes.extend_from_slice(b"{\"question\": \"q\xff\", \"passage\": \"p\", \"label\": true}\n");
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_file(&path, task, &file).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("{}:2:", path.display())) && msg.contains("UTF-8") && msg.contains("0xff"), "{msg}");
+        assert!(msg.contains("byte 16 of the line"), "{msg}");
+        assert!(matches!(err, DataError::Malformed { line: 2, .. }));
     }
 
     #[test]
