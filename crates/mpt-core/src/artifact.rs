@@ -242,9 +242,19 @@ fn describe_tensors(
         (None, None) => Ok((Layout::Prompt, l, d, 0)),
         (Some(cols), Some(rows)) => {
             let r = cols.get(2).copied().unwrap_or(0);
-            for (name, found, expected) in [
-                ("prefix_task_cols", cols, vec![tasks, l, r]),
-                ("prefix_task_rows", rows, vec![tasks, r, d]),
+            for (name, found, expected, basis) in [
+                (
+                    "prefix_task_cols",
+                    cols,
+                    vec![tasks, l, r],
+                    "[tasks, l, r]: tasks from artifact.json, l from prompt_embeddings [l, d], r from this tensor's last axis",
+                ),
+                (
+                    "prefix_task_rows",
+                    rows,
+                    vec![tasks, r, d],
+                    "[tasks, r, d]: tasks from artifact.json, r from prefix_task_cols, d from prompt_embeddings [l, d]",
+                ),
             ] {
                 if found != expected {
                     return Err(CoreError::TensorShape {
@@ -252,6 +262,7 @@ fn describe_tensors(
                         tensor: name.into(),
                         expected,
                         found,
+                        basis: basis.into(),
                     });
                 }
             }
@@ -298,6 +309,7 @@ fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks:
         if bias != [c] {
             return Err(CoreError::TensorShape {
                 path: path.to_path_buf(),
+                basis: format!("[C]: C from {w}"),
                 tensor: b,
                 expected: vec![c],
                 found: bias,

@@ -51,17 +51,19 @@ pub enum CoreError {
         /// What the artifact is.
         found: String,
     },
-    /// A tensor's shape disagrees with `artifact.json`.
-    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} (from artifact.json)")]
+    /// A tensor's shape disagrees with `artifact.json` or with the other tensors.
+    #[error("{path}: tensor `{tensor}` has shape {found:?}, expected {expected:?} ({basis})")]
     TensorShape {
         /// The tensors file.
         path: PathBuf,
         /// Tensor name.
         tensor: String,
-        /// Shape implied by artifact.json.
+        /// Shape implied by artifact.json and the other tensors.
         expected: Vec<usize>,
         /// Shape in the file.
         found: Vec<usize>,
+        /// Where each number of `expected` comes from.
+        basis: String,
     },
     /// A tensor the layout needs is missing, or has the wrong dtype.
     #[error("{path}: tensor `{tensor}`: {message}")]
