@@ -140,6 +140,7 @@ impl AdaptConfig {
             return Err(bad("kappa", format!("must be in [2, {}] (number of targets), got {k}", self.targets.len())));
         }
         self.train.validate("train.")?;
+        self.data.validate("data.")?;
         Ok(())
     }
 }

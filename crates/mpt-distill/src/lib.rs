@@ -164,6 +164,7 @@ impl DistillConfig {
             return Err(bad("train.batch_size", format!("must be at least kappa ({})", self.kappa)));
         }
         self.train.validate("train.")?;
+        self.data.validate("data.")?;
         Ok(())
     }
 

@@ -167,6 +167,8 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
             message: "must be at least 1".into(),
         });
     }
+    config.data.validate("data.")?;
+    config.lengths.validate("")?;
     let started = Instant::now();
     let task = mpt_data::lookup(&config.task)?;
     let backbone = &model.backbone;

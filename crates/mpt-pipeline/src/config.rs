@@ -480,6 +480,7 @@ impl Pipeline {
         if f.eval.max_examples == Some(0) {
             return Err(invalid(p, "eval.max_examples", "must be at least 1 (or absent)"));
         }
+        crate::run::check_data(self)?;
         // Data: files exist and few-shot k fits every class of every target's train split.
         let root = mpt_data::DataRoot::new(&self.data_root);
         for (key, tasks) in [("sources.tasks", &f.sources.tasks), ("targets.tasks", &f.targets.tasks)] {
@@ -521,7 +522,7 @@ impl Pipeline {
             }
             let (train, _) = root
                 .load_split(spec, Split::Train, self.target_data.split_seed)
-                .map_err(|e| invalid(p, &list_key, e.to_string()))?;
+                .map_err(PipelineError::Data)?;
             for (ki, &k) in list.iter().enumerate() {
                 let key = format!("{list_key}[{ki}]");
                 if k == 0 {

@@ -37,7 +37,7 @@ fn check_graph(plan: &Plan) {
         }
         let dep_kinds: Vec<&str> = s.deps.iter().map(|&d| plan.stages[d].kind_name()).collect();
         match &s.kind {
-            StageKind::Teacher(_) => assert!(s.deps.is_empty()),
+            StageKind::Teacher(_) | StageKind::Provided(_) => assert!(s.deps.is_empty()),
             StageKind::Distill(c) => {
                 assert!(dep_kinds.iter().all(|k| *k == "teacher"));
                 if !s.deps.is_empty() {

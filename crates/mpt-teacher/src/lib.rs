@@ -117,6 +117,7 @@ impl TeacherConfig {
             });
         }
         self.train.validate("train.")?;
+        self.data.validate("data.")?;
         Ok(())
     }
 }

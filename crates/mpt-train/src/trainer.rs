@@ -128,9 +128,7 @@ impl TrainConfig {
         if self.patience == Some(0) {
             return Err(bad("patience", "must be at least 1 (or absent)"));
         }
-        if self.lengths.max_input < 4 || self.lengths.max_target < 2 {
-            return Err(bad("lengths", "max_input must be ≥ 4 and max_target ≥ 2"));
-        }
+        self.lengths.validate(prefix)?;
         Ok(())
     }
 
