@@ -271,13 +271,7 @@ impl Bert {
         from: usize,
     ) -> Result<Tensor<3>> {
         let [b, l, d] = inputs_embeds.dims();
-        check::rows("inputs_embeds", &[b, l, d])?;
-        if d != self.config.hidden_size {
-            return Err(ModelError::Input {
-                name: "inputs_embeds".into(),
-                message: format!("shape {:?}, expected width {} (hidden_size)", [b, l, d], self.config.hidden_size),
-            });
-        }
+        check::states("inputs_embeds", [b, l, d], self.config.hidden_size, "hidden_size")?;
         check::same("attention_mask", &attention_mask.dims(), &[b, l], "the first two axes of inputs_embeds")?;
         check::same("token_type_ids", &token_type_ids.dims(), &[b, l], "the first two axes of inputs_embeds")?;
         if from >= l {

@@ -23,6 +23,16 @@ pub(crate) fn rows(name: &str, dims: &[usize]) -> Result<()> {
     Err(input(name, format!("shape {dims:?} {what}")))
 }
 
+/// Hidden states `[B, L, d]`: [`rows`], and `d` equal to the model's `width` (its config
+/// field `field`).
+pub(crate) fn states(name: &str, dims: [usize; 3], width: usize, field: &str) -> Result<()> {
+    rows(name, &dims)?;
+    if dims[2] != width {
+        return Err(input(name, format!("shape {dims:?}, expected width {width} ({field})")));
+    }
+    Ok(())
+}
+
 /// `dims` equal to `expected` (a mask or token types beside their ids).
 pub(crate) fn same(name: &str, dims: &[usize], expected: &[usize], of: &str) -> Result<()> {
     if dims == expected {

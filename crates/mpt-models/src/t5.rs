@@ -567,13 +567,7 @@ impl T5 {
         encoder_mask: &Tensor<2, Int>,
     ) -> Result<()> {
         let [b, l, d] = encoder_states.dims();
-        check::rows("encoder_states", &[b, l, d])?;
-        if d != self.config.d_model {
-            return Err(ModelError::Input {
-                name: "encoder_states".into(),
-                message: format!("shape {:?}, expected width {} (d_model)", [b, l, d], self.config.d_model),
-            });
-        }
+        check::states("encoder_states", [b, l, d], self.config.d_model, "d_model")?;
         check::same("encoder_mask", &encoder_mask.dims(), &[b, l], "the first two axes of encoder_states")?;
         let dec = decoder_input_ids.dims();
         check::rows("decoder_input_ids", &dec)?;
