@@ -40,6 +40,7 @@ source "$REPO_ROOT/scripts/lib/steps.sh"
 
 step "fetch-models" scripts/fetch-models.sh
 step "check-features" scripts/check-features.sh
+step "check-seams" scripts/check-seams.sh
 
 for crate in "${CRATES[@]}"; do
     step "cargo test -p $crate" cargo test -p "$crate" "${CARGO_EXTRA[@]}"

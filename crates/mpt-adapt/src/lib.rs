@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use mpt_core::init::{FactorInit, PromptInit, TargetInit, fresh_prompt, target_from_multitask};
+use mpt_core::init::{FactorInit, PromptInit, TargetInit, fresh_prompt_encoded, target_from_multitask};
 use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
@@ -157,7 +157,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Artifact> {
     config.validate()?;
-    let backbone = &model.backbone;
+    let backbone = &*model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
     let source = match (config.method.source_kind(), source) {
         (None, None) => None,
@@ -233,12 +233,8 @@ pub fn run(
             (outcome.best.host_tensors(), m)
         }
         (Method::Vanilla { init }, None) => {
-            let text_ids = match init {
-                PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
-                _ => None,
-            };
             let l = config.prompt_length.expect("validated");
-            let values = fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), seed, &autodiff)?;
+            let values = fresh_prompt_encoded(init, l, tokenizer, &backbone.word_embedding_matrix(), seed, &autodiff)?;
             let module = plain(values);
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
             let m = final_metrics(&outcome);

@@ -196,7 +196,7 @@ fn vanilla_on_t5() {
     let a = run(&model, &data_root(), &cfg, None, &tmp.path().join("t"), &device, &Silent).unwrap();
     assert_eq!(a.meta.kind, ArtifactKind::Target);
     assert_eq!(a.meta.tunable_params, 6 * D);
-    assert_eq!(a.meta.backbone.arch, mpt_models::Arch::T5);
+    assert_eq!(a.meta.backbone.arch.name(), "t5");
     assert!(a.meta.metrics["dev"]["cb"]["accuracy"].is_number());
 }
 

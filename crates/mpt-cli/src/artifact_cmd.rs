@@ -159,10 +159,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     let files = ModelFiles::locate(&args.model)?;
     let fingerprint = mpt_models::fingerprint(&files)?;
     let config = ModelConfig::read(&files.config)?;
-    let dim = match &config {
-        ModelConfig::T5(c) => c.d_model,
-        ModelConfig::Bert(c) => c.hidden_size,
-    };
+    let dim = config.dim();
     let kind = match args.kind {
         Some(k) => k.into(),
         None => {

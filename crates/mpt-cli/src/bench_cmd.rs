@@ -34,7 +34,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 2)]
     pub warmup: usize,
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
     /// Print one JSON object (examples_per_sec, step_ms_median, peak_rss_mb, …).
     #[arg(long)]
@@ -54,7 +54,7 @@ pub fn bench(args: BenchArgs) -> Result<()> {
         steps: args.steps,
         warmup: args.warmup,
     };
-    let result = run(&model.backbone, tokenizer, &config, &device)?;
+    let result = run(&*model.backbone, tokenizer, &config, &device)?;
     if args.json {
         let mut value = serde_json::to_value(&result)?;
         let extra = serde_json::json!({

@@ -16,7 +16,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use mpt_models::Arch;
+use mpt_models::{Arch, Family};
 use mpt_models::io::{HostTensor, read_safetensors, to_safetensors_bytes, write_atomic};
 use serde_json::{Value, json};
 
@@ -58,11 +58,11 @@ pub struct PeftExportOptions {
     pub overwrite: bool,
 }
 
-/// `SEQ_2_SEQ_LM` for T5, `FEATURE_EXTRACTION` for BERT.
+/// `SEQ_2_SEQ_LM` for encoder-decoders (T5), `FEATURE_EXTRACTION` for encoders (BERT).
 pub fn default_task_type(arch: Arch) -> &'static str {
-    match arch {
-        Arch::T5 => "SEQ_2_SEQ_LM",
-        Arch::Bert => "FEATURE_EXTRACTION",
+    match arch.family() {
+        Family::Seq2Seq => "SEQ_2_SEQ_LM",
+        Family::Encoder => "FEATURE_EXTRACTION",
     }
 }
 

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use mpt_core::init::{FactorInit, PromptInit, fresh_factors, fresh_prompt};
+use mpt_core::init::{FactorInit, PromptInit, fresh_factors, fresh_prompt_encoded};
 use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, MultitaskPrompt, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
@@ -74,6 +74,48 @@ pub enum SharedInit {
     },
 }
 
+impl SharedInit {
+    /// Where `P*` starts, without the fresh prompt's init.
+    pub fn start(&self) -> SharedStart {
+        match self {
+            SharedInit::TeacherMean => SharedStart::TeacherMean,
+            SharedInit::Fresh { .. } => SharedStart::Fresh,
+        }
+    }
+}
+
+/// Where `P*` starts, named without the init of a fresh `P*`: what a pipeline's
+/// `distill.shared_init` says (`teacher_mean` or `fresh`), the init coming from elsewhere
+/// (the pipeline's `[prompt] init`). [`SharedStart::with_init`] makes the [`SharedInit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SharedStart {
+    /// [`SharedInit::TeacherMean`].
+    #[default]
+    TeacherMean,
+    /// [`SharedInit::Fresh`].
+    Fresh,
+}
+
+impl SharedStart {
+    /// The [`SharedInit`], with `init` for a fresh `P*`.
+    pub fn with_init(self, init: &PromptInit) -> SharedInit {
+        match self {
+            SharedStart::TeacherMean => SharedInit::TeacherMean,
+            SharedStart::Fresh => SharedInit::Fresh { init: init.clone() },
+        }
+    }
+}
+
+/// Default rank r of the task factors (the paper's).
+pub const DEFAULT_RANK: usize = 1;
+/// Default weight λ of the distillation terms.
+pub const DEFAULT_LAMBDA: f64 = 0.9;
+/// Default softmax temperature T of the KL term.
+pub const DEFAULT_TEMPERATURE: f64 = 1.0;
+/// Whether the hidden-state MSE is on by default.
+pub const DEFAULT_HIDDEN_LOSS: bool = true;
+
 /// Everything that determines a multitask prompt.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -93,7 +135,7 @@ pub struct DistillConfig {
     #[serde(default = "default_temperature")]
     pub temperature: f64,
     /// Whether the hidden-state MSE is part of the distillation term.
-    #[serde(default = "default_true")]
+    #[serde(default = "default_hidden_loss")]
     pub hidden_loss: bool,
     /// Most tasks per batch κ (K is drawn from [2, κ]).
     pub kappa: usize,
@@ -117,13 +159,16 @@ pub struct DistillConfig {
 }
 
 fn default_rank() -> usize {
-    1
+    DEFAULT_RANK
 }
 fn default_lambda() -> f64 {
-    0.9
+    DEFAULT_LAMBDA
 }
 fn default_temperature() -> f64 {
-    1.0
+    DEFAULT_TEMPERATURE
+}
+fn default_hidden_loss() -> bool {
+    DEFAULT_HIDDEN_LOSS
 }
 fn default_true() -> bool {
     true
@@ -234,7 +279,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<Artifact> {
     config.validate()?;
-    let backbone = &model.backbone;
+    let backbone = &*model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
     let teachers = if teachers.is_empty() && !config.needs_teachers() {
         Vec::new()
@@ -277,11 +322,7 @@ pub fn run(
         }
         SharedInit::TeacherMean => unreachable!("needs_teachers() guarantees teachers for teacher_mean"),
         SharedInit::Fresh { init } => {
-            let text_ids = match init {
-                PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
-                _ => None,
-            };
-            fresh_prompt(init, l, &backbone.word_embedding_matrix(), text_ids.as_deref(), config.train.seed, &autodiff)?
+            fresh_prompt_encoded(init, l, tokenizer, &backbone.word_embedding_matrix(), config.train.seed, &autodiff)?
         }
     };
     let sizes: Vec<usize> = splits.iter().map(|s| s.train.len()).collect();
@@ -352,4 +393,20 @@ pub fn run(
     )?;
     tracing::info!(id = %artifact.meta.id, dir = %out.display(), "multitask prompt written");
     Ok(artifact)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_start_with_an_init_is_the_shared_init_it_names() {
+        let init = PromptInit::Text { text: "hello".into() };
+        assert_eq!(SharedStart::TeacherMean.with_init(&init), SharedInit::TeacherMean);
+        assert_eq!(SharedStart::Fresh.with_init(&init), SharedInit::Fresh { init: init.clone() });
+        for start in [SharedStart::TeacherMean, SharedStart::Fresh] {
+            assert_eq!(start.with_init(&init).start(), start);
+        }
+        assert_eq!(SharedStart::default().with_init(&init), SharedInit::default());
+    }
 }

@@ -62,6 +62,11 @@ pub enum EvalError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, EvalError>;
 
+/// Default split of an evaluation.
+pub const DEFAULT_SPLIT: Split = Split::Test;
+/// Default batch size of an evaluation.
+pub const DEFAULT_BATCH_SIZE: usize = 32;
+
 /// What to evaluate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -96,10 +101,10 @@ fn yes() -> bool {
 }
 
 fn default_split() -> Split {
-    Split::Test
+    DEFAULT_SPLIT
 }
 fn default_batch() -> usize {
-    32
+    DEFAULT_BATCH_SIZE
 }
 
 /// One evaluation.
@@ -171,7 +176,7 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     config.lengths.validate("")?;
     let started = Instant::now();
     let task = mpt_data::lookup(&config.task)?;
-    let backbone = &model.backbone;
+    let backbone = &*model.backbone;
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
     let in_use = InUse { backbone: &backbone_ref, dim: model.backbone.dim() };
     let artifact = Artifact::load(artifact_dir, None, Some(in_use))?;

@@ -29,6 +29,10 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu};
 use serde::Deserialize;
 
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::backbone::{Arch, ArchConfig, ArchSpec, Backbone, Encoder, Family, FamilyModel, Layout};
 use crate::check;
 use crate::error::{ModelError, Result};
 use crate::layers::{LayerNorm, Linear, attend, mask_bias, merge_heads, split_heads};
@@ -333,7 +337,7 @@ impl Bert {
     ) -> Result<Tensor<3>> {
         self.check_inputs(&input_ids, &attention_mask, &token_type_ids, prompt.as_ref())?;
         let embeds = self.embed_tokens(input_ids);
-        let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
+        let (embeds, mask, types) = prepend(embeds, attention_mask, token_type_ids, prompt);
         self.forward_embeds(embeds, mask, types)
     }
 
@@ -350,7 +354,7 @@ impl Bert {
         self.check_inputs(&input_ids, &attention_mask, &token_type_ids, prompt.as_ref())?;
         let from = prompt.as_ref().map_or(0, |p| p.dims()[1]);
         let embeds = self.embed_tokens(input_ids);
-        let (embeds, mask, types) = prepend_prompt(embeds, attention_mask, token_type_ids, prompt);
+        let (embeds, mask, types) = prepend(embeds, attention_mask, token_type_ids, prompt);
         self.forward_embeds_from(embeds, mask, types, from)
     }
 
@@ -379,26 +383,106 @@ impl Bert {
     }
 }
 
-/// Prepends `prompt` `[B, l, d]` to `embeds` `[B, S, d]`, extending `mask` with ones and
-/// `token_type_ids` with zeros. Without a prompt the inputs are returned unchanged.
-pub fn prepend_prompt(
+/// [`crate::prepend_prompt`] with token types, which BERT always has.
+fn prepend(
     embeds: Tensor<3>,
     mask: Tensor<2, Int>,
     token_type_ids: Tensor<2, Int>,
     prompt: Option<Tensor<3>>,
 ) -> (Tensor<3>, Tensor<2, Int>, Tensor<2, Int>) {
-    match prompt {
-        None => (embeds, mask, token_type_ids),
-        Some(prompt) => {
-            let [b, l, _] = prompt.dims();
-            let device = mask.device();
-            let ones = Tensor::<2, Int>::ones([b, l], &device);
-            let zeros = Tensor::<2, Int>::zeros([b, l], &device);
-            (
-                Tensor::cat(vec![prompt, embeds], 1),
-                Tensor::cat(vec![ones, mask], 1),
-                Tensor::cat(vec![zeros, token_type_ids], 1),
-            )
+    let (embeds, mask, types) = crate::prepend_prompt(embeds, mask, Some(token_type_ids), prompt);
+    (embeds, mask, types.expect("token types in, token types out"))
+}
+
+/// The registry entry: `model_type` `bert`.
+pub(crate) const ARCH: ArchSpec = ArchSpec {
+    name: "bert",
+    model_types: &["bert"],
+    family: Family::Encoder,
+    parse: |value| Ok(Box::new(serde_json::from_value::<BertConfig>(value)?)),
+};
+
+impl ArchConfig for BertConfig {
+    fn dim(&self) -> usize {
+        self.hidden_size
+    }
+
+    fn load(&self, config_path: &Path, weights: Weights) -> Result<Arc<dyn Backbone>> {
+        Ok(Arc::new(Bert::load(self.clone(), config_path, weights)?))
+    }
+}
+
+impl Backbone for Bert {
+    fn arch(&self) -> Arch {
+        Arch::named(ARCH.name).expect("registered")
+    }
+
+    fn family(&self) -> FamilyModel<'_> {
+        FamilyModel::Encoder(self)
+    }
+
+    fn dim(&self) -> usize {
+        self.config.hidden_size
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn pad_token_id(&self) -> i64 {
+        self.config.pad_token_id
+    }
+
+    fn num_params(&self) -> usize {
+        self.config.num_params()
+    }
+
+    fn word_embedding_matrix(&self) -> Tensor<2> {
+        self.word_embeddings.clone()
+    }
+
+    fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        Bert::embed_tokens(self, ids)
+    }
+
+    fn layout(&self) -> Layout {
+        let c = &self.config;
+        Layout {
+            variant: format!("{} FFN, {} positions", c.hidden_act, c.max_position_embeddings),
+            encoder_layers: c.num_hidden_layers,
+            decoder_layers: 0,
+            heads: c.num_attention_heads,
+            d_ff: c.intermediate_size,
         }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Encoder for Bert {
+    fn type_vocab_size(&self) -> usize {
+        self.config.type_vocab_size
+    }
+
+    fn forward(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<Tensor<3>> {
+        Bert::forward(self, input_ids, attention_mask, token_type_ids, prompt)
+    }
+
+    fn forward_inputs(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        token_type_ids: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<Tensor<3>> {
+        Bert::forward_inputs(self, input_ids, attention_mask, token_type_ids, prompt)
     }
 }

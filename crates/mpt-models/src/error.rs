@@ -41,7 +41,7 @@ pub enum ModelError {
         /// What the file says.
         found: String,
         /// The supported types.
-        supported: &'static str,
+        supported: String,
     },
     /// The weights file is not a valid safetensors file.
     #[error("{path}: invalid safetensors file: {source}")]

@@ -2,9 +2,9 @@
 //!
 //! Inputs: `input_ids`, `attention_mask` `[B,S]` int64; optional `token_type_ids` `[B,S]`
 //! int64 (BERT), `decoder_input_ids` `[B,T]` int64 (T5), `soft_prompt` `[l,d]` f32.
-//! Outputs (f32 unless said): T5 — `encoder_last_hidden_state` `[B,l+S,d]`, `lm_logits`
+//! Outputs (f32 unless said): seq2seq (T5) — `encoder_last_hidden_state` `[B,l+S,d]`, `lm_logits`
 //! `[B,T,V]` when decoder ids are given, `generated_ids` `[B,≤N+1]` int64 with `generate`;
-//! BERT — `last_hidden_state` `[B,l+S,d]` and `sentence_embedding` `[B,d]` (mean over the
+//! encoders (BERT) — `last_hidden_state` `[B,l+S,d]` and `sentence_embedding` `[B,d]` (mean over the
 //! attended input positions, prompt rows excluded, L2-normalised).
 //!
 //! Every input is checked before any kernel runs: dtype, rank, shape (`B, S, T ≥ 1`), id
@@ -16,7 +16,7 @@ use burn::prelude::*;
 
 use crate::error::{ModelError, Result};
 use crate::io::HostTensor;
-use crate::{Backbone, Model};
+use crate::{FamilyModel, Model};
 
 fn input_err(name: &str, message: String) -> ModelError {
     ModelError::Input {
@@ -108,10 +108,11 @@ pub fn forward(
     let input_ids = int_tensor(input_ids, [b, s], device);
     let mask_t = int_tensor(mask.clone(), [b, s], device);
     let mut out = BTreeMap::new();
-    match &model.backbone {
-        Backbone::T5(m) => {
+    let arch = model.backbone.arch().name().to_uppercase();
+    match model.backbone.family() {
+        FamilyModel::Seq2Seq(m) => {
             if inputs.contains_key("token_type_ids") {
-                return Err(input_err("token_type_ids", "T5 takes no token type ids".into()));
+                return Err(input_err("token_type_ids", format!("{arch} takes no token type ids")));
             }
             let decoder = ids(inputs, "decoder_input_ids", Some(b), None, Some(vocab))?;
             let (enc, enc_mask) = m.try_encode(input_ids, mask_t, prompt)?;
@@ -125,14 +126,14 @@ pub fn forward(
             }
             out.insert("encoder_last_hidden_state".into(), HostTensor::from_float(enc));
         }
-        Backbone::Bert(m) => {
+        FamilyModel::Encoder(m) => {
             if inputs.contains_key("decoder_input_ids") || generate.is_some() {
                 return Err(input_err(
                     "decoder_input_ids",
-                    "BERT is an encoder: decoder inputs and --generate need a T5 model".into(),
+                    format!("{arch} is an encoder: decoder inputs and --generate need a T5 model"),
                 ));
             }
-            let types = ids(inputs, "token_type_ids", Some(b), Some(s), Some(m.config.type_vocab_size))?
+            let types = ids(inputs, "token_type_ids", Some(b), Some(s), Some(m.type_vocab_size()))?
                 .map(|(v, shape)| int_tensor(v, shape, device))
                 .unwrap_or_else(|| Tensor::zeros([b, s], device));
             let hidden = m.forward(input_ids, mask_t.clone(), types, prompt)?;

@@ -1,10 +1,13 @@
 //! Frozen pretrained backbones for prompt tuning: Hugging Face model folders
 //! (`config.json` + `model.safetensors` + optional `tokenizer.json`) loaded into burn tensors.
 //!
-//! Two families: [`t5::T5`] (encoder-decoder, v1.0 and v1.1/flan) and [`bert::Bert`]
-//! (BERT-family encoders such as all-MiniLM-L6-v2). Both take input embeddings so a soft
-//! prompt can be prepended exactly as PEFT does it. Pickle files are never read.
+//! Every architecture implements the [`Backbone`] trait and its family's trait ([`Encoder`],
+//! [`Seq2Seq`]) in one file and is registered by `model_type` in [`REGISTRY`]: [`t5::T5`]
+//! (encoder-decoder, v1.0 and v1.1/flan) and [`bert::Bert`] (BERT-family encoders such as
+//! all-MiniLM-L6-v2). Both take input embeddings so a soft prompt can be prepended exactly as
+//! PEFT does it ([`prepend_prompt`]). Pickle files are never read.
 
+mod backbone;
 pub mod bert;
 mod check;
 mod error;
@@ -19,99 +22,18 @@ pub mod tokenizer;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+pub use backbone::{
+    Arch, ArchConfig, ArchSpec, Backbone, Encoder, Family, FamilyModel, Layout, ModelConfig, REGISTRY, Seq2Seq,
+    prepend_prompt,
+};
 pub use error::{ModelError, Result};
 pub use tokenizer::{EncodedBatch, TextTokenizer, pad_rows};
-
-/// Which architecture a folder holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Arch {
-    /// T5 encoder-decoder.
-    T5,
-    /// BERT-family encoder.
-    Bert,
-}
-
-impl std::fmt::Display for Arch {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Arch::T5 => "t5",
-            Arch::Bert => "bert",
-        })
-    }
-}
-
-/// A loaded backbone.
-#[derive(Debug, Clone)]
-pub enum Backbone {
-    /// T5 encoder-decoder.
-    T5(t5::T5),
-    /// BERT-family encoder.
-    Bert(bert::Bert),
-}
-
-impl Backbone {
-    /// Architecture.
-    pub fn arch(&self) -> Arch {
-        match self {
-            Backbone::T5(_) => Arch::T5,
-            Backbone::Bert(_) => Arch::Bert,
-        }
-    }
-
-    /// Model width d (the soft prompt's row size).
-    pub fn dim(&self) -> usize {
-        match self {
-            Backbone::T5(m) => m.dim(),
-            Backbone::Bert(m) => m.dim(),
-        }
-    }
-
-    /// The input word-embedding matrix `[V, d]`.
-    pub fn word_embedding_matrix(&self) -> Tensor<2> {
-        match self {
-            Backbone::T5(m) => m.word_embedding_matrix(),
-            Backbone::Bert(m) => m.word_embedding_matrix(),
-        }
-    }
-
-    /// Word embeddings `[B, S] -> [B, S, d]`.
-    pub fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
-        match self {
-            Backbone::T5(m) => m.embed_tokens(ids),
-            Backbone::Bert(m) => m.embed_tokens(ids),
-        }
-    }
-
-    /// Vocabulary size.
-    pub fn vocab_size(&self) -> usize {
-        match self {
-            Backbone::T5(m) => m.config.vocab_size,
-            Backbone::Bert(m) => m.config.vocab_size,
-        }
-    }
-
-    /// Padding id.
-    pub fn pad_token_id(&self) -> i64 {
-        match self {
-            Backbone::T5(m) => m.config.pad_token_id,
-            Backbone::Bert(m) => m.config.pad_token_id,
-        }
-    }
-
-    /// Number of frozen scalars.
-    pub fn num_params(&self) -> usize {
-        match self {
-            Backbone::T5(m) => m.num_params(),
-            Backbone::Bert(m) => m.num_params(),
-        }
-    }
-}
 
 /// Identity of a backbone, recorded in every artifact trained on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -172,67 +94,13 @@ impl ModelFiles {
     }
 }
 
-/// Parsed `config.json`, by architecture.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ModelConfig {
-    /// T5.
-    T5(t5::T5Config),
-    /// BERT.
-    Bert(bert::BertConfig),
-}
-
-impl ModelConfig {
-    /// Reads and parses `path`, dispatching on `model_type`.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let parse_err = |source| ModelError::ConfigParse {
-            path: path.to_path_buf(),
-            source,
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(parse_err)?;
-        let model_type = value
-            .get("model_type")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        match model_type.as_str() {
-            "t5" | "mt5" => Ok(ModelConfig::T5(serde_json::from_value(value).map_err(parse_err)?)),
-            "bert" => Ok(ModelConfig::Bert(serde_json::from_value(value).map_err(parse_err)?)),
-            _ => Err(ModelError::UnknownModelType {
-                path: path.to_path_buf(),
-                found: model_type,
-                supported: "t5, mt5, bert",
-            }),
-        }
-    }
-
-    /// Architecture.
-    pub fn arch(&self) -> Arch {
-        match self {
-            ModelConfig::T5(_) => Arch::T5,
-            ModelConfig::Bert(_) => Arch::Bert,
-        }
-    }
-
-    /// Hidden size `d` (`d_model` / `hidden_size`): the width of a soft prompt.
-    pub fn dim(&self) -> usize {
-        match self {
-            ModelConfig::T5(c) => c.d_model,
-            ModelConfig::Bert(c) => c.hidden_size,
-        }
-    }
-}
-
 /// A backbone with its tokenizer and fingerprint.
 #[derive(Debug, Clone)]
 pub struct Model {
     /// Where it came from.
     pub files: ModelFiles,
     /// The network.
-    pub backbone: Backbone,
+    pub backbone: Arc<dyn Backbone>,
     /// The tokenizer, when the folder has `tokenizer.json`.
     pub tokenizer: Option<TextTokenizer>,
     /// Identity for artifacts.
@@ -283,10 +151,7 @@ impl Model {
         let files = ModelFiles::locate(dir)?;
         let config = ModelConfig::read(&files.config)?;
         let weights = weights::Weights::open(&files.weights, device)?;
-        let backbone = match config {
-            ModelConfig::T5(c) => Backbone::T5(t5::T5::load(c, &files.config, weights)?),
-            ModelConfig::Bert(c) => Backbone::Bert(bert::Bert::load(c, &files.config, weights)?),
-        };
+        let backbone = config.load(&files.config, weights)?;
         let tokenizer = files
             .tokenizer
             .as_deref()
@@ -347,39 +212,16 @@ impl ModelInfo {
     /// Describes a loaded model.
     pub fn of(model: &Model) -> Self {
         let b = &model.backbone;
-        let (variant, enc, dec, heads, d_ff) = match b {
-            Backbone::T5(m) => {
-                let c = &m.config;
-                let head = if m.separate_head { "separate lm_head" } else { "tied lm_head" };
-                let scale = if c.scales_decoder_output() { ", decoder output scaled by d_model^-0.5" } else { "" };
-                (
-                    format!("{} FFN, {head}{scale}", c.feed_forward_proj),
-                    c.num_layers,
-                    c.decoder_layers(),
-                    c.num_heads,
-                    c.d_ff,
-                )
-            }
-            Backbone::Bert(m) => {
-                let c = &m.config;
-                (
-                    format!("{} FFN, {} positions", c.hidden_act, c.max_position_embeddings),
-                    c.num_hidden_layers,
-                    0,
-                    c.num_attention_heads,
-                    c.intermediate_size,
-                )
-            }
-        };
+        let layout = b.layout();
         Self {
             dir: model.files.dir.clone(),
             arch: b.arch(),
-            variant,
+            variant: layout.variant,
             d_model: b.dim(),
-            encoder_layers: enc,
-            decoder_layers: dec,
-            heads,
-            d_ff,
+            encoder_layers: layout.encoder_layers,
+            decoder_layers: layout.decoder_layers,
+            heads: layout.heads,
+            d_ff: layout.d_ff,
             vocab_size: b.vocab_size(),
             parameters: b.num_params(),
             tokenizer: model.files.tokenizer.clone(),

@@ -36,6 +36,10 @@ use burn::prelude::*;
 use burn::tensor::activation::{gelu_approximate, relu, silu};
 use serde::Deserialize;
 
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::backbone::{Arch, ArchConfig, ArchSpec, Backbone, Family, FamilyModel, Layout, Seq2Seq};
 use crate::check;
 use crate::error::{ModelError, Result};
 use crate::layers::{Linear, RmsNorm, attend, mask_bias, merge_heads, split_heads};
@@ -508,17 +512,7 @@ impl T5 {
         prompt: Option<Tensor<3>>,
     ) -> (Tensor<3>, Tensor<2, Int>) {
         let embeds = self.embed_tokens(input_ids);
-        let (embeds, mask) = match prompt {
-            None => (embeds, attention_mask),
-            Some(prompt) => {
-                let [b, l, _] = prompt.dims();
-                let ones = Tensor::<2, Int>::ones([b, l], &attention_mask.device());
-                (
-                    Tensor::cat(vec![prompt, embeds], 1),
-                    Tensor::cat(vec![ones, attention_mask], 1),
-                )
-            }
-        };
+        let (embeds, mask, _) = crate::prepend_prompt(embeds, attention_mask, None, prompt);
         (self.encode_embeds(embeds, mask.clone()), mask)
     }
 
@@ -648,5 +642,129 @@ impl T5 {
     /// Number of scalars (a tied head counted once).
     pub fn num_params(&self) -> usize {
         self.num_params
+    }
+}
+
+/// The registry entry: `model_type` `t5` and `mt5`.
+pub(crate) const ARCH: ArchSpec = ArchSpec {
+    name: "t5",
+    model_types: &["t5", "mt5"],
+    family: Family::Seq2Seq,
+    parse: |value| Ok(Box::new(serde_json::from_value::<T5Config>(value)?)),
+};
+
+impl ArchConfig for T5Config {
+    fn dim(&self) -> usize {
+        self.d_model
+    }
+
+    fn load(&self, config_path: &Path, weights: Weights) -> Result<Arc<dyn Backbone>> {
+        Ok(Arc::new(T5::load(self.clone(), config_path, weights)?))
+    }
+}
+
+impl Backbone for T5 {
+    fn arch(&self) -> Arch {
+        Arch::named(ARCH.name).expect("registered")
+    }
+
+    fn family(&self) -> FamilyModel<'_> {
+        FamilyModel::Seq2Seq(self)
+    }
+
+    fn dim(&self) -> usize {
+        self.config.d_model
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.config.vocab_size
+    }
+
+    fn pad_token_id(&self) -> i64 {
+        self.config.pad_token_id
+    }
+
+    fn num_params(&self) -> usize {
+        self.num_params
+    }
+
+    fn word_embedding_matrix(&self) -> Tensor<2> {
+        self.shared.clone()
+    }
+
+    fn embed_tokens(&self, ids: Tensor<2, Int>) -> Tensor<3> {
+        T5::embed_tokens(self, ids)
+    }
+
+    fn layout(&self) -> Layout {
+        let c = &self.config;
+        let head = if self.separate_head { "separate lm_head" } else { "tied lm_head" };
+        let scale = if c.scales_decoder_output() { ", decoder output scaled by d_model^-0.5" } else { "" };
+        Layout {
+            variant: format!("{} FFN, {head}{scale}", c.feed_forward_proj),
+            encoder_layers: c.num_layers,
+            decoder_layers: c.decoder_layers(),
+            heads: c.num_heads,
+            d_ff: c.d_ff,
+        }
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
+impl Seq2Seq for T5 {
+    fn decoder_start(&self) -> i64 {
+        self.config.decoder_start()
+    }
+
+    fn encode(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> (Tensor<3>, Tensor<2, Int>) {
+        T5::encode(self, input_ids, attention_mask, prompt)
+    }
+
+    fn try_encode(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<(Tensor<3>, Tensor<2, Int>)> {
+        T5::try_encode(self, input_ids, attention_mask, prompt)
+    }
+
+    fn decode_hidden(
+        &self,
+        decoder_input_ids: Tensor<2, Int>,
+        encoder_states: &Tensor<3>,
+        encoder_mask: &Tensor<2, Int>,
+    ) -> Tensor<3> {
+        T5::decode_hidden(self, decoder_input_ids, encoder_states, encoder_mask)
+    }
+
+    fn lm_logits(&self, decoder_hidden: Tensor<3>) -> Tensor<3> {
+        T5::lm_logits(self, decoder_hidden)
+    }
+
+    fn try_decode(
+        &self,
+        decoder_input_ids: Tensor<2, Int>,
+        encoder_states: &Tensor<3>,
+        encoder_mask: &Tensor<2, Int>,
+    ) -> Result<Tensor<3>> {
+        T5::try_decode(self, decoder_input_ids, encoder_states, encoder_mask)
+    }
+
+    fn generate_greedy(
+        &self,
+        encoder_states: &Tensor<3>,
+        encoder_mask: &Tensor<2, Int>,
+        max_new_tokens: usize,
+    ) -> Vec<Vec<i64>> {
+        T5::generate_greedy(self, encoder_states, encoder_mask, max_new_tokens)
     }
 }

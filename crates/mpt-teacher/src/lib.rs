@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use burn::prelude::*;
-use mpt_core::init::{PromptInit, fresh_prompt};
+use mpt_core::init::{PromptInit, fresh_prompt_encoded};
 use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::DataRoot;
 use mpt_models::Model;
@@ -149,19 +149,15 @@ pub fn run_traced(
     config.validate()?;
     let task = mpt_data::lookup(&config.task)?;
     let tokenizer = model.require_tokenizer()?;
-    let backbone = &model.backbone;
+    let backbone = &*model.backbone;
     let splits = load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&splits.train], config.head, device)?;
-    let text_ids = match &config.init {
-        PromptInit::Text { text } => Some(tokenizer.encode_ids(text, 512)?),
-        _ => None,
-    };
     let autodiff = device.clone().autodiff();
-    let values = fresh_prompt(
+    let values = fresh_prompt_encoded(
         &config.init,
         config.prompt_length,
+        tokenizer,
         &backbone.word_embedding_matrix(),
-        text_ids.as_deref(),
         config.train.seed,
         &autodiff,
     )?;

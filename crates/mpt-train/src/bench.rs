@@ -14,7 +14,7 @@ use std::time::Instant;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use mpt_core::{MultitaskPrompt, SoftPrompt, TaskPrompts};
-use mpt_models::{Backbone, TextTokenizer};
+use mpt_models::{Backbone, FamilyModel, TextTokenizer};
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -101,15 +101,15 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn synthetic_batch(backbone: &Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>], tasks: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
+fn synthetic_batch(backbone: &dyn Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>], tasks: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
     let vocab = backbone.vocab_size() as i64;
     let lo = (vocab / 4).max(5);
     let (b, s) = (cfg.batch, cfg.seq_len);
     let ids: Vec<i64> = (0..b * s).map(|_| rng.random_range(lo..vocab)).collect();
     let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
     let int2 = |v: Vec<i64>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
-    let (dec, tgt, tmask) = match backbone {
-        Backbone::T5(m) => {
+    let (dec, tgt, tmask) = match backbone.family() {
+        FamilyModel::Seq2Seq(m) => {
             let t = label_ids.iter().map(Vec::len).max().unwrap_or(1);
             let mut dec = Vec::new();
             let mut tgt = Vec::new();
@@ -117,7 +117,7 @@ fn synthetic_batch(backbone: &Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>
             for &y in &labels {
                 let ids = &label_ids[y];
                 for j in 0..t {
-                    dec.push(if j == 0 { m.config.decoder_start() } else { ids.get(j - 1).copied().unwrap_or(0) });
+                    dec.push(if j == 0 { m.decoder_start() } else { ids.get(j - 1).copied().unwrap_or(0) });
                     tgt.push(ids.get(j).copied().unwrap_or(0));
                     mask.push(if j < ids.len() { 1.0f32 } else { 0.0 });
                 }
@@ -128,7 +128,7 @@ fn synthetic_batch(backbone: &Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>
                 Some(Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device)),
             )
         }
-        Backbone::Bert(_) => (None, None, None),
+        FamilyModel::Encoder(_) => (None, None, None),
     };
     Batch {
         input_ids: int2(ids, [b, s]),
@@ -143,7 +143,7 @@ fn synthetic_batch(backbone: &Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>
 }
 
 /// Runs the benchmark on `backbone` (non-autodiff `device`).
-pub fn run(backbone: &Backbone, tokenizer: &TextTokenizer, cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
+pub fn run(backbone: &dyn Backbone, tokenizer: &TextTokenizer, cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
     if cfg.steps == 0 || cfg.batch == 0 || cfg.seq_len == 0 || cfg.prompt_len == 0 {
         return Err(TrainError::Config {
             field: "bench".into(),

@@ -3,7 +3,7 @@
 
 use burn::prelude::*;
 use mpt_data::{Example, TaskSpec};
-use mpt_models::{Arch, Backbone, TextTokenizer};
+use mpt_models::{Arch, Backbone, Family, FamilyModel, TextTokenizer};
 
 use crate::error::{Result, TrainError};
 
@@ -73,15 +73,15 @@ impl TaskData {
         lengths.validate("")?;
         let inputs: Vec<(&str, Option<&str>)> = examples
             .iter()
-            .map(|e| match arch {
-                Arch::T5 => (e.input.as_str(), None),
-                Arch::Bert => (e.text_a.as_str(), e.text_b.as_deref()),
+            .map(|e| match arch.family() {
+                Family::Seq2Seq => (e.input.as_str(), None),
+                Family::Encoder => (e.text_a.as_str(), e.text_b.as_deref()),
             })
             .collect();
         let rows = tokenizer.encode_rows(&inputs, lengths.max_input)?;
         let (input_ids, token_type_ids) = rows.into_iter().unzip();
-        let label_ids = match arch {
-            Arch::T5 => {
+        let label_ids = match arch.family() {
+            Family::Seq2Seq => {
                 let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
                 let ids: Vec<Vec<i64>> = tokenizer
                     .encode_rows(&labels, lengths.max_target)?
@@ -96,7 +96,7 @@ impl TaskData {
                 }
                 ids
             }
-            Arch::Bert => Vec::new(),
+            Family::Encoder => Vec::new(),
         };
         Ok(Self {
             task,
@@ -164,7 +164,7 @@ fn int2(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
 }
 
 /// Builds a batch from `(task index, example index)` rows over `tasks`.
-pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &Backbone, device: &Device) -> Batch {
+pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn Backbone, device: &Device) -> Batch {
     let pad = backbone.pad_token_id();
     let padded = mpt_models::pad_rows(
         rows.iter().map(|&(t, i)| {
@@ -174,15 +174,15 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &Backb
         pad,
     );
     let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
-    let (decoder_input_ids, target_ids, target_mask) = match backbone {
-        Backbone::T5(m) => {
+    let (decoder_input_ids, target_ids, target_mask) = match backbone.family() {
+        FamilyModel::Seq2Seq(m) => {
             let targets: Vec<&Vec<i64>> = rows
                 .iter()
                 .zip(&labels)
                 .map(|(&(t, _), &label)| &tasks[t].label_ids[label])
                 .collect();
             let t_len = targets.iter().map(|t| t.len()).max().unwrap_or(1);
-            let start = m.config.decoder_start();
+            let start = m.decoder_start();
             let mut dec = Vec::with_capacity(rows.len());
             let mut tgt = Vec::with_capacity(rows.len());
             let mut mask = Vec::with_capacity(rows.len() * t_len);
@@ -202,7 +202,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &Backb
                 Some(Tensor::from_data(TensorData::new(mask, [rows.len(), t_len]), device)),
             )
         }
-        Backbone::Bert(_) => (None, None, None),
+        FamilyModel::Encoder(_) => (None, None, None),
     };
     Batch {
         input_ids: int2(&padded.input_ids, device),

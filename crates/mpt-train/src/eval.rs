@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use mpt_data::metrics::{NO_LABEL, Scores};
-use mpt_models::Backbone;
+use mpt_models::{Backbone, FamilyModel, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{TaskData, make_batch};
@@ -29,7 +29,7 @@ pub enum Decoding {
 /// output that matches no label yields [`mpt_data::metrics::NO_LABEL`].
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
-    backbone: &Backbone,
+    backbone: &dyn Backbone,
     heads: &Heads,
     task_index: usize,
     data: &TaskData,
@@ -59,16 +59,16 @@ pub fn predict(
             let [l, d] = p.dims();
             p.clone().unsqueeze::<3>().expand([b, l, d])
         });
-        let chosen: Vec<usize> = match backbone {
-            Backbone::Bert(_) => {
+        let chosen: Vec<usize> = match backbone.family() {
+            FamilyModel::Encoder(_) => {
                 let out = heads.forward_with(backbone, prompt_b, &linear, &batch)?;
                 let width = out.logits.dims()[2];
                 argmax_rows(out.logits.reshape([b, width]))
             }
-            Backbone::T5(m) => {
+            FamilyModel::Seq2Seq(m) => {
                 let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt_b);
                 match decoding {
-                    Decoding::Rank => rank_labels(m, &enc, &enc_mask, &data.label_ids, &device),
+                    Decoding::Rank => rank_labels(m, backbone.pad_token_id(), &enc, &enc_mask, &data.label_ids, &device),
                     Decoding::Greedy => {
                         let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
                         let generated = m.generate_greedy(&enc, &enc_mask, max_len);
@@ -107,7 +107,8 @@ fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
 /// Rank classification: for each of the B encoded inputs, the label whose ids have the
 /// highest summed log-probability. The encoder states are reused for every label.
 fn rank_labels(
-    m: &mpt_models::t5::T5,
+    m: &dyn Seq2Seq,
+    pad: i64,
     enc: &Tensor<3>,
     enc_mask: &Tensor<2, Int>,
     label_ids: &[Vec<i64>],
@@ -116,8 +117,7 @@ fn rank_labels(
     let b = enc.dims()[0];
     let c = label_ids.len();
     let t = label_ids.iter().map(Vec::len).max().unwrap_or(1);
-    let pad = m.config.pad_token_id;
-    let start = m.config.decoder_start();
+    let start = m.decoder_start();
     let mut dec = Vec::with_capacity(c * t);
     let mut tgt = Vec::with_capacity(c * t);
     let mut mask = Vec::with_capacity(c * t);
@@ -138,7 +138,7 @@ fn rank_labels(
     let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [b * c]), device);
     let enc_r = enc.clone().select(0, rows.clone());
     let mask_r = enc_mask.clone().select(0, rows);
-    let logits = m.decode(dec, &enc_r, &mask_r);
+    let logits = m.lm_logits(m.decode_hidden(dec, &enc_r, &mask_r));
     let logp = log_softmax(logits, 2).gather(2, tgt.reshape([b * c, t, 1])).reshape([b * c, t]);
     let scores = (logp * mask).sum_dim(1).reshape([b, c]);
     argmax_rows(scores)
@@ -147,7 +147,7 @@ fn rank_labels(
 /// Predictions and the task's metrics on `data`.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
-    backbone: &Backbone,
+    backbone: &dyn Backbone,
     heads: &Heads,
     task_index: usize,
     data: &TaskData,

@@ -1,14 +1,14 @@
 //! How a frozen backbone scores a task.
 //!
-//! - T5: text-to-text. Loss = token cross-entropy on the label string (teacher forcing);
+//! - Seq2seq (T5): text-to-text. Loss = token cross-entropy on the label string (teacher forcing);
 //!   prediction = rank classification over the task's label strings (sum of token
 //!   log-probabilities; the encoder runs once per example, not once per label).
-//! - BERT-family: a frozen verbalizer. Each label string is embedded once by the frozen model
+//! - Encoders (BERT family): a frozen verbalizer. Each label string is embedded once by the frozen model
 //!   (mean over its tokens, L2-normalised); an input's score for a label is
 //!   `cos(pool(prompted input), label) / τ`, where the pool is the mean over the input's own
 //!   tokens (prompt rows excluded). No trained head, so a target's tunable count stays
 //!   exactly that of its prompt.
-//! - BERT-family with `kind = "linear"`: the standard encoder alternative (PEFT's SEQ_CLS prompt
+//! - Encoders with `kind = "linear"`: the standard encoder alternative (PEFT's SEQ_CLS prompt
 //!   tuning trains the prompt and a classifier): `logits = pool(prompted input) · Wᵀ + b`
 //!   over the same L2-normalised pool, with W `[C, d]` and b `[C]` trained beside the prompt
 //!   and stored in the artifact. W starts as the verbalizer's label table / τ and b at 0, so
@@ -21,7 +21,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use mpt_models::forward::{l2_normalize, mean_pool};
-use mpt_models::{Backbone, TextTokenizer};
+use mpt_models::{Backbone, Family, FamilyModel, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, TaskData};
@@ -76,9 +76,10 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
-    /// Whether stages train a linear head on `backbone` (T5 never does).
-    pub fn trains_linear(&self, backbone: &Backbone) -> bool {
-        self.kind == HeadKind::Linear && matches!(backbone, Backbone::Bert(_))
+    /// Whether stages train a linear head on `backbone` (encoders only; seq2seq models score
+    /// label strings).
+    pub fn trains_linear(&self, backbone: &dyn Backbone) -> bool {
+        self.kind == HeadKind::Linear && backbone.family().kind() == Family::Encoder
     }
 }
 
@@ -114,15 +115,15 @@ pub struct Output {
 impl Heads {
     /// Prepares heads for `tasks` (label embeddings for encoders, computed once here).
     pub fn new(
-        backbone: &Backbone,
+        backbone: &dyn Backbone,
         tokenizer: &TextTokenizer,
         tasks: &[&TaskData],
         config: HeadConfig,
         device: &Device,
     ) -> Result<Self> {
-        let labels = match backbone {
-            Backbone::T5(_) => None,
-            Backbone::Bert(bert) => {
+        let labels = match backbone.family() {
+            FamilyModel::Seq2Seq(_) => None,
+            FamilyModel::Encoder(encoder) => {
                 let mut all = Vec::new();
                 let mut spans = Vec::with_capacity(tasks.len());
                 for data in tasks {
@@ -130,11 +131,11 @@ impl Heads {
                     all.extend(data.task.labels.iter().map(|l| l.to_string()));
                 }
                 let inputs: Vec<(&str, Option<&str>)> = all.iter().map(|l| (l.as_str(), None)).collect();
-                let enc = tokenizer.encode_batch(&inputs, 32, bert.config.pad_token_id)?;
+                let enc = tokenizer.encode_batch(&inputs, 32, backbone.pad_token_id())?;
                 let ids = int_rows(&enc.input_ids, device);
                 let mask = int_rows(&enc.attention_mask, device);
                 let types = int_rows(&enc.token_type_ids, device);
-                let hidden = bert.forward(ids, mask.clone(), types, None)?;
+                let hidden = encoder.forward(ids, mask.clone(), types, None)?;
                 let table = l2_normalize(mean_pool(hidden, mask));
                 Some((table, spans))
             }
@@ -172,7 +173,7 @@ impl Heads {
     }
 
     /// Runs backbone and the frozen head with `prompt` `[B, l, d]` (may be tracked by autodiff).
-    pub fn forward(&self, backbone: &Backbone, prompt: Tensor<3>, batch: &Batch) -> Result<Output> {
+    pub fn forward(&self, backbone: &dyn Backbone, prompt: Tensor<3>, batch: &Batch) -> Result<Output> {
         self.forward_with(backbone, Some(prompt), &[], batch)
     }
 
@@ -181,15 +182,15 @@ impl Heads {
     /// list, encoders only).
     pub fn forward_with(
         &self,
-        backbone: &Backbone,
+        backbone: &dyn Backbone,
         prompt: Option<Tensor<3>>,
         linear: &[LinearHead],
         batch: &Batch,
     ) -> Result<Output> {
         let device = batch.input_ids.device();
         let b = batch.len();
-        match backbone {
-            Backbone::T5(m) => {
+        match backbone.family() {
+            FamilyModel::Seq2Seq(m) => {
                 let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt);
                 let dec_in = batch.decoder_input_ids.clone().expect("T5 batches carry decoder inputs");
                 let hidden = m.decode_hidden(dec_in, &enc, &enc_mask);
@@ -203,7 +204,7 @@ impl Heads {
                     hidden_mask: mask,
                 })
             }
-            Backbone::Bert(m) => {
+            FamilyModel::Encoder(m) => {
                 let (table, spans) = self.labels.as_ref().expect("encoder heads carry label embeddings");
                 let input_hidden = m.forward_inputs(
                     batch.input_ids.clone(),

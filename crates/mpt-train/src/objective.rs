@@ -63,7 +63,7 @@ pub struct Distill {
 /// Task loss (+ distillation) over `train`, selection by mean dev score over `dev`.
 pub struct TaskObjective<'a> {
     /// The frozen backbone.
-    pub backbone: &'a Backbone,
+    pub backbone: &'a dyn Backbone,
     /// Tokenizer (greedy decoding).
     pub tokenizer: &'a TextTokenizer,
     /// Heads for the task list.

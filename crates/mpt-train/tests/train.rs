@@ -8,7 +8,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 use mpt_core::{MultitaskPrompt, SoftPrompt};
 use mpt_data::DataRoot;
-use mpt_models::{Backbone, Model};
+use mpt_models::Model;
 use mpt_train::{
     Decoding, EpochSampler, EvalPoint, HeadConfig, Heads, Lengths, Objective, Output, RowSource, Selection, Silent,
     StepLoss, TaskObjective, TrainConfig, TrainError, cross_entropy, hidden_mse, kl_divergence, load_task, make_batch,
@@ -39,11 +39,11 @@ fn outputs(model: &Model, task: &str, p: Tensor<2>) -> (Output, mpt_train::Batch
     let spec = mpt_data::lookup(task).unwrap();
     let tok = model.require_tokenizer().unwrap();
     let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let rows: Vec<(usize, usize)> = (0..6).map(|i| (0, i)).collect();
-    let batch = make_batch(&[&splits.train], &rows, &model.backbone, &device);
+    let batch = make_batch(&[&splits.train], &rows, &*model.backbone, &device);
     let [l, d] = p.dims();
-    let out = heads.forward(&model.backbone, p.unsqueeze::<3>().expand([6, l, d]), &batch).unwrap();
+    let out = heads.forward(&*model.backbone, p.unsqueeze::<3>().expand([6, l, d]), &batch).unwrap();
     (out, batch)
 }
 
@@ -168,13 +168,13 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
     let tok = model.require_tokenizer().unwrap();
     let selection = Selection { max_train: Some(8), ..Selection::default() };
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let embeddings_before = model.backbone.word_embedding_matrix().into_data();
     let autodiff = device.clone().autodiff();
     let start = prompt(4, 32, 3, &autodiff);
     let module = SoftPrompt::new(start.clone().require_grad());
     let mut objective = TaskObjective {
-        backbone: &model.backbone,
+        backbone: &*model.backbone,
         tokenizer: tok,
         heads: &heads,
         train: vec![&splits.train],
@@ -217,19 +217,19 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     let tok = model.require_tokenizer().unwrap();
     let selection = Selection { max_dev: Some(5), ..Selection::default() };
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
     let p = prompt(3, 32, 5, &device);
-    let predicted = mpt_train::predict(&model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
-    let Backbone::T5(t5) = &model.backbone else { panic!() };
+    let predicted = mpt_train::predict(&*model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
+    let mpt_models::FamilyModel::Seq2Seq(t5) = model.backbone.family() else { panic!("a seq2seq fixture") };
     // Reference: score every (example, label) pair with its own teacher-forced pass.
     for (i, &pred) in predicted.iter().enumerate() {
         let mut best = (f64::NEG_INFINITY, 0);
         for (c, ids) in splits.dev.label_ids.iter().enumerate() {
             let mut data = splits.dev.clone();
             data.examples[i].label = c;
-            let batch = make_batch(&[&data], &[(0, i)], &model.backbone, &device);
+            let batch = make_batch(&[&data], &[(0, i)], &*model.backbone, &device);
             let (enc, mask) = t5.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(p.clone().unsqueeze::<3>()));
-            let logits = t5.decode(batch.decoder_input_ids.clone().unwrap(), &enc, &mask);
+            let logits = t5.lm_logits(t5.decode_hidden(batch.decoder_input_ids.clone().unwrap(), &enc, &mask));
             let logp = burn::tensor::activation::log_softmax(logits, 2);
             let t = ids.len();
             let picked = logp.gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1])).sum().into_scalar::<f32>() as f64;
@@ -251,23 +251,23 @@ fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
     let lengths = Lengths::default();
     let a = load_task(&root(), mnli, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
     let b = load_task(&root(), rte, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
-    let heads = Heads::new(&model.backbone, tok, &[&a.train, &b.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&a.train, &b.train], HeadConfig::default(), &device).unwrap();
     // Rows of both tasks (3 and 2 classes) in one batch.
     let rows: Vec<(usize, usize)> = vec![(0, 0), (1, 0), (0, 1), (1, 1), (1, 2)];
-    let batch = make_batch(&[&a.train, &b.train], &rows, &model.backbone, &device);
+    let batch = make_batch(&[&a.train, &b.train], &rows, &*model.backbone, &device);
     let d = model.backbone.dim();
     let p = prompt(4, d, 3, &device).unsqueeze::<3>().expand([rows.len(), 4, d]);
-    let frozen = heads.forward(&model.backbone, p.clone(), &batch).unwrap();
+    let frozen = heads.forward(&*model.backbone, p.clone(), &batch).unwrap();
     let linear = heads.initial_heads();
     assert_eq!(linear.len(), 2);
     assert_eq!(linear[0].0.dims(), [3, d]);
     assert_eq!(linear[1].1.dims(), [2]);
-    let out = heads.forward_with(&model.backbone, Some(p.clone()), &linear, &batch).unwrap();
+    let out = heads.forward_with(&*model.backbone, Some(p.clone()), &linear, &batch).unwrap();
     out.logits.to_data().assert_approx_eq::<f32>(&frozen.logits.to_data(), burn::tensor::Tolerance::absolute(1e-4));
     // A changed bias moves exactly that task's rows and class.
     let mut shifted = linear.clone();
     shifted[1].1 = Tensor::from_data(TensorData::new(vec![0.0f32, 2.5], [2]), &device);
-    let moved = heads.forward_with(&model.backbone, Some(p), &shifted, &batch).unwrap();
+    let moved = heads.forward_with(&*model.backbone, Some(p), &shifted, &batch).unwrap();
     let diff: Vec<f32> = (moved.logits - out.logits).into_data().to_vec().unwrap();
     let expect: Vec<f32> = [[0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 2.5, 0.0]]
         .concat();
@@ -284,14 +284,14 @@ fn linear_head_parameters_receive_gradients() {
     let tok = model.require_tokenizer().unwrap();
     let spec = mpt_data::lookup("rte").unwrap();
     let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let d = model.backbone.dim();
     let module = SoftPrompt::new(prompt(4, d, 5, &autodiff).require_grad()).with_classifiers(heads.initial_classifiers(&autodiff));
     assert_eq!(module.num_tunable(), 4 * d + 2 * d + 2);
     let rows: Vec<(usize, usize)> = (0..4).map(|i| (0, i)).collect();
-    let batch = make_batch(&[&splits.train], &rows, &model.backbone, &device);
+    let batch = make_batch(&[&splits.train], &rows, &*model.backbone, &device);
     let linear: Vec<_> = module.classifiers.iter().map(|c| (c.weight.val(), c.bias.val())).collect();
-    let out = heads.forward_with(&model.backbone, Some(module.batch(4)), &linear, &batch).unwrap();
+    let out = heads.forward_with(&*model.backbone, Some(module.batch(4)), &linear, &batch).unwrap();
     let grads = GradientsParams::from_grads(cross_entropy(&out).backward(), &module);
     for (name, id) in [("weight", module.classifiers[0].weight.id), ("bias", module.classifiers[0].bias.id)] {
         let g: Tensor<1> = match name {

@@ -12,7 +12,7 @@ use mpt_models::io::HostTensor;
 pub fn backbone() -> BackboneRef {
     BackboneRef {
         name: "tiny-t5".into(),
-        arch: Arch::T5,
+        arch: Arch::named("t5").expect("t5 is registered"),
         config_sha256: "c".repeat(64),
         weights_sha256: "a".repeat(64),
     }
