@@ -217,11 +217,23 @@ fn describe_tensors(
     tasks: usize,
 ) -> Result<(Layout, usize, usize, usize)> {
     for (name, t) in tensors {
-        if !matches!(t, HostTensor::F32 { .. }) {
+        let HostTensor::F32 { data, shape } = t else {
             return Err(CoreError::Tensor {
                 path: path.to_path_buf(),
                 tensor: name.clone(),
                 message: format!("dtype {}, expected F32", t.dtype_name()),
+            });
+        };
+        // A diverged run must not become an artifact, and a file holding NaN or inf must not
+        // reach a forward pass.
+        if let Some(i) = data.iter().position(|v| !v.is_finite()) {
+            return Err(CoreError::Tensor {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                message: format!(
+                    "value {} at flat index {i} of shape {shape:?}; expected finite numbers (a NaN or inf usually means training diverged: lower the learning rate)",
+                    data[i]
+                ),
             });
         }
     }

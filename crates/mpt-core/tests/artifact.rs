@@ -311,6 +311,34 @@ fn non_f32_tensors_are_rejected() {
     );
 }
 
+#[test]
+fn non_finite_tensors_are_refused_on_write_and_on_load() {
+    let tmp = tempfile::tempdir().unwrap();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut tensors = plain_tensors(2, 3);
+        let Some(HostTensor::F32 { data, .. }) = tensors.get_mut("prompt_embeddings") else { panic!() };
+        data[4] = bad;
+        let dir = tmp.path().join("nan");
+        let err = Artifact::write(&dir, new_artifact(ArtifactKind::Teacher, &["a"], tensors.clone())).unwrap_err();
+        assert!(
+            matches!(&err, CoreError::Tensor { tensor, message, .. }
+                if tensor == "prompt_embeddings" && message.contains("flat index 4") && message.contains("finite")),
+            "{err}"
+        );
+        assert!(!dir.exists(), "a refused write leaves nothing");
+
+        let good = Artifact::write(&dir, new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3))).unwrap();
+        replace_tensors(&good.dir, &tensors);
+        let err = Artifact::load(&good.dir, None, None).unwrap_err();
+        assert!(
+            matches!(&err, CoreError::Tensor { path, message, .. }
+                if path.ends_with(TENSORS_FILE) && message.contains(&format!("value {bad}"))),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
 fn entries(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
