@@ -130,7 +130,7 @@ fn mpt_inits_take_the_right_factors() {
     assert_eq!(qnli.meta.tunable_params, L * D + L + D + heads(&["rte"]));
     assert_close("U source", floats(&qnli.tensors["prefix_task_cols"]), &cols[L..], tol);
     assert_close("V source", floats(&qnli.tensors["prefix_task_rows"]), &rows[D..], tol);
-    assert_eq!(qnli.meta.parents, [src.meta.id.clone()]);
+    assert_eq!(qnli.meta.parents, std::slice::from_ref(&src.meta.id));
 
     let shared = init_of(mpt(TargetInit::Shared), &["rte"], &src, &tmp.path().join("shared"));
     assert_eq!(shared.meta.tunable_params, L * D + L + D + heads(&["rte"]));
@@ -217,7 +217,7 @@ fn spot_starts_from_the_teacher_prompt() {
     let moved = run(&model, &data_root(), &cfg, Some(&t.dir), &tmp.path().join("moved"), &device, &Silent).unwrap();
     let diff = max_diff(floats(&moved.tensors["prompt_embeddings"]), start);
     assert!(diff > 1e-3, "prompt barely moved: {diff}");
-    assert_eq!(moved.meta.parents, [t.meta.id.clone()]);
+    assert_eq!(moved.meta.parents, std::slice::from_ref(&t.meta.id));
 }
 
 #[test]

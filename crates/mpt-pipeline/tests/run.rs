@@ -131,7 +131,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     for seed in [0, 1] {
         let mpt = artifact(&s, &format!("adapt/mpt/rte/k2-s{seed}"));
         assert_eq!(mpt.meta.kind, ArtifactKind::Target);
-        assert_eq!(mpt.meta.parents, [distill.meta.id.clone()]);
+        assert_eq!(mpt.meta.parents, std::slice::from_ref(&distill.meta.id));
         // Prompt (+ u, v) and the linear head over RTE's 2 classes (2·32 + 2).
         assert_eq!(mpt.meta.tunable_params, 4 * 32 + 4 + 32 + 66);
         assert_eq!(mpt.meta.config["data"]["few_shot_k"], 2);

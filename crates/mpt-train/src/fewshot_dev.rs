@@ -21,7 +21,7 @@ use crate::error::Result;
 pub fn few_shot_dev(task: &TaskSpec, pool: &[Example], taken: &[Example], k: usize, seed: u64) -> Result<Vec<Example>> {
     let used: HashSet<&str> = taken.iter().map(|e| e.id.as_str()).collect();
     let mut rest: Vec<&Example> = pool.iter().filter(|e| !used.contains(e.id.as_str())).collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xdef0_5e7);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x0def_05e7);
     if task.grouped {
         let mut groups: Vec<&str> = rest.iter().filter_map(|e| e.group.as_deref()).collect();
         groups.sort_unstable();

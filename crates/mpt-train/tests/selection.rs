@@ -21,10 +21,13 @@ fn config_err(err: TrainError) -> (String, String) {
     }
 }
 
+/// A field name and how to set it to zero.
+type ZeroCase = (&'static str, fn(&mut Selection));
+
 #[test]
 fn zero_counts_are_refused_naming_the_field() {
     assert!(Selection::default().validate("data.").is_ok());
-    let cases: [(&str, fn(&mut Selection)); 4] = [
+    let cases: [ZeroCase; 4] = [
         ("few_shot_k", |s| s.few_shot_k = Some(0)),
         ("max_train", |s| s.max_train = Some(0)),
         ("max_dev", |s| s.max_dev = Some(0)),

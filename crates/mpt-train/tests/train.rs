@@ -268,7 +268,7 @@ fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
     let mut shifted = linear.clone();
     shifted[1].1 = Tensor::from_data(TensorData::new(vec![0.0f32, 2.5], [2]), &device);
     let moved = heads.forward_with(&*model.backbone, Some(p), &shifted, &batch).unwrap();
-    let diff: Vec<f32> = (moved.logits - out.logits).into_data().to_vec().unwrap();
+    let diff: Vec<f32> = (moved.logits - out.logits).into_data().try_to_vec::<f32>().unwrap();
     let expect: Vec<f32> = [[0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 2.5, 0.0]]
         .concat();
     for (i, (got, want)) in diff.iter().zip(&expect).enumerate() {
