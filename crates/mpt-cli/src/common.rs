@@ -21,7 +21,7 @@ pub struct EnvArgs {
     #[arg(long, default_value = mpt_data::DEFAULT_DATA_ROOT)]
     pub data_root: PathBuf,
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
     /// Hide progress bars.
     #[arg(long, short)]

@@ -3,6 +3,9 @@
 use anyhow::{Result, bail};
 use burn::prelude::*;
 
+/// The `--device` of every command that takes one, unless given.
+pub const DEFAULT_DEVICE: &str = "cpu";
+
 /// The `--device` names this build accepts, with the cargo feature each needs.
 pub const DEVICES: &[(&str, &str, bool)] = &[
     ("cpu", "default (flex)", true),

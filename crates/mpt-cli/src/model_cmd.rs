@@ -50,7 +50,7 @@ pub struct ForwardArgs {
     #[arg(long, value_name = "N")]
     pub generate: Option<usize>,
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
 }
 

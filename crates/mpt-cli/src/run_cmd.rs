@@ -26,7 +26,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
-    #[arg(long, default_value = "cpu")]
+    #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
     /// Override the run folder (default: `run_dir` of the file, else runs/<name>).
     #[arg(long)]

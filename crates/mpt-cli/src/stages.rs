@@ -1,10 +1,12 @@
 //! `mpt teacher|distill|adapt|eval`: each pipeline stage as its own command.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Args;
 use mpt_adapt::{AdaptConfig, Method};
+use mpt_core::CoreError;
 use mpt_core::init::{PromptInit, TargetInit};
 use mpt_distill::DistillConfig;
 use mpt_eval::EvalConfig;
@@ -14,16 +16,13 @@ use mpt_train::{Decoding, HeadConfig, Selection, TrainConfig};
 use crate::common::{EnvArgs, TrainArgs, check_values, read_toml};
 use crate::progress::Bars;
 
-/// Parses `random`, `vocab` or `text:SOME TEXT`.
-pub fn parse_init(s: &str) -> Result<PromptInit> {
-    Ok(match s {
-        "random" => PromptInit::Random,
-        "vocab" => PromptInit::Vocab,
-        _ => match s.strip_prefix("text:") {
-            Some(text) => PromptInit::Text { text: text.to_string() },
-            None => bail!("--init {s:?}: expected random, vocab or text:SOME TEXT"),
-        },
-    })
+/// Prompt length of `mpt teacher` and `mpt adapt --method vanilla` without `--prompt-len`.
+const DEFAULT_PROMPT_LEN: usize = 20;
+
+/// Parses an `--init` value: a [`PromptInit`] (`random`, `vocab`, `text:SOME TEXT`) or a
+/// [`TargetInit`] (`average`, `shared`, `source:TASK`); the error names the flag.
+fn parse_init<T: FromStr<Err = CoreError>>(s: &str) -> Result<T> {
+    s.parse().map_err(|e| anyhow!("--init {e}"))
 }
 
 /// Arguments of `mpt teacher`.
@@ -60,8 +59,8 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
         Some(path) => read_toml::<TeacherConfig>(path)?,
         None => TeacherConfig {
             task: String::new(),
-            prompt_length: 20,
-            init: PromptInit::Vocab,
+            prompt_length: DEFAULT_PROMPT_LEN,
+            init: PromptInit::default(),
             train: TrainConfig::default(),
             head: HeadConfig::default(),
             data: Selection::default(),
@@ -135,10 +134,10 @@ pub fn distill(args: DistillArgs) -> Result<()> {
         None => DistillConfig {
             tasks: Vec::new(),
             prompt_length: None,
-            rank: 1,
-            lambda: 0.9,
-            temperature: 1.0,
-            hidden_loss: true,
+            rank: mpt_distill::DEFAULT_RANK,
+            lambda: mpt_distill::DEFAULT_LAMBDA,
+            temperature: mpt_distill::DEFAULT_TEMPERATURE,
+            hidden_loss: mpt_distill::DEFAULT_HIDDEN_LOSS,
             kappa: 0,
             decomposition: true,
             shared_init: Default::default(),
@@ -218,27 +217,15 @@ pub struct AdaptArgs {
     pub out: PathBuf,
 }
 
-/// Parses the `--init` of `mpt adapt --method mpt`.
-pub fn parse_target_init(s: &str) -> Result<TargetInit> {
-    Ok(match s {
-        "average" => TargetInit::Average,
-        "shared" => TargetInit::Shared,
-        _ => match s.strip_prefix("source:") {
-            Some(task) => TargetInit::Source { task: task.to_string() },
-            None => bail!("--init {s:?}: expected average, shared or source:TASK"),
-        },
-    })
-}
-
 /// Runs `mpt adapt`.
 pub fn adapt(args: AdaptArgs) -> Result<()> {
     let method = match (args.method.as_str(), args.init.as_deref()) {
         ("mpt", init) => Method::Mpt {
-            init: parse_target_init(init.unwrap_or("average"))?,
+            init: init.map(parse_init::<TargetInit>).transpose()?.unwrap_or_default(),
             fresh: Default::default(),
         },
         ("vanilla", init) => Method::Vanilla {
-            init: parse_init(init.unwrap_or("vocab"))?,
+            init: init.map(parse_init::<PromptInit>).transpose()?.unwrap_or_default(),
         },
         ("spot", None) => Method::Spot,
         ("spot", Some(_)) => bail!("--method spot starts from the teacher's prompt; --init does not apply"),
@@ -266,7 +253,7 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
         config.prompt_length = args.prompt_len;
     }
     if matches!(config.method, Method::Vanilla { .. }) && config.prompt_length.is_none() {
-        config.prompt_length = Some(20);
+        config.prompt_length = Some(DEFAULT_PROMPT_LEN);
     }
     args.train.apply(&mut config.train, &mut config.data);
     args.train.apply_head(&mut config.head);
@@ -296,7 +283,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub max_examples: Option<usize>,
     /// Batch size.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = mpt_eval::DEFAULT_BATCH_SIZE)]
     pub batch_size: usize,
     /// T5: greedy decoding instead of rank classification.
     #[arg(long)]

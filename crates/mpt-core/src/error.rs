@@ -113,6 +113,14 @@ pub enum CoreError {
         /// What was expected.
         message: String,
     },
+    /// An initialisation written as text (`--init`, a pipeline key) is none of the known forms.
+    #[error("{found:?}: expected {expected}")]
+    UnknownInit {
+        /// What was written.
+        found: String,
+        /// The forms that are known, e.g. `random, vocab or text:SOME TEXT`.
+        expected: &'static str,
+    },
     /// Initialisation could not be done.
     #[error("prompt initialisation: {message}")]
     Init {

@@ -8,8 +8,15 @@
 //! Targets from a multitask prompt (PEFT's `MultitaskPromptTuningInit`): `average` — mean of
 //! the source tasks' `U`, `V`; `source` — one source task's `U`, `V`; `shared` — `P*` only,
 //! with fresh `U`, `V`.
+//!
+//! Both are written as text the same way everywhere (`--init`, pipeline keys): see their
+//! `FromStr` impls.
+
+use std::fmt;
+use std::str::FromStr;
 
 use burn::prelude::*;
+use mpt_models::TextTokenizer;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
@@ -18,12 +25,13 @@ use serde::{Deserialize, Serialize};
 use crate::error::{CoreError, Result};
 
 /// How a fresh `[l, d]` prompt is filled.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PromptInit {
     /// N(0, σ²), σ = std of the word embeddings.
     Random,
     /// Word embeddings of uniformly drawn token ids.
+    #[default]
     Vocab,
     /// Embeddings of the given text's token ids (with special tokens), repeated to length l.
     Text {
@@ -44,10 +52,11 @@ pub enum FactorInit {
 }
 
 /// How a target's factors come from a multitask artifact.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TargetInit {
     /// Mean of the source tasks' `U`, `V` (PEFT `AVERAGE_SOURCE_TASKS`).
+    #[default]
     Average,
     /// One source task's `U`, `V` (PEFT `EXACT_SOURCE_TASK`).
     Source {
@@ -56,6 +65,72 @@ pub enum TargetInit {
     },
     /// `P*` only, fresh factors (PEFT `ONLY_SOURCE_SHARED`).
     Shared,
+}
+
+/// The text forms of [`PromptInit`], as error messages name them.
+pub const PROMPT_INIT_FORMS: &str = "random, vocab or text:SOME TEXT";
+
+/// The text forms of [`TargetInit`], as error messages name them.
+pub const TARGET_INIT_FORMS: &str = "average, shared or source:TASK";
+
+impl FromStr for PromptInit {
+    type Err = CoreError;
+
+    /// `random`, `vocab` or `text:SOME TEXT` (the text may be empty: special tokens only).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "random" => Ok(Self::Random),
+            "vocab" => Ok(Self::Vocab),
+            _ => s
+                .strip_prefix("text:")
+                .map(|text| Self::Text { text: text.to_string() })
+                .ok_or_else(|| CoreError::UnknownInit {
+                    found: s.to_string(),
+                    expected: PROMPT_INIT_FORMS,
+                }),
+        }
+    }
+}
+
+impl fmt::Display for PromptInit {
+    /// The form [`PromptInit::from_str`] reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Random => f.write_str("random"),
+            Self::Vocab => f.write_str("vocab"),
+            Self::Text { text } => write!(f, "text:{text}"),
+        }
+    }
+}
+
+impl FromStr for TargetInit {
+    type Err = CoreError;
+
+    /// `average`, `shared` or `source:TASK` (TASK as written; not checked against a registry).
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "average" => Ok(Self::Average),
+            "shared" => Ok(Self::Shared),
+            _ => match s.strip_prefix("source:") {
+                Some(task) if !task.is_empty() => Ok(Self::Source { task: task.to_string() }),
+                _ => Err(CoreError::UnknownInit {
+                    found: s.to_string(),
+                    expected: TARGET_INIT_FORMS,
+                }),
+            },
+        }
+    }
+}
+
+impl fmt::Display for TargetInit {
+    /// The form [`TargetInit::from_str`] reads.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Average => f.write_str("average"),
+            Self::Shared => f.write_str("shared"),
+            Self::Source { task } => write!(f, "source:{task}"),
+        }
+    }
 }
 
 fn rng(seed: u64) -> ChaCha8Rng {
@@ -110,6 +185,27 @@ pub fn fresh_prompt(
             Ok(gather(ids.iter().copied().cycle().take(l).collect()))
         }
     }
+}
+
+/// Most token ids a `text` init's text is encoded to.
+pub const INIT_TEXT_MAX_TOKENS: usize = 512;
+
+/// [`fresh_prompt`] with a `text` init's text encoded by `tokenizer` (with special tokens, at
+/// most [`INIT_TEXT_MAX_TOKENS`] ids): the one place a prompt init becomes `[l, d]` values for
+/// the stages. `embeddings` is the backbone's `[V, d]` word-embedding matrix.
+pub fn fresh_prompt_encoded(
+    init: &PromptInit,
+    l: usize,
+    tokenizer: &TextTokenizer,
+    embeddings: &Tensor<2>,
+    seed: u64,
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let text_ids = match init {
+        PromptInit::Text { text } => Some(tokenizer.encode_ids(text, INIT_TEXT_MAX_TOKENS)?),
+        _ => None,
+    };
+    fresh_prompt(init, l, embeddings, text_ids.as_deref(), seed, device)
 }
 
 /// Fresh task factors `U` `[T, l, r]`, `V` `[T, r, d]`.
@@ -184,4 +280,55 @@ pub fn target_from_multitask(
     let cols = cols.repeat_dim(0, targets);
     let rows = rows.repeat_dim(0, targets);
     crate::prompt::MultitaskPrompt::new(shared, cols, rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompt_inits_parse_and_print_back() {
+        for (text, init) in [
+            ("random", PromptInit::Random),
+            ("vocab", PromptInit::Vocab),
+            ("text:classify the sentiment", PromptInit::Text { text: "classify the sentiment".into() }),
+            ("text:", PromptInit::Text { text: String::new() }),
+            ("text:a:b", PromptInit::Text { text: "a:b".into() }),
+        ] {
+            assert_eq!(text.parse::<PromptInit>().unwrap(), init, "{text}");
+            assert_eq!(init.to_string(), text);
+        }
+        assert_eq!(PromptInit::default(), PromptInit::Vocab);
+    }
+
+    #[test]
+    fn unknown_prompt_inits_name_the_known_forms() {
+        for bad in ["zeros", "", "Vocab", "text", "source:mnli"] {
+            let e = bad.parse::<PromptInit>().unwrap_err();
+            assert!(matches!(&e, CoreError::UnknownInit { found, .. } if found == bad), "{bad}: {e:?}");
+            assert_eq!(e.to_string(), format!("{bad:?}: expected random, vocab or text:SOME TEXT"));
+        }
+    }
+
+    #[test]
+    fn target_inits_parse_and_print_back() {
+        for (text, init) in [
+            ("average", TargetInit::Average),
+            ("shared", TargetInit::Shared),
+            ("source:mnli", TargetInit::Source { task: "mnli".into() }),
+        ] {
+            assert_eq!(text.parse::<TargetInit>().unwrap(), init, "{text}");
+            assert_eq!(init.to_string(), text);
+        }
+        assert_eq!(TargetInit::default(), TargetInit::Average);
+    }
+
+    #[test]
+    fn unknown_target_inits_name_the_known_forms() {
+        for bad in ["middle", "", "Average", "source:", "source", "vocab"] {
+            let e = bad.parse::<TargetInit>().unwrap_err();
+            assert!(matches!(&e, CoreError::UnknownInit { found, .. } if found == bad), "{bad}: {e:?}");
+            assert_eq!(e.to_string(), format!("{bad:?}: expected average, shared or source:TASK"));
+        }
+    }
 }

@@ -187,3 +187,24 @@ fn fresh_prompts_follow_their_init() {
     let err = fresh_prompt(&PromptInit::Text { text: "".into() }, l, &emb, Some(&[]), 0, &device).unwrap_err();
     assert!(matches!(err, CoreError::Init { .. }), "{err}");
 }
+
+#[test]
+fn encoded_fresh_prompts_tokenize_a_text_init_and_pass_the_others_through() {
+    let device = Device::flex();
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tokenizer = mpt_models::TextTokenizer::from_file(&repo.join("tests/fixtures/bert-tiny/tokenizer.json")).unwrap();
+    let text = "natural language inference";
+    let ids = tokenizer.encode_ids(text, mpt_core::init::INIT_TEXT_MAX_TOKENS).unwrap();
+    assert!(ids.len() > 2, "{ids:?}");
+    let (v, d, l) = (*ids.iter().max().unwrap() as usize + 1, 3, 7);
+    let emb = tensor(dyadic(v * d, 2), [v, d], &device);
+    let init = PromptInit::Text { text: text.into() };
+    let encoded = mpt_core::init::fresh_prompt_encoded(&init, l, &tokenizer, &emb, 0, &device).unwrap();
+    let direct = fresh_prompt(&init, l, &emb, Some(&ids), 0, &device).unwrap();
+    assert_eq!(tensor_values(encoded), tensor_values(direct));
+    for init in [PromptInit::Vocab, PromptInit::Random] {
+        let encoded = mpt_core::init::fresh_prompt_encoded(&init, l, &tokenizer, &emb, 3, &device).unwrap();
+        let direct = fresh_prompt(&init, l, &emb, None, 3, &device).unwrap();
+        assert_eq!(tensor_values(encoded), tensor_values(direct), "{init}");
+    }
+}

@@ -7,8 +7,9 @@
 
 use std::path::{Path, PathBuf};
 
-use mpt_core::init::PromptInit;
+use mpt_core::init::{PromptInit, TARGET_INIT_FORMS, TargetInit};
 use mpt_data::Split;
+use mpt_distill::SharedStart;
 use mpt_train::{HeadConfig, Selection, TrainConfig};
 use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
@@ -22,21 +23,18 @@ pub struct PromptSection {
     /// Prompt length l.
     pub length: usize,
     /// Rank r of the task factors.
-    #[serde(default = "one")]
+    #[serde(default = "rank")]
     pub rank: usize,
-    /// Fresh-prompt init: `random`, `vocab` or `text:SOME TEXT`.
-    #[serde(default = "vocab")]
+    /// Fresh-prompt init: `random`, `vocab` or `text:SOME TEXT` (see [`PromptInit`]'s `FromStr`).
+    #[serde(default = "prompt_init")]
     pub init: String,
 }
 
-fn one() -> usize {
-    1
+fn rank() -> usize {
+    mpt_distill::DEFAULT_RANK
 }
-fn vocab() -> String {
-    "vocab".into()
-}
-fn yes() -> bool {
-    true
+fn prompt_init() -> String {
+    PromptInit::default().to_string()
 }
 
 /// `[sources]`.
@@ -71,11 +69,11 @@ pub struct DistillSection {
     #[serde(default)]
     pub kappa: Option<usize>,
     /// Hidden-state MSE on/off.
-    #[serde(default = "yes")]
+    #[serde(default = "hidden_loss")]
     pub hidden_loss: bool,
     /// `teacher_mean` or `fresh` (the `[prompt] init`).
-    #[serde(default = "teacher_mean")]
-    pub shared_init: String,
+    #[serde(default)]
+    pub shared_init: SharedStart,
     /// Overrides of `[train]`.
     #[serde(default)]
     pub train: toml::Table,
@@ -85,13 +83,13 @@ pub struct DistillSection {
 }
 
 fn lambda() -> f64 {
-    0.9
+    mpt_distill::DEFAULT_LAMBDA
 }
 fn temperature() -> f64 {
-    1.0
+    mpt_distill::DEFAULT_TEMPERATURE
 }
-fn teacher_mean() -> String {
-    "teacher_mean".into()
+fn hidden_loss() -> bool {
+    mpt_distill::DEFAULT_HIDDEN_LOSS
 }
 
 /// `[targets]`.
@@ -147,7 +145,7 @@ pub struct MethodsSection {
 }
 
 fn mpt_default() -> Vec<String> {
-    vec!["average".into()]
+    vec![TargetInit::default().to_string()]
 }
 
 /// `[eval]`.
@@ -169,18 +167,18 @@ pub struct EvalSection {
 }
 
 fn test_split() -> Split {
-    Split::Test
+    mpt_eval::DEFAULT_SPLIT
 }
 fn eval_batch() -> usize {
-    32
+    mpt_eval::DEFAULT_BATCH_SIZE
 }
 
 impl Default for EvalSection {
     fn default() -> Self {
         Self {
-            split: Split::Test,
+            split: test_split(),
             max_examples: None,
-            batch_size: 32,
+            batch_size: eval_batch(),
             sources: false,
         }
     }
@@ -334,15 +332,6 @@ fn tidy(message: &str) -> String {
     format!("{reason}{}", location.unwrap_or_default())
 }
 
-/// Parses the `init` string of `[prompt]`.
-pub fn parse_prompt_init(s: &str) -> Option<PromptInit> {
-    match s {
-        "random" => Some(PromptInit::Random),
-        "vocab" => Some(PromptInit::Vocab),
-        _ => s.strip_prefix("text:").map(|t| PromptInit::Text { text: t.to_string() }),
-    }
-}
-
 impl Pipeline {
     /// Reads, parses and validates `path` (data-dependent checks included: tasks exist,
     /// data files exist, few-shot k fits every class).
@@ -361,8 +350,7 @@ impl Pipeline {
             let key = e.path().to_string();
             parse_err(path, key, tidy(&e.into_inner().to_string()))
         })?;
-        let init = parse_prompt_init(&file.prompt.init)
-            .ok_or_else(|| invalid(path, "prompt.init", format!("{:?}: expected random, vocab or text:SOME TEXT", file.prompt.init)))?;
+        let init: PromptInit = file.prompt.init.parse().map_err(|e: mpt_core::CoreError| invalid(path, "prompt.init", e.to_string()))?;
         let teacher_train = typed(path, "train", &file.train, "sources.train", &file.sources.train)?;
         let teacher_data = typed(path, "data", &file.data, "sources.data", &file.sources.data)?;
         let distill_train = typed(path, "train", &file.train, "distill.train", &file.distill.train)?;
@@ -432,9 +420,6 @@ impl Pipeline {
         if !(f.distill.temperature.is_finite() && f.distill.temperature > 0.0) {
             return Err(invalid(p, "distill.temperature", "must be positive"));
         }
-        if !["teacher_mean", "fresh"].contains(&f.distill.shared_init.as_str()) {
-            return Err(invalid(p, "distill.shared_init", "expected teacher_mean or fresh"));
-        }
         if self.distill_train.batch_size < kappa {
             return Err(invalid(p, "distill.train.batch_size", format!("must be at least kappa ({kappa})")));
         }
@@ -456,15 +441,7 @@ impl Pipeline {
                 return Err(invalid(p, format!("targets.seeds[{i}]"), format!("seed {s} is listed twice")));
             }
         }
-        for (i, init) in f.methods.mpt.iter().enumerate() {
-            let ok = matches!(init.as_str(), "average" | "shared")
-                || init.strip_prefix("source:").is_some_and(|t| {
-                    mpt_data::lookup(t).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)))
-                });
-            if !ok {
-                return Err(invalid(p, format!("methods.mpt[{i}]"), format!("{init:?}: expected average, shared or source:TASK with TASK a source task")));
-            }
-        }
+        self.mpt_inits()?;
         for (i, src) in f.methods.spot.iter().enumerate() {
             let known = mpt_data::lookup(src).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)));
             if !known {
@@ -505,7 +482,7 @@ impl Pipeline {
                 }
             }
         }
-        for (task, _) in &f.targets.few_shot_overrides {
+        for task in f.targets.few_shot_overrides.keys() {
             let known = mpt_data::lookup(task).is_ok_and(|spec| f.targets.tasks.iter().any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name)));
             if !known {
                 return Err(invalid(p, format!("targets.few_shot_overrides.{task}"), "is not one of targets.tasks"));
@@ -546,6 +523,26 @@ impl Pipeline {
             .find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == name))
             .map(|(_, v)| v.clone())
             .unwrap_or_else(|| self.file.targets.few_shot.clone())
+    }
+
+    /// The target inits of `methods.mpt`, in order, a `source:TASK`'s task by its registry name
+    /// (an error names the entry that is none of the forms or whose TASK is not a source task).
+    pub fn mpt_inits(&self) -> Result<Vec<TargetInit>> {
+        let f = &self.file;
+        let is_source = |spec: &mpt_data::TaskSpec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name));
+        let mut inits = Vec::with_capacity(f.methods.mpt.len());
+        for (i, text) in f.methods.mpt.iter().enumerate() {
+            let bad = || {
+                invalid(&self.path, format!("methods.mpt[{i}]"), format!("{text:?}: expected {TARGET_INIT_FORMS} with TASK a source task"))
+            };
+            let mut init: TargetInit = text.parse().map_err(|_| bad())?;
+            if let TargetInit::Source { task } = &mut init {
+                let spec = mpt_data::lookup(task).ok().filter(|spec| is_source(spec)).ok_or_else(bad)?;
+                *task = spec.name.to_string();
+            }
+            inits.push(init);
+        }
+        Ok(inits)
     }
 
     /// κ of the distillation.

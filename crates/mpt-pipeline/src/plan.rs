@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use mpt_adapt::{AdaptConfig, Method};
 use mpt_core::init::{FactorInit, TargetInit};
-use mpt_distill::{DistillConfig, SharedInit};
+use mpt_distill::{DistillConfig, SharedInit, SharedStart};
 use mpt_eval::EvalConfig;
 use mpt_teacher::TeacherConfig;
 use mpt_train::Selection;
@@ -95,16 +95,6 @@ fn canonical(task: &str) -> String {
     mpt_data::lookup(task).map(|t| t.name.to_string()).unwrap_or_else(|_| task.to_string())
 }
 
-fn target_init(s: &str) -> TargetInit {
-    match s {
-        "average" => TargetInit::Average,
-        "shared" => TargetInit::Shared,
-        _ => TargetInit::Source {
-            task: canonical(s.strip_prefix("source:").unwrap_or(s)),
-        },
-    }
-}
-
 /// Builds the plan of a validated pipeline.
 pub fn build(p: &Pipeline) -> Plan {
     let f = &p.file;
@@ -114,7 +104,7 @@ pub fn build(p: &Pipeline) -> Plan {
     let head = f.head;
     let kappa = p.kappa();
 
-    let needs_teachers = f.distill.lambda > 0.0 || f.distill.shared_init == "teacher_mean" || !f.methods.spot.is_empty() || f.eval.sources;
+    let needs_teachers = f.distill.lambda > 0.0 || f.distill.shared_init == SharedStart::TeacherMean || !f.methods.spot.is_empty() || f.eval.sources;
     let mut teacher_ids = Vec::new();
     if needs_teachers {
         for task in &sources {
@@ -154,11 +144,7 @@ pub fn build(p: &Pipeline) -> Plan {
         head,
         data: p.distill_data.clone(),
     };
-    let main_init = if f.distill.shared_init == "fresh" {
-        SharedInit::Fresh { init: p.init.clone() }
-    } else {
-        SharedInit::TeacherMean
-    };
+    let main_init = f.distill.shared_init.with_init(&p.init);
     let teacher_deps = |config: &DistillConfig| if config.needs_teachers() { teacher_ids.clone() } else { Vec::new() };
     let mut distills: Vec<(String, usize)> = Vec::new();
     let mut push_distill = |stages: &mut Vec<Stage>, name: &str, config: DistillConfig| {
@@ -183,13 +169,14 @@ pub fn build(p: &Pipeline) -> Plan {
 
     // (method label, method, source stage)
     let mut methods: Vec<(String, Method, Option<usize>)> = Vec::new();
-    for init in &f.methods.mpt {
-        let label = if f.methods.mpt.len() == 1 && init == "average" {
+    let inits = p.mpt_inits().expect("validated by Pipeline::parse");
+    for (text, init) in f.methods.mpt.iter().zip(inits) {
+        let label = if f.methods.mpt.len() == 1 && init == TargetInit::Average {
             "mpt".to_string()
         } else {
-            format!("mpt-{}", init.replace(':', "-"))
+            format!("mpt-{}", text.replace(':', "-"))
         };
-        methods.push((label, Method::Mpt { init: target_init(init), fresh: FactorInit::Ones }, Some(distill_index("mpt"))));
+        methods.push((label, Method::Mpt { init, fresh: FactorInit::Ones }, Some(distill_index("mpt"))));
     }
     if f.methods.vanilla {
         methods.push(("vanilla".into(), Method::Vanilla { init: p.init.clone() }, None));

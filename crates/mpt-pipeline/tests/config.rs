@@ -51,7 +51,7 @@ fn defaults_fill_optional_sections() {
     let p = parse(&base()).unwrap();
     assert_eq!(p.file.distill.temperature, 1.0);
     assert!(p.file.distill.hidden_loss);
-    assert_eq!(p.file.distill.shared_init, "teacher_mean");
+    assert_eq!(p.file.distill.shared_init, mpt_distill::SharedStart::TeacherMean);
     assert!(!p.file.methods.no_distillation && !p.file.methods.no_decomposition && !p.file.methods.multitask);
     assert_eq!(p.file.eval.batch_size, 32);
     // No run_dir: runs/<name>.
@@ -122,10 +122,12 @@ fn impossible_values_are_named_with_their_path() {
     assert_key(&set(&base(), "distill", "kappa", "kappa = 3"), "distill.kappa");
     assert_key(&set(&base(), "prompt", "rank", "rank = 0"), "prompt.rank");
     assert_key(&set(&base(), "prompt", "length", "length = 0"), "prompt.length");
-    assert_key(&set(&base(), "prompt", "init", "init = \"zeros\""), "prompt.init");
+    let msg = assert_key(&set(&base(), "prompt", "init", "init = \"zeros\""), "prompt.init");
+    assert_eq!(msg, "\"zeros\": expected random, vocab or text:SOME TEXT");
     assert_key(&set(&base(), "distill", "lambda", "lambda = -0.5"), "distill.lambda");
     assert_key(&with(&base(), "distill", "temperature = 0.0"), "distill.temperature");
-    assert_key(&with(&base(), "distill", "shared_init = \"mean\""), "distill.shared_init");
+    let msg = assert_key(&with(&base(), "distill", "shared_init = \"mean\""), "distill.shared_init");
+    assert!(msg.contains("`mean`") && msg.contains("teacher_mean") && msg.contains("fresh"), "{msg}");
     // A bad [train] default is reported under the first stage section that inherits it.
     let (key, _) = error_key(&set(&base(), "train", "max_steps", "max_steps = 0"));
     assert!(key.ends_with("train.max_steps"), "{key}");
@@ -134,7 +136,8 @@ fn impossible_values_are_named_with_their_path() {
     assert_key(&set(&base(), "targets", "seeds", "seeds = []"), "targets.seeds");
     assert_key(&set(&base(), "targets", "seeds", "seeds = [3, 3]"), "targets.seeds[1]");
     assert_key(&set(&base(), "methods", "mpt", "mpt = [\"source:rte\"]"), "methods.mpt[0]");
-    assert_key(&set(&base(), "methods", "mpt", "mpt = [\"average\", \"middle\"]"), "methods.mpt[1]");
+    let msg = assert_key(&set(&base(), "methods", "mpt", "mpt = [\"average\", \"middle\"]"), "methods.mpt[1]");
+    assert_eq!(msg, "\"middle\": expected average, shared or source:TASK with TASK a source task");
     assert_key(&with(&base(), "methods", "spot = [\"cb\"]"), "methods.spot[0]");
     assert_key(&with(&base(), "methods", "multitask = true"), "methods.multitask");
     assert_key(&set(&base(), "eval", "max_examples", "max_examples = 0"), "eval.max_examples");
