@@ -5,12 +5,16 @@
 
 pub mod config;
 mod error;
+pub mod execute;
 pub mod plan;
 pub mod plots;
 pub mod report;
 pub mod run;
+pub mod schedule;
 
 pub use config::Pipeline;
 pub use error::{PipelineError, Result};
+pub use execute::{Executor, InProcess, StageJob, StageOutcome};
 pub use plan::{Plan, Stage, StageKind, build};
-pub use run::{RunOptions, RunSummary, Status, Ui, run};
+pub use run::{RunOptions, RunSummary, Status, Ui, run, run_with};
+pub use schedule::Scheduler;

@@ -95,42 +95,67 @@ fn canonical(task: &str) -> String {
     mpt_data::lookup(task).map(|t| t.name.to_string()).unwrap_or_else(|_| task.to_string())
 }
 
-/// Builds the plan of a validated pipeline.
+/// Builds the plan of a validated pipeline: the teachers, the distillations, per seed × target
+/// group × k × method an adaptation and its evaluations, then (with `eval.sources`) the
+/// evaluations on the source tasks.
 pub fn build(p: &Pipeline) -> Plan {
-    let f = &p.file;
+    let sources: Vec<String> = p.file.sources.tasks.iter().map(|t| canonical(t)).collect();
     let mut stages: Vec<Stage> = Vec::new();
-    let sources: Vec<String> = f.sources.tasks.iter().map(|t| canonical(t)).collect();
-    let targets: Vec<String> = f.targets.tasks.iter().map(|t| canonical(t)).collect();
-    let head = f.head;
-    let kappa = p.kappa();
-
-    let needs_teachers = f.distill.lambda > 0.0 || f.distill.shared_init == SharedStart::TeacherMean || !f.methods.spot.is_empty() || f.eval.sources;
-    let mut teacher_ids = Vec::new();
-    if needs_teachers {
-        for task in &sources {
-            teacher_ids.push(stages.len());
-            let kind = match &f.sources.from {
-                Some(lib) => StageKind::Provided(lib.join(task)),
-                None => StageKind::Teacher(TeacherConfig {
-                    task: task.clone(),
-                    prompt_length: f.prompt.length,
-                    init: p.init.clone(),
-                    train: p.teacher_train.clone(),
-                    head,
-                    data: p.teacher_data.clone(),
-                }),
-            };
-            stages.push(Stage {
-                name: format!("teacher/{task}"),
-                kind,
-                deps: Vec::new(),
-                cell: None,
-            });
-        }
+    let teachers = push_teachers(p, &sources, &mut stages);
+    let distills = push_distills(p, &sources, &teachers, &mut stages);
+    let methods = methods(p, &sources, &teachers, &distills);
+    push_adaptations(p, &methods, &mut stages);
+    if p.file.eval.sources {
+        push_source_evals(p, &sources, &teachers, &distills, &mut stages);
     }
+    Plan { stages }
+}
 
+/// Whether any stage uses the teachers: distillation (λ > 0), `P*` from their mean, SPoT, or
+/// the source-task evaluations.
+fn needs_teachers(p: &Pipeline) -> bool {
+    let f = &p.file;
+    f.distill.lambda > 0.0 || f.distill.shared_init == SharedStart::TeacherMean || !f.methods.spot.is_empty() || f.eval.sources
+}
+
+/// Pushes one teacher per source task (trained, or taken from `sources.from`) when any stage
+/// uses them; returns their indices in `sources` order (empty when none is needed).
+fn push_teachers(p: &Pipeline, sources: &[String], stages: &mut Vec<Stage>) -> Vec<usize> {
+    let f = &p.file;
+    let mut teacher_ids = Vec::new();
+    if !needs_teachers(p) {
+        return teacher_ids;
+    }
+    for task in sources {
+        teacher_ids.push(stages.len());
+        let kind = match &f.sources.from {
+            Some(lib) => StageKind::Provided(lib.join(task)),
+            None => StageKind::Teacher(TeacherConfig {
+                task: task.clone(),
+                prompt_length: f.prompt.length,
+                init: p.init.clone(),
+                train: p.teacher_train.clone(),
+                head: f.head,
+                data: p.teacher_data.clone(),
+            }),
+        };
+        stages.push(Stage {
+            name: format!("teacher/{task}"),
+            kind,
+            deps: Vec::new(),
+            cell: None,
+        });
+    }
+    teacher_ids
+}
+
+/// Pushes the MPT distillation and the ablations `methods` asks for; returns each one's name
+/// (`mpt`, `no-distillation`, `no-decomposition`) and index.
+fn push_distills(p: &Pipeline, sources: &[String], teacher_ids: &[usize], stages: &mut Vec<Stage>) -> Vec<(String, usize)> {
+    let f = &p.file;
+    let kappa = p.kappa();
     let distill = |lambda: f64, decomposition: bool, shared_init: SharedInit| DistillConfig {
-        tasks: sources.clone(),
+        tasks: sources.to_vec(),
         prompt_length: if matches!(shared_init, SharedInit::Fresh { .. }) && lambda == 0.0 { Some(f.prompt.length) } else { None },
         rank: f.prompt.rank,
         lambda,
@@ -141,14 +166,13 @@ pub fn build(p: &Pipeline) -> Plan {
         shared_init,
         factor_init: FactorInit::Ones,
         train: p.distill_train.clone(),
-        head,
+        head: f.head,
         data: p.distill_data.clone(),
     };
     let main_init = f.distill.shared_init.with_init(&p.init);
-    let teacher_deps = |config: &DistillConfig| if config.needs_teachers() { teacher_ids.clone() } else { Vec::new() };
     let mut distills: Vec<(String, usize)> = Vec::new();
-    let mut push_distill = |stages: &mut Vec<Stage>, name: &str, config: DistillConfig| {
-        let deps = teacher_deps(&config);
+    let mut push = |name: &str, config: DistillConfig| {
+        let deps = if config.needs_teachers() { teacher_ids.to_vec() } else { Vec::new() };
         distills.push((name.to_string(), stages.len()));
         stages.push(Stage {
             name: format!("distill/{name}"),
@@ -157,18 +181,32 @@ pub fn build(p: &Pipeline) -> Plan {
             cell: None,
         });
     };
-    push_distill(&mut stages, "mpt", distill(f.distill.lambda, true, main_init.clone()));
+    push("mpt", distill(f.distill.lambda, true, main_init.clone()));
     if f.methods.no_distillation {
         // Only λ differs from the MPT distillation: same P* start, same factors, same data.
-        push_distill(&mut stages, "no-distillation", distill(0.0, true, main_init.clone()));
+        push("no-distillation", distill(0.0, true, main_init.clone()));
     }
     if f.methods.no_decomposition {
-        push_distill(&mut stages, "no-decomposition", distill(f.distill.lambda, false, main_init));
+        push("no-decomposition", distill(f.distill.lambda, false, main_init));
     }
-    let distill_index = |name: &str| distills.iter().find(|(n, _)| n == name).map(|(_, i)| *i).expect("pushed above");
+    distills
+}
 
-    // (method label, method, source stage)
-    let mut methods: Vec<(String, Method, Option<usize>)> = Vec::new();
+/// One way to adapt a target: its report label, how the prompt starts, and the stage whose
+/// artifact it starts from.
+struct MethodPlan {
+    label: String,
+    method: Method,
+    source: Option<usize>,
+}
+
+/// The adaptation methods, in report order: the MPT inits, vanilla, SPoT per source, then the
+/// ablations.
+fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)]) -> Vec<MethodPlan> {
+    let f = &p.file;
+    let distill_index = |name: &str| distills.iter().find(|(n, _)| n == name).map(|(_, i)| *i).expect("pushed by push_distills");
+    let mpt = |init: TargetInit| Method::Mpt { init, fresh: FactorInit::Ones };
+    let mut methods = Vec::new();
     let inits = p.mpt_inits().expect("validated by Pipeline::parse");
     for (text, init) in f.methods.mpt.iter().zip(inits) {
         let label = if f.methods.mpt.len() == 1 && init == TargetInit::Average {
@@ -176,53 +214,65 @@ pub fn build(p: &Pipeline) -> Plan {
         } else {
             format!("mpt-{}", text.replace(':', "-"))
         };
-        methods.push((label, Method::Mpt { init, fresh: FactorInit::Ones }, Some(distill_index("mpt"))));
+        methods.push(MethodPlan { label, method: mpt(init), source: Some(distill_index("mpt")) });
     }
     if f.methods.vanilla {
-        methods.push(("vanilla".into(), Method::Vanilla { init: p.init.clone() }, None));
+        methods.push(MethodPlan { label: "vanilla".into(), method: Method::Vanilla { init: p.init.clone() }, source: None });
     }
     for src in &f.methods.spot {
         let src = canonical(src);
         let i = sources.iter().position(|s| *s == src).expect("validated");
-        methods.push((format!("spot-{src}"), Method::Spot, Some(teacher_ids[i])));
+        methods.push(MethodPlan { label: format!("spot-{src}"), method: Method::Spot, source: Some(teacher_ids[i]) });
     }
     if f.methods.no_distillation {
-        methods.push((
-            "mpt-no-distillation".into(),
-            Method::Mpt { init: TargetInit::Average, fresh: FactorInit::Ones },
-            Some(distill_index("no-distillation")),
-        ));
+        methods.push(MethodPlan {
+            label: "mpt-no-distillation".into(),
+            method: mpt(TargetInit::Average),
+            source: Some(distill_index("no-distillation")),
+        });
     }
     if f.methods.no_decomposition {
-        methods.push((
-            "mpt-no-decomposition".into(),
-            Method::Mpt { init: TargetInit::Average, fresh: FactorInit::Ones },
-            Some(distill_index("no-decomposition")),
-        ));
+        methods.push(MethodPlan {
+            label: "mpt-no-decomposition".into(),
+            method: mpt(TargetInit::Average),
+            source: Some(distill_index("no-decomposition")),
+        });
     }
+    methods
+}
 
-    let ks_for = |group: &[String]| -> Vec<Option<usize>> {
-        // A multi-target group uses the k values every member supports.
-        let mut lists = group.iter().map(|t| p.few_shot_for(t));
-        let first = lists.next().unwrap_or_default();
-        let common: Vec<usize> = first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
-        if common.is_empty() { vec![None] } else { common.into_iter().map(Some).collect() }
-    };
-    let eval_config = |task: &str, data: &Selection| {
-        let mut data = data.clone();
-        data.max_test = f.eval.max_examples;
-        data.max_dev = f.eval.max_examples;
-        EvalConfig {
-            task: task.to_string(),
-            split: f.eval.split,
-            data,
-            batch_size: f.eval.batch_size,
-            decoding: p.target_train.decoding,
-            lengths: p.target_train.lengths,
-            head,
-            baselines: true,
-        }
-    };
+/// The few-shot k values of a target group (None = full data); a multi-target group uses the
+/// k values every member supports.
+fn ks_for(p: &Pipeline, group: &[String]) -> Vec<Option<usize>> {
+    let mut lists = group.iter().map(|t| p.few_shot_for(t));
+    let first = lists.next().unwrap_or_default();
+    let common: Vec<usize> = first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
+    if common.is_empty() { vec![None] } else { common.into_iter().map(Some).collect() }
+}
+
+/// The evaluation of `task` with the example selection `data` (capped by `eval.max_examples`).
+fn eval_config(p: &Pipeline, task: &str, data: &Selection) -> EvalConfig {
+    let f = &p.file;
+    let mut data = data.clone();
+    data.max_test = f.eval.max_examples;
+    data.max_dev = f.eval.max_examples;
+    EvalConfig {
+        task: task.to_string(),
+        split: f.eval.split,
+        data,
+        batch_size: f.eval.batch_size,
+        decoding: p.target_train.decoding,
+        lengths: p.target_train.lengths,
+        head: f.head,
+        baselines: true,
+    }
+}
+
+/// Pushes per seed, target group (each target; all of them with `methods.multitask`), k and
+/// method an adaptation followed by the evaluation of each of its targets.
+fn push_adaptations(p: &Pipeline, methods: &[MethodPlan], stages: &mut Vec<Stage>) {
+    let f = &p.file;
+    let targets: Vec<String> = f.targets.tasks.iter().map(|t| canonical(t)).collect();
     let mut groups: Vec<Vec<String>> = targets.iter().map(|t| vec![t.clone()]).collect();
     if f.methods.multitask {
         groups.push(targets.clone());
@@ -230,7 +280,7 @@ pub fn build(p: &Pipeline) -> Plan {
     // Seed outermost: an interrupted run has every (task, k, method) cell of the first seeds.
     for &seed in &f.targets.seeds {
         for group in &groups {
-            for k in ks_for(group) {
+            for k in ks_for(p, group) {
                 let mut data = p.target_data.clone();
                 data.few_shot_k = k;
                 data.sample_seed = seed;
@@ -240,12 +290,12 @@ pub fn build(p: &Pipeline) -> Plan {
                     Some(k) => format!("k{k}-s{seed}"),
                     None => format!("full-s{seed}"),
                 };
-                let method_list: Vec<&(String, Method, Option<usize>)> = if group.len() > 1 {
-                    methods.iter().filter(|(_, m, _)| matches!(m, Method::Mpt { .. })).take(1).collect()
+                let method_list: Vec<&MethodPlan> = if group.len() > 1 {
+                    methods.iter().filter(|m| matches!(m.method, Method::Mpt { .. })).take(1).collect()
                 } else {
                     methods.iter().collect()
                 };
-                for (label, method, source) in method_list {
+                for MethodPlan { label, method, source } in method_list {
                     let label = if group.len() > 1 { "mpt-multitask".to_string() } else { label.clone() };
                     let adapt_index = stages.len();
                     let name = format!("adapt/{label}/{}/{run}", group.join("+"));
@@ -257,7 +307,7 @@ pub fn build(p: &Pipeline) -> Plan {
                             prompt_length: matches!(method, Method::Vanilla { .. }).then_some(f.prompt.length),
                             kappa: None,
                             train: train.clone(),
-                            head,
+                            head: f.head,
                             data: data.clone(),
                         }),
                         deps: source.iter().copied().collect(),
@@ -271,7 +321,7 @@ pub fn build(p: &Pipeline) -> Plan {
                         };
                         stages.push(Stage {
                             name: eval_name,
-                            kind: StageKind::Eval(eval_config(task, &data)),
+                            kind: StageKind::Eval(eval_config(p, task, &data)),
                             deps: vec![adapt_index],
                             cell: Some(Cell { method: label.clone(), k, seed }),
                         });
@@ -280,24 +330,25 @@ pub fn build(p: &Pipeline) -> Plan {
             }
         }
     }
-    if f.eval.sources {
-        let mut source_evals = Vec::new();
-        for (i, task) in sources.iter().enumerate() {
-            if let Some(&t) = teacher_ids.get(i) {
-                source_evals.push((format!("eval/teacher/{task}"), task.clone(), t, "teacher".to_string()));
-            }
-            for (name, d) in &distills {
-                source_evals.push((format!("eval/distill-{name}/{task}"), task.clone(), *d, format!("distill-{name}")));
-            }
+}
+
+/// Pushes, per source task, the evaluation of its teacher and of every distillation on it.
+fn push_source_evals(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)], stages: &mut Vec<Stage>) {
+    let mut source_evals = Vec::new();
+    for (i, task) in sources.iter().enumerate() {
+        if let Some(&t) = teacher_ids.get(i) {
+            source_evals.push((format!("eval/teacher/{task}"), task.clone(), t, "teacher".to_string()));
         }
-        for (name, task, dep, method) in source_evals {
-            stages.push(Stage {
-                name,
-                kind: StageKind::Eval(eval_config(&task, &p.teacher_data)),
-                deps: vec![dep],
-                cell: Some(Cell { method, k: None, seed: p.teacher_train.seed }),
-            });
+        for (name, d) in distills {
+            source_evals.push((format!("eval/distill-{name}/{task}"), task.clone(), *d, format!("distill-{name}")));
         }
     }
-    Plan { stages }
+    for (name, task, dep, method) in source_evals {
+        stages.push(Stage {
+            name,
+            kind: StageKind::Eval(eval_config(p, &task, &p.teacher_data)),
+            deps: vec![dep],
+            cell: Some(Cell { method, k: None, seed: p.teacher_train.seed }),
+        });
+    }
 }

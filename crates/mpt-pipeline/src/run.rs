@@ -1,6 +1,11 @@
 //! Running a plan: each stage is skipped when its artifact (or result) already exists for
 //! the same config and parents, so a killed run resumes where it stopped; `--only` and
 //! `--force` select stages by name or prefix (`teacher`, `adapt/mpt`, `adapt/mpt/rte/k16-s0`).
+//!
+//! [`run`] is plan → schedule → execute: the plan's statuses (the dry run prints them), a
+//! [`Scheduler`] over the stage graph's ready set, and an [`Executor`] that runs each stage.
+//! The coordinator ([`run_with`]) holds the run folder's lock and is the only writer of the run
+//! state (`state.json`, `logs/run.log`).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -9,15 +14,16 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use burn::prelude::*;
 use mpt_core::{Artifact, BackboneRef, InUse};
-use mpt_data::DataRoot;
-use mpt_models::{Model, ModelConfig, ModelFiles};
+use mpt_models::{ModelConfig, ModelFiles};
 use mpt_train::Progress;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Pipeline;
 use crate::error::{PipelineError, Result};
+use crate::execute::{Executor, InProcess, StageJob};
 use crate::plan::{Plan, StageKind};
+use crate::schedule::Scheduler;
 
 /// How `mpt run` was asked to run.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +34,28 @@ pub struct RunOptions {
     pub only: Vec<String>,
     /// Rerun stages matching one of these even when done.
     pub force: Vec<String>,
+}
+
+impl RunOptions {
+    /// Whether stage `name` is selected (no `--only`, or one matches).
+    pub fn selects(&self, name: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| matches(name, p))
+    }
+
+    /// Whether stage `name` is forced (a `--force` matches).
+    pub fn forces(&self, name: &str) -> bool {
+        self.force.iter().any(|p| matches(name, p))
+    }
+
+    /// Every `--only`/`--force` pattern matches some stage of `plan`.
+    fn check_patterns(&self, plan: &Plan) -> Result<()> {
+        for pattern in self.only.iter().chain(&self.force) {
+            if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
+                return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What the caller shows while stages run.
@@ -84,7 +112,8 @@ pub fn matches(name: &str, pattern: &str) -> bool {
     name == pattern || name.starts_with(&format!("{pattern}/"))
 }
 
-fn eval_key(config: &mpt_eval::EvalConfig, artifact_id: &str) -> String {
+/// The key of an eval stage's result: sha256 of its config and the evaluated artifact's id.
+pub(crate) fn eval_key(config: &mpt_eval::EvalConfig, artifact_id: &str) -> String {
     let mut h = Sha256::new();
     h.update(serde_json::to_string(config).expect("config serialises").as_bytes());
     h.update(artifact_id.as_bytes());
@@ -197,6 +226,23 @@ impl<'a> Runner<'a> {
                 }
             }
         }
+    }
+
+    /// The error for stage `i` when an input has no output (with `--only`, an unselected input
+    /// that has not run).
+    fn missing_inputs(&self, i: usize) -> PipelineError {
+        let stage = &self.plan.stages[i];
+        let missing: Vec<&str> = stage
+            .deps
+            .iter()
+            .filter(|&&d| self.outputs[d].is_none())
+            .map(|&d| self.plan.stages[d].name.as_str())
+            .collect();
+        PipelineError::Plan(format!(
+            "stage {} needs {}, which has not run; run without --only first",
+            stage.name,
+            missing.join(", ")
+        ))
     }
 
     fn output_of(&self, i: usize) -> Option<String> {
@@ -354,163 +400,191 @@ pub struct RunSummary {
     pub report: Option<PathBuf>,
 }
 
-/// Runs (or, with `dry_run`, describes) `plan`.
+/// Runs (or, with `dry_run`, describes) `plan`, every stage in this process ([`InProcess`]).
 pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Device, ui: &dyn Ui) -> Result<RunSummary> {
-    for pattern in options.only.iter().chain(&options.force) {
-        if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
-            return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
-        }
-    }
+    let executor = InProcess::new(&pipeline.file.backbone, &pipeline.data_root, device);
+    run_with(pipeline, plan, options, &executor, ui)
+}
+
+/// Runs (or, with `dry_run`, describes) `plan`, each stage that must run handed to `executor`:
+/// the statuses of the plan, then stages in the [`Scheduler`]'s order, each settled by the
+/// coordinator (not selected, already done, or executed and recorded), then the report.
+pub fn run_with(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, executor: &dyn Executor, ui: &dyn Ui) -> Result<RunSummary> {
+    options.check_patterns(plan)?;
     check_data(pipeline)?;
     let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
-    let run_dir = pipeline.run_dir.clone();
-    let selected = |name: &str| options.only.is_empty() || options.only.iter().any(|p| matches(name, p));
-    let forced = |name: &str| options.force.iter().any(|p| matches(name, p));
     if options.dry_run {
-        let statuses = runner.survey();
-        println!("plan for {} ({} stages) in {}", pipeline.file.name, plan.stages.len(), run_dir.display());
-        if runner.backbone.is_none() {
-            println!(
-                "  (backbone folder {} not found: a real run needs it; statuses below assume nothing has run)",
-                pipeline.file.backbone.display()
-            );
-        }
-        for (stage, status) in plan.stages.iter().zip(statuses) {
-            let what = match (&status, forced(&stage.name), selected(&stage.name)) {
-                (_, _, false) => "skip (not selected)".to_string(),
-                (_, true, true) => "run (forced)".to_string(),
-                (Status::Done, _, _) => "done".to_string(),
-                (Status::Pending(why), _, _) => format!("run ({why})"),
-            };
-            println!("  {:<48} {what}", stage.name);
-        }
+        print_dry_run(&mut runner, options);
         return Ok(RunSummary::default());
     }
-
-    let _lock = RunLock::acquire(&run_dir)?;
-    sweep_run_dir(&run_dir);
-    for sub in ["artifacts", "results", "logs"] {
-        let d = run_dir.join(sub);
-        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    let mut coordinator = Coordinator::open(runner, options)?;
+    let mut schedule = Scheduler::for_plan(plan);
+    while let Some(i) = schedule.next_ready() {
+        coordinator.step(i, executor, ui)?;
+        schedule.settle(i);
     }
-    let copy = run_dir.join("pipeline.toml");
-    mpt_models::io::write_atomic(&copy, pipeline.text.as_bytes())?;
-    log_line(&run_dir, &format!("start {} ({})", pipeline.file.name, pipeline.path.display()));
+    if let Some(&i) = schedule.unsettled().first() {
+        return Err(PipelineError::Plan(format!("stage {} waits on inputs that never finish", plan.stages[i].name)));
+    }
+    coordinator.finish()
+}
 
-    let mut state = read_state(&run_dir);
-    let root = DataRoot::new(&pipeline.data_root);
-    let mut model: Option<Model> = None;
-    let mut summary = RunSummary::default();
-    let statuses = runner.survey();
-    let total = plan
-        .stages
-        .iter()
-        .zip(&statuses)
-        .filter(|(s, st)| selected(&s.name) && (forced(&s.name) || **st != Status::Done))
-        .count();
-    let mut started = 0;
-    for i in 0..plan.stages.len() {
+/// The one writer of a run's state: holds the run folder's lock, decides what each stage
+/// needs, and records what ran in `state.json` and `logs/run.log`.
+struct Coordinator<'a> {
+    runner: Runner<'a>,
+    options: &'a RunOptions,
+    state: BTreeMap<String, StageRecord>,
+    summary: RunSummary,
+    /// Stages that will run (for `[i/total]`), and how many have started.
+    total: usize,
+    started: usize,
+    _lock: RunLock,
+}
+
+impl<'a> Coordinator<'a> {
+    /// Takes the run folder's lock, readies the folder and finds what is already done.
+    fn open(mut runner: Runner<'a>, options: &'a RunOptions) -> Result<Self> {
+        let (pipeline, plan) = (runner.pipeline, runner.plan);
+        let lock = RunLock::acquire(&pipeline.run_dir)?;
+        open_run_dir(pipeline)?;
+        let state = read_state(&pipeline.run_dir);
+        let statuses = runner.survey();
+        let total = plan
+            .stages
+            .iter()
+            .zip(&statuses)
+            .filter(|(s, st)| options.selects(&s.name) && (options.forces(&s.name) || **st != Status::Done))
+            .count();
+        Ok(Self {
+            runner,
+            options,
+            state,
+            summary: RunSummary::default(),
+            total,
+            started: 0,
+            _lock: lock,
+        })
+    }
+
+    /// Settles stage `i` (its inputs settled): not selected, already done, or run by
+    /// `executor` and recorded.
+    fn step(&mut self, i: usize, executor: &dyn Executor, ui: &dyn Ui) -> Result<()> {
+        let (pipeline, plan) = (self.runner.pipeline, self.runner.plan);
         let stage = &plan.stages[i];
-        let status = runner.status(i);
-        if !selected(&stage.name) {
-            runner.outputs[i] = if status == Status::Done { runner.output_of(i) } else { None };
-            summary.unselected.push(stage.name.clone());
-            continue;
+        let status = self.runner.status(i);
+        if !self.options.selects(&stage.name) {
+            self.runner.outputs[i] = if status == Status::Done { self.runner.output_of(i) } else { None };
+            self.summary.unselected.push(stage.name.clone());
+            return Ok(());
         }
-        if status == Status::Done && !forced(&stage.name) {
-            runner.outputs[i] = runner.output_of(i);
-            summary.skipped.push(stage.name.clone());
-            continue;
+        if status == Status::Done && !self.options.forces(&stage.name) {
+            self.runner.outputs[i] = self.runner.output_of(i);
+            self.summary.skipped.push(stage.name.clone());
+            return Ok(());
         }
-        let Some(parents) = runner.parent_ids(i) else {
-            let missing: Vec<&str> = stage
-                .deps
-                .iter()
-                .filter(|&&d| runner.outputs[d].is_none())
-                .map(|&d| plan.stages[d].name.as_str())
-                .collect();
-            return Err(PipelineError::Plan(format!(
-                "stage {} needs {}, which has not run; run without --only first",
-                stage.name,
-                missing.join(", ")
-            )));
-        };
-        if model.is_none() {
-            model = Some(Model::load(&pipeline.file.backbone, device)?);
-        }
-        let model = model.as_ref().expect("loaded above");
-        started += 1;
-        ui.stage_start(started, total, &stage.name);
-        log_line(&run_dir, &format!("begin {}", stage.name));
+        let parents = self.runner.parent_ids(i).ok_or_else(|| self.runner.missing_inputs(i))?;
+        executor.prepare()?;
+        self.started += 1;
+        ui.stage_start(self.started, self.total, &stage.name);
+        let run_dir = &pipeline.run_dir;
+        log_line(run_dir, &format!("begin {}", stage.name));
         let t0 = Instant::now();
-        let out_dir = plan.artifact_dir(&run_dir, i);
-        let parent_dirs: Vec<PathBuf> = stage.deps.iter().map(|&d| plan.artifact_dir(&run_dir, d)).collect();
-        let stage_err = |e: Box<dyn std::error::Error + Send + Sync>| PipelineError::Stage {
-            stage: stage.name.clone(),
-            source: e,
-        };
         let output = match &stage.kind {
-            StageKind::Provided(dir) => match (&status, runner.output_of(i)) {
-                // Forced: a library teacher is used as it is, never retrained.
-                (Status::Done, Some(id)) => id,
-                (Status::Pending(why), _) => {
-                    return Err(PipelineError::Plan(format!(
-                        "stage {}: the source-prompt library has no usable teacher at {}: {why}",
-                        stage.name,
-                        dir.display()
-                    )));
-                }
-                (Status::Done, None) => unreachable!("a done stage has an artifact id"),
-            },
-            StageKind::Teacher(c) => {
-                mpt_teacher::run(model, &root, c, &out_dir, device, ui.progress()).map_err(|e| stage_err(Box::new(e)))?.meta.id
-            }
-            StageKind::Distill(c) => {
-                mpt_distill::run(model, &root, c, &parent_dirs, &out_dir, device, ui.progress())
-                    .map_err(|e| stage_err(Box::new(e)))?
-                    .meta
-                    .id
-            }
-            StageKind::Adapt(c) => {
-                mpt_adapt::run(model, &root, c, parent_dirs.first().map(PathBuf::as_path), &out_dir, device, ui.progress())
-                    .map_err(|e| stage_err(Box::new(e)))?
-                    .meta
-                    .id
-            }
-            StageKind::Eval(c) => {
-                let result = mpt_eval::run(model, &root, &parent_dirs[0], c, device).map_err(|e| stage_err(Box::new(e)))?;
-                let key = eval_key(c, &parents[0]);
-                let file = ResultFile {
-                    key: key.clone(),
-                    stage: stage.name.clone(),
-                    result,
+            StageKind::Provided(dir) => provided_output(&stage.name, dir, &status, self.runner.output_of(i))?,
+            _ => {
+                let job = StageJob {
+                    stage,
+                    out_dir: plan.artifact_dir(run_dir, i),
+                    result_path: plan.result_path(run_dir, i),
+                    parent_dirs: stage.deps.iter().map(|&d| plan.artifact_dir(run_dir, d)).collect(),
+                    parent_ids: parents,
                 };
-                let path = plan.result_path(&run_dir, i);
-                if let Some(parent) = path.parent() {
-                    std::fs::create_dir_all(parent).map_err(io(parent))?;
-                }
-                mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(&file).expect("result serialises"))?;
-                key
+                executor.execute(&job, ui.progress())?.output
             }
         };
         let seconds = t0.elapsed().as_secs_f64();
-        runner.outputs[i] = Some(output.clone());
-        state.insert(
-            stage.name.clone(),
+        self.record(i, output, seconds)?;
+        ui.stage_end(&stage.name, seconds, "done");
+        self.summary.ran.push(stage.name.clone());
+        Ok(())
+    }
+
+    /// Records that stage `i` made `output` in `seconds`.
+    fn record(&mut self, i: usize, output: String, seconds: f64) -> Result<()> {
+        let run_dir = &self.runner.pipeline.run_dir;
+        let name = &self.runner.plan.stages[i].name;
+        self.runner.outputs[i] = Some(output.clone());
+        self.state.insert(
+            name.clone(),
             StageRecord {
                 seconds,
                 finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 output,
             },
         );
-        write_state(&run_dir, &state)?;
-        log_line(&run_dir, &format!("end {} {seconds:.1}s", stage.name));
-        ui.stage_end(&stage.name, seconds, "done");
-        summary.ran.push(stage.name.clone());
+        write_state(run_dir, &self.state)?;
+        log_line(run_dir, &format!("end {name} {seconds:.1}s"));
+        Ok(())
     }
-    let (backbone, _) = runner.backbone.clone().expect("a real run requires the backbone");
-    let report = crate::report::write(pipeline, plan, &backbone)?;
-    log_line(&run_dir, &format!("report {}", report.display()));
-    summary.report = Some(report);
-    Ok(summary)
+
+    /// Writes the report; the lock is released on return.
+    fn finish(mut self) -> Result<RunSummary> {
+        let pipeline = self.runner.pipeline;
+        let (backbone, _) = self.runner.backbone.clone().expect("a real run requires the backbone");
+        let report = crate::report::write(pipeline, self.runner.plan, &backbone)?;
+        log_line(&pipeline.run_dir, &format!("report {}", report.display()));
+        self.summary.report = Some(report);
+        Ok(self.summary)
+    }
+}
+
+/// Prints the plan with what a run would do with each stage (the `--dry-run` view).
+fn print_dry_run(runner: &mut Runner<'_>, options: &RunOptions) {
+    let (pipeline, plan) = (runner.pipeline, runner.plan);
+    let statuses = runner.survey();
+    println!("plan for {} ({} stages) in {}", pipeline.file.name, plan.stages.len(), pipeline.run_dir.display());
+    if runner.backbone.is_none() {
+        println!(
+            "  (backbone folder {} not found: a real run needs it; statuses below assume nothing has run)",
+            pipeline.file.backbone.display()
+        );
+    }
+    for (stage, status) in plan.stages.iter().zip(statuses) {
+        let what = match (&status, options.forces(&stage.name), options.selects(&stage.name)) {
+            (_, _, false) => "skip (not selected)".to_string(),
+            (_, true, true) => "run (forced)".to_string(),
+            (Status::Done, _, _) => "done".to_string(),
+            (Status::Pending(why), _, _) => format!("run ({why})"),
+        };
+        println!("  {:<48} {what}", stage.name);
+    }
+}
+
+/// Readies a locked run folder: leftovers of interrupted writes removed, the output folders
+/// made, the pipeline file copied in, the start logged.
+fn open_run_dir(pipeline: &Pipeline) -> Result<()> {
+    let run_dir = &pipeline.run_dir;
+    sweep_run_dir(run_dir);
+    for sub in ["artifacts", "results", "logs"] {
+        let d = run_dir.join(sub);
+        std::fs::create_dir_all(&d).map_err(io(&d))?;
+    }
+    let copy = run_dir.join("pipeline.toml");
+    mpt_models::io::write_atomic(&copy, pipeline.text.as_bytes())?;
+    log_line(run_dir, &format!("start {} ({})", pipeline.file.name, pipeline.path.display()));
+    Ok(())
+}
+
+/// The output of a library teacher (`sources.from`): its artifact id, used as it is (never
+/// retrained, even when forced), or an error when the library has no usable teacher there.
+fn provided_output(stage: &str, dir: &Path, status: &Status, id: Option<String>) -> Result<String> {
+    match (status, id) {
+        (Status::Done, Some(id)) => Ok(id),
+        (Status::Pending(why), _) => Err(PipelineError::Plan(format!(
+            "stage {stage}: the source-prompt library has no usable teacher at {}: {why}",
+            dir.display()
+        ))),
+        (Status::Done, None) => unreachable!("a done stage has an artifact id"),
+    }
 }

@@ -8,7 +8,7 @@ use common::*;
 use mpt_adapt::Method;
 use mpt_core::init::{PromptInit, TargetInit};
 use mpt_distill::{DistillConfig, SharedInit};
-use mpt_pipeline::{Plan, StageKind, build};
+use mpt_pipeline::{Plan, Scheduler, StageKind, build};
 
 fn quickstart_like() -> String {
     let text = tiny_toml(Path::new("/tmp/mpt-plan-test"));
@@ -91,6 +91,23 @@ fn quickstart_like_plan() {
     assert_eq!(deps_of(&plan, "eval/vanilla/cb/full-s0"), ["adapt/vanilla/cb/full-s0"]);
     assert_eq!(plan.artifact_dir(Path::new("/r"), 2), Path::new("/r/artifacts/distill/mpt"));
     assert_eq!(plan.result_path(Path::new("/r"), 4), Path::new("/r/results/eval/mpt/rte/full-s0.json"));
+}
+
+#[test]
+fn the_scheduler_hands_out_a_plan_in_plan_order_and_readies_what_its_inputs_allow() {
+    let p = parse(&quickstart_like()).unwrap();
+    let plan = build(&p);
+    let mut schedule = Scheduler::for_plan(&plan);
+    let ready = |s: &Scheduler| s.ready().into_iter().map(|i| plan.stages[i].name.as_str()).collect::<Vec<_>>();
+    // Nothing settled: the teachers and the stages that start from scratch.
+    assert_eq!(ready(&schedule), ["teacher/mnli", "teacher/qnli", "adapt/vanilla/rte/full-s0", "adapt/vanilla/cb/full-s0"]);
+    let mut order = Vec::new();
+    while let Some(i) = schedule.next_ready() {
+        order.push(i);
+        schedule.settle(i);
+    }
+    assert_eq!(order, (0..plan.stages.len()).collect::<Vec<_>>(), "one at a time, the plan order");
+    assert!(schedule.unsettled().is_empty());
 }
 
 #[test]
