@@ -451,6 +451,138 @@ fn run_a_tiny_pipeline_then_resume() {
     assert!(err.contains("no stage matches"), "{err}");
 }
 
+/// Every artifact id and result key under `run` (relative path -> id), the outputs that
+/// must not depend on how the stages were run.
+fn run_outputs(run: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![run.join("artifacts"), run.join("results")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let rel = path.strip_prefix(run).unwrap().display().to_string();
+            if !rel.ends_with(".json") {
+                continue;
+            }
+            let v: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+            let key = if rel.ends_with("artifact.json") { "id" } else { "key" };
+            out.insert(rel, v[key].as_str().unwrap().to_string());
+        }
+    }
+    out
+}
+
+#[test]
+fn jobs_2_makes_the_artifacts_of_the_sequential_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    let out = mpt_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "par", "--jobs", "2"]);
+    assert!(out.status.success(), "{}", show(&["run", "--jobs", "2"], &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("tiny: 7 stage(s) ran, 0 already done"), "{stdout}");
+    let (seq, par) = (run_outputs(&dir.join("seq")), run_outputs(&dir.join("par")));
+    assert_eq!(seq.len(), 7, "{seq:?}");
+    assert_eq!(seq, par, "--jobs 2 must make the same artifact ids and result keys");
+    // One log per stage; the coordinator alone wrote the state, with every stage in it.
+    for stage in ["teacher/mnli", "distill/mpt", "adapt/vanilla/rte/k2-s0", "eval/mpt/rte/k2-s0"] {
+        let log = dir.join("par/logs/stages").join(format!("{stage}.log"));
+        assert!(log.is_file(), "missing {}", log.display());
+    }
+    let state: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("par/state.json")).unwrap()).unwrap();
+    assert_eq!(state.as_object().unwrap().len(), 7, "{state}");
+    // A re-run with jobs finds everything done.
+    let again = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "par", "--jobs", "2"]);
+    assert!(again.contains("0 stage(s) ran, 7 already done"), "{again}");
+}
+
+#[test]
+fn jobs_2_reports_a_failed_stage_with_its_log_and_skips_its_dependents() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    // A file where the teachers' artifact folders go: their processes cannot write them.
+    let blocked = dir.join("runs/tiny/artifacts/teacher");
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, b"not a folder").unwrap();
+    let err = fail_in(dir, &["run", "-q", "tiny.toml", "--jobs", "2"]);
+    assert!(err.contains("stage teacher/") && err.contains("failed") && err.contains("logs/stages/teacher/"), "{err}");
+    let run = dir.join("runs/tiny");
+    assert!(!run.join("artifacts/distill/mpt").exists(), "the distillation needs the failed teacher");
+    assert!(!run.join("artifacts/adapt/mpt").exists());
+    // No stage may have been recorded yet (both teachers start first); a missing state is empty.
+    let state: Value = std::fs::read_to_string(run.join("state.json"))
+        .map_or(serde_json::json!({}), |text| serde_json::from_str(&text).unwrap());
+    assert!(state.get("teacher/mnli").is_none() && state.get("distill/mpt").is_none(), "{state}");
+    // Fixed, the run resumes: only what is missing runs.
+    std::fs::remove_file(&blocked).unwrap();
+    let done = state.as_object().unwrap().len();
+    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--jobs", "2"]);
+    assert!(out.contains(&format!("{} stage(s) ran, {done} already done", 7 - done)), "{out}");
+}
+
+/// A stand-in for `sbatch --parsable --wait SCRIPT`: runs the script with its `#SBATCH
+/// --output` as stdout and stderr, prints a job id, exits with the script's status.
+const FAKE_SBATCH: &str = r#"#!/bin/sh
+for a in "$@"; do script="$a"; done
+out=$(sed -n 's/^#SBATCH --output=//p' "$script")
+echo "$script" >> "$(dirname "$0")/submitted"
+sh "$script" > "$out" 2>&1
+status=$?
+echo 4242
+exit $status
+"#;
+
+#[test]
+fn the_slurm_executor_submits_each_stage_as_a_batch_job() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let mut text = pipeline_toml("tiny");
+    text.push_str("\n[cluster]\npartition = \"debug\"\ncpus = 1\ntime = \"00:10:00\"\nextra = [\"--qos=normal\"]\n");
+    std::fs::write(dir.join("tiny.toml"), &text).unwrap();
+    let sbatch = dir.join("sbatch");
+    std::fs::write(&sbatch, FAKE_SBATCH).unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    let args = ["run", "-q", "tiny.toml", "--run-dir", "slurm", "--executor", "slurm"];
+    let out = mpt_env(dir, &args, &[("MPT_SBATCH", s(&sbatch))]);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("slurm")));
+    let submitted = std::fs::read_to_string(dir.join("submitted")).unwrap();
+    assert_eq!(submitted.lines().count(), 7, "{submitted}");
+    let script = std::fs::read_to_string(dir.join("slurm/logs/slurm/distill/mpt.sh")).unwrap();
+    for line in ["#SBATCH --job-name=mpt:distill/mpt", "#SBATCH --partition=debug", "#SBATCH --cpus-per-task=1", "#SBATCH --time=00:10:00", "#SBATCH --qos=normal", "'--stage' 'distill/mpt'"] {
+        assert!(script.contains(line), "{line:?} not in\n{script}");
+    }
+    // An unknown [cluster] key is refused with the file and key.
+    std::fs::write(dir.join("bad.toml"), text.replace("cpus = 1", "cores = 1")).unwrap();
+    let err = fail_in(dir, &["run", "--dry-run", "bad.toml"]);
+    assert!(err.contains("bad.toml") && err.contains("cores"), "{err}");
+}
+
+/// The Slurm executor on a real cluster (`scripts/slurm-local.sh start`; `.ci/run` starts one
+/// and sets `MPT_SLURM_TEST=1`): the same artifacts as the sequential run.
+#[test]
+fn the_slurm_executor_on_a_real_cluster_makes_the_sequential_artifacts() {
+    if std::env::var_os("MPT_SLURM_TEST").is_none() {
+        eprintln!("skipped: set MPT_SLURM_TEST=1 with a cluster up (scripts/slurm-local.sh start)");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "slurm", "--executor", "slurm"]);
+    assert!(out.contains("7 stage(s) ran"), "{out}");
+    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("slurm")));
+    assert!(dir.join("slurm/logs/stages/distill/mpt.log").is_file());
+}
+
 #[test]
 fn run_dry_run_prints_the_plan() {
     let tmp = tempfile::tempdir().unwrap();

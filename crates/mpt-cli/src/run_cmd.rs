@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use mpt_pipeline::{Pipeline, RunOptions, Ui};
+use mpt_pipeline::{Pipeline, RunOptions, Slurm, Subprocess, Ui};
 use mpt_train::Progress;
 
 use crate::device::parse_device;
@@ -34,6 +34,29 @@ pub struct RunArgs {
     /// Hide progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+    /// Run up to N independent stages at once, each as its own `mpt` process with 1/N of the
+    /// CPU threads and its log in RUN_DIR/logs/stages/ (with `--executor slurm`: up to N jobs in
+    /// the queue at once; default 64 there, 1 here).
+    #[arg(long, short, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Where stages run: `local` (this machine) or `slurm` (each stage a batch job submitted
+    /// with `sbatch --wait`; the run folder must be on storage the nodes share; resources from
+    /// the pipeline's `[cluster]` table; `MPT_SBATCH` overrides the `sbatch` binary).
+    #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
+    pub executor: ExecutorKind,
+    /// Worker mode: run only the stage called NAME, in this process, without taking the run
+    /// folder's lock or writing its state (what `--jobs` and `--executor slurm` start).
+    #[arg(long, value_name = "NAME", hide = true, conflicts_with_all = ["dry_run", "only", "force", "jobs"])]
+    pub stage: Option<String>,
+}
+
+/// Where `mpt run` runs its stages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// On this machine: in this process, or with `--jobs N` in N child processes.
+    Local,
+    /// As Slurm batch jobs.
+    Slurm,
 }
 
 struct CliUi {
@@ -71,9 +94,47 @@ pub fn run(args: RunArgs) -> Result<()> {
     let ui = CliUi {
         bars: Bars::new(args.quiet),
     };
+    if let Some(stage) = &args.stage {
+        let outcome = mpt_pipeline::run_stage(&pipeline, &plan, stage, &device, &ui.bars)
+            .with_context(|| format!("pipeline {}, stage {stage}", args.pipeline.display()))?;
+        println!("{stage}: {}", outcome.output);
+        return Ok(());
+    }
     let started = std::time::Instant::now();
-    let summary = mpt_pipeline::run(&pipeline, &plan, &options, &device, &ui)
-        .with_context(|| format!("pipeline {}", args.pipeline.display()))?;
+    let summary = match (args.executor, args.jobs) {
+        (ExecutorKind::Local, None | Some(0 | 1)) => mpt_pipeline::run(&pipeline, &plan, &options, &device, &ui),
+        (kind, jobs) => {
+            let stage = Subprocess {
+                exe: std::env::current_exe().context("locating the mpt binary for the stage processes")?,
+                pipeline: std::path::absolute(&args.pipeline)
+                    .with_context(|| format!("resolving {}", args.pipeline.display()))?,
+                run_dir: std::path::absolute(&pipeline.run_dir)
+                    .with_context(|| format!("resolving {}", pipeline.run_dir.display()))?,
+                device: args.device.clone(),
+                threads: None,
+            };
+            match kind {
+                ExecutorKind::Local => {
+                    let jobs = jobs.unwrap_or(1);
+                    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    let executor = Subprocess {
+                        threads: Some((cores / jobs).max(1)),
+                        ..stage
+                    };
+                    mpt_pipeline::run_parallel(&pipeline, &plan, &options, &executor, &ui, jobs)
+                }
+                ExecutorKind::Slurm => {
+                    let executor = Slurm {
+                        stage,
+                        cluster: pipeline.file.cluster.clone(),
+                        sbatch: std::env::var_os("MPT_SBATCH").map_or_else(|| "sbatch".into(), PathBuf::from),
+                    };
+                    mpt_pipeline::run_parallel(&pipeline, &plan, &options, &executor, &ui, jobs.unwrap_or(64).max(1))
+                }
+            }
+        }
+    }
+    .with_context(|| format!("pipeline {}", args.pipeline.display()))?;
     if args.dry_run {
         return Ok(());
     }

@@ -221,6 +221,9 @@ pub struct PipelineFile {
     /// Evaluation.
     #[serde(default)]
     pub eval: EvalSection,
+    /// `[cluster]`: Slurm resources per stage job (`mpt run --executor slurm`); optional.
+    #[serde(default)]
+    pub cluster: crate::slurm::ClusterConfig,
 }
 
 fn methods_default() -> MethodsSection {

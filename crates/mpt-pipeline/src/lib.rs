@@ -11,10 +11,14 @@ pub mod plots;
 pub mod report;
 pub mod run;
 pub mod schedule;
+pub mod slurm;
+pub mod subprocess;
 
 pub use config::Pipeline;
 pub use error::{PipelineError, Result};
 pub use execute::{Executor, InProcess, StageJob, StageOutcome};
 pub use plan::{Plan, Stage, StageKind, build};
-pub use run::{RunOptions, RunSummary, Status, Ui, run, run_with};
+pub use run::{RunOptions, RunSummary, Status, Ui, run, run_parallel, run_with};
 pub use schedule::Scheduler;
+pub use slurm::{ClusterConfig, Slurm};
+pub use subprocess::{Subprocess, run_stage};

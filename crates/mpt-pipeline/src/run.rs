@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Pipeline;
 use crate::error::{PipelineError, Result};
-use crate::execute::{Executor, InProcess, StageJob};
+use crate::execute::{Executor, InProcess, StageJob, StageOutcome};
 use crate::plan::{Plan, StageKind};
 use crate::schedule::Scheduler;
 
@@ -410,23 +410,106 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
 /// the statuses of the plan, then stages in the [`Scheduler`]'s order, each settled by the
 /// coordinator (not selected, already done, or executed and recorded), then the report.
 pub fn run_with(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, executor: &dyn Executor, ui: &dyn Ui) -> Result<RunSummary> {
-    options.check_patterns(plan)?;
-    check_data(pipeline)?;
-    let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
-    if options.dry_run {
-        print_dry_run(&mut runner, options);
+    let Some(mut coordinator) = open(pipeline, plan, options)? else {
         return Ok(RunSummary::default());
-    }
-    let mut coordinator = Coordinator::open(runner, options)?;
+    };
     let mut schedule = Scheduler::for_plan(plan);
     while let Some(i) = schedule.next_ready() {
         coordinator.step(i, executor, ui)?;
         schedule.settle(i);
     }
-    if let Some(&i) = schedule.unsettled().first() {
-        return Err(PipelineError::Plan(format!("stage {} waits on inputs that never finish", plan.stages[i].name)));
-    }
+    check_settled(plan, &schedule)?;
     coordinator.finish()
+}
+
+/// The checks every run makes, then the dry-run view (None) or the coordinator of a real run.
+fn open<'a>(pipeline: &'a Pipeline, plan: &'a Plan, options: &'a RunOptions) -> Result<Option<Coordinator<'a>>> {
+    options.check_patterns(plan)?;
+    check_data(pipeline)?;
+    let mut runner = Runner::new(pipeline, plan, !options.dry_run)?;
+    if options.dry_run {
+        print_dry_run(&mut runner, options);
+        return Ok(None);
+    }
+    Coordinator::open(runner, options).map(Some)
+}
+
+fn check_settled(plan: &Plan, schedule: &Scheduler) -> Result<()> {
+    match schedule.unsettled().first() {
+        Some(&i) => Err(PipelineError::Plan(format!("stage {} waits on inputs that never finish", plan.stages[i].name))),
+        None => Ok(()),
+    }
+}
+
+/// As [`run_with`], with up to `jobs` stages executing at once: the coordinator (this thread)
+/// hands each ready stage to `executor` on its own thread and records outcomes as they arrive,
+/// so it stays the only writer of the run state. After a failure no further stage starts;
+/// the running ones finish and are recorded, then the first error is returned (the stages
+/// that depend on the failed one never start). `jobs <= 1` is [`run_with`].
+pub fn run_parallel(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    options: &RunOptions,
+    executor: &(dyn Executor + Sync),
+    ui: &dyn Ui,
+    jobs: usize,
+) -> Result<RunSummary> {
+    if jobs <= 1 {
+        return run_with(pipeline, plan, options, executor, ui);
+    }
+    let Some(mut coordinator) = open(pipeline, plan, options)? else {
+        return Ok(RunSummary::default());
+    };
+    let mut schedule = Scheduler::for_plan(plan);
+    let mut failure: Option<PipelineError> = None;
+    std::thread::scope(|scope| {
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<(usize, Result<StageOutcome>, f64)>();
+        let mut running = 0usize;
+        loop {
+            while failure.is_none() && running < jobs {
+                let Some(i) = schedule.next_ready() else { break };
+                match coordinator.begin(i, executor, ui) {
+                    Ok(Next::Settled) => schedule.settle(i),
+                    Ok(Next::Run(job, t0)) => {
+                        running += 1;
+                        let done_tx = done_tx.clone();
+                        scope.spawn(move || {
+                            let outcome = executor.execute(&job, &mpt_train::Silent);
+                            let _ = done_tx.send((i, outcome, t0.elapsed().as_secs_f64()));
+                        });
+                    }
+                    Err(e) => failure = Some(e),
+                }
+            }
+            if running == 0 {
+                break;
+            }
+            let (i, outcome, seconds) = done_rx.recv().expect("a running stage reports back");
+            running -= 1;
+            let recorded = outcome.and_then(|o| coordinator.end(i, o.output, seconds, ui));
+            match recorded {
+                Ok(()) => schedule.settle(i),
+                Err(e) => {
+                    ui.stage_end(&plan.stages[i].name, seconds, "failed");
+                    log_line(&pipeline.run_dir, &format!("failed {}", plan.stages[i].name));
+                    failure.get_or_insert(e);
+                }
+            }
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    check_settled(plan, &schedule)?;
+    coordinator.finish()
+}
+
+/// What the coordinator decided for a stage.
+enum Next<'a> {
+    /// Nothing to execute: not selected, done, or a library teacher (recorded).
+    Settled,
+    /// Hand this job to an executor; the stage started at this instant.
+    Run(StageJob<'a>, Instant),
 }
 
 /// The one writer of a run's state: holds the run folder's lock, decides what each stage
@@ -470,18 +553,29 @@ impl<'a> Coordinator<'a> {
     /// Settles stage `i` (its inputs settled): not selected, already done, or run by
     /// `executor` and recorded.
     fn step(&mut self, i: usize, executor: &dyn Executor, ui: &dyn Ui) -> Result<()> {
+        let Next::Run(job, t0) = self.begin(i, executor, ui)? else {
+            return Ok(());
+        };
+        let outcome = executor.execute(&job, ui.progress())?;
+        self.end(i, outcome.output, t0.elapsed().as_secs_f64(), ui)
+    }
+
+    /// The coordinator's part before stage `i` runs: settles it at once when it is not
+    /// selected, already done or a library teacher; otherwise announces it and returns the job
+    /// for an executor.
+    fn begin(&mut self, i: usize, executor: &dyn Executor, ui: &dyn Ui) -> Result<Next<'a>> {
         let (pipeline, plan) = (self.runner.pipeline, self.runner.plan);
         let stage = &plan.stages[i];
         let status = self.runner.status(i);
         if !self.options.selects(&stage.name) {
             self.runner.outputs[i] = if status == Status::Done { self.runner.output_of(i) } else { None };
             self.summary.unselected.push(stage.name.clone());
-            return Ok(());
+            return Ok(Next::Settled);
         }
         if status == Status::Done && !self.options.forces(&stage.name) {
             self.runner.outputs[i] = self.runner.output_of(i);
             self.summary.skipped.push(stage.name.clone());
-            return Ok(());
+            return Ok(Next::Settled);
         }
         let parents = self.runner.parent_ids(i).ok_or_else(|| self.runner.missing_inputs(i))?;
         executor.prepare()?;
@@ -490,23 +584,27 @@ impl<'a> Coordinator<'a> {
         let run_dir = &pipeline.run_dir;
         log_line(run_dir, &format!("begin {}", stage.name));
         let t0 = Instant::now();
-        let output = match &stage.kind {
-            StageKind::Provided(dir) => provided_output(&stage.name, dir, &status, self.runner.output_of(i))?,
-            _ => {
-                let job = StageJob {
-                    stage,
-                    out_dir: plan.artifact_dir(run_dir, i),
-                    result_path: plan.result_path(run_dir, i),
-                    parent_dirs: stage.deps.iter().map(|&d| plan.artifact_dir(run_dir, d)).collect(),
-                    parent_ids: parents,
-                };
-                executor.execute(&job, ui.progress())?.output
-            }
+        if let StageKind::Provided(dir) = &stage.kind {
+            let output = provided_output(&stage.name, dir, &status, self.runner.output_of(i))?;
+            self.end(i, output, t0.elapsed().as_secs_f64(), ui)?;
+            return Ok(Next::Settled);
+        }
+        let job = StageJob {
+            stage,
+            out_dir: plan.artifact_dir(run_dir, i),
+            result_path: plan.result_path(run_dir, i),
+            parent_dirs: stage.deps.iter().map(|&d| plan.artifact_dir(run_dir, d)).collect(),
+            parent_ids: parents,
         };
-        let seconds = t0.elapsed().as_secs_f64();
+        Ok(Next::Run(job, t0))
+    }
+
+    /// The coordinator's part after stage `i` made `output` in `seconds`: records it.
+    fn end(&mut self, i: usize, output: String, seconds: f64, ui: &dyn Ui) -> Result<()> {
+        let name = self.runner.plan.stages[i].name.clone();
         self.record(i, output, seconds)?;
-        ui.stage_end(&stage.name, seconds, "done");
-        self.summary.ran.push(stage.name.clone());
+        ui.stage_end(&name, seconds, "done");
+        self.summary.ran.push(name);
         Ok(())
     }
 

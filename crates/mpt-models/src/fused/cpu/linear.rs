@@ -17,6 +17,13 @@ use super::{filled, matmul_blas};
 /// weight's packed panels, large enough to amortise packing the weight once per block.
 const BLOCK_ROWS: usize = 256;
 
+/// Products of fewer than `MIN_BLOCKS · BLOCK_ROWS` rows are still cut into this many blocks,
+/// so small products run on several threads. A constant, not the thread count: OpenBLAS's
+/// result for a row depends on the row count of the block it is computed in, so blocking by
+/// the thread count made artifacts differ between a run on 2 threads and one on 1 (as
+/// `mpt run --jobs 2` gives each stage).
+const MIN_BLOCKS: usize = 8;
+
 /// `x[rows, k] · M` with `M[k, n]` at `m[i·rs + j·cs]`, plus `bias[n]` on every row when given.
 /// Returns the row-major `[rows, n]` product.
 fn product(
@@ -42,10 +49,7 @@ fn product(
     if n == 0 || rows == 0 {
         return Vec::new();
     }
-    let block = rows.div_ceil(
-        rows.div_ceil(BLOCK_ROWS)
-            .max(rayon::current_num_threads().min(rows)),
-    );
+    let block = rows.div_ceil(rows.div_ceil(BLOCK_ROWS).max(MIN_BLOCKS.min(rows)));
     let fill = |out: &mut [MaybeUninit<f32>]| {
         out.par_chunks_mut(block * n)
             .zip(x.par_chunks(block * k))
