@@ -18,30 +18,19 @@ use super::{filled, matmul_blas};
 const BLOCK_ROWS: usize = 256;
 
 /// Products of fewer than `MIN_BLOCKS · BLOCK_ROWS` rows are still cut into this many blocks,
-/// so small products run on several threads. A constant, not the thread count: OpenBLAS's
-/// result for a row depends on the row count of the block it is computed in, so blocking by
-/// the thread count made artifacts differ between a run on 2 threads and one on 1 (as
-/// `mpt run --jobs 2` gives each stage).
-const MIN_BLOCKS: usize = 8;
+/// so small products run on two threads. A constant, not the thread count: OpenBLAS's result
+/// for a row depends on the row count of the block it is computed in, so blocking by the
+/// thread count made artifacts differ between a run on 2 threads and one on 1 (as
+/// `mpt run --jobs 2` gives each stage). 2 keeps the blocking, and so every artifact id, of the
+/// 2-thread runs the published results come from; on machines with more threads, products
+/// under `MIN_BLOCKS · BLOCK_ROWS` rows use fewer threads than they could.
+const MIN_BLOCKS: usize = 2;
 
 /// `x[rows, k] · M` with `M[k, n]` at `m[i·rs + j·cs]`, plus `bias[n]` on every row when given.
 /// Returns the row-major `[rows, n]` product.
-fn product(
-    x: &[f32],
-    k: usize,
-    m: &[f32],
-    (n, rs, cs): (usize, usize, usize),
-    bias: Option<&[f32]>,
-) -> Vec<f32> {
-    assert!(
-        k > 0 && x.len().is_multiple_of(k),
-        "linear: input of {} values is not rows of {k}",
-        x.len()
-    );
-    assert!(
-        m.len() >= k * n && (k - 1) * rs + (n.max(1) - 1) * cs < m.len().max(1),
-        "linear: weight"
-    );
+fn product(x: &[f32], k: usize, m: &[f32], (n, rs, cs): (usize, usize, usize), bias: Option<&[f32]>) -> Vec<f32> {
+    assert!(k > 0 && x.len().is_multiple_of(k), "linear: input of {} values is not rows of {k}", x.len());
+    assert!(m.len() >= k * n && (k - 1) * rs + (n.max(1) - 1) * cs < m.len().max(1), "linear: weight");
     if let Some(b) = bias {
         assert_eq!(b.len(), n, "linear: bias");
     }
@@ -51,29 +40,27 @@ fn product(
     }
     let block = rows.div_ceil(rows.div_ceil(BLOCK_ROWS).max(MIN_BLOCKS.min(rows)));
     let fill = |out: &mut [MaybeUninit<f32>]| {
-        out.par_chunks_mut(block * n)
-            .zip(x.par_chunks(block * k))
-            .for_each(|(out, x)| {
-                if let Some(b) = bias {
-                    for row in out.chunks_exact_mut(n) {
-                        for (o, &b) in row.iter_mut().zip(b) {
-                            o.write(b);
-                        }
+        out.par_chunks_mut(block * n).zip(x.par_chunks(block * k)).for_each(|(out, x)| {
+            if let Some(b) = bias {
+                for row in out.chunks_exact_mut(n) {
+                    for (o, &b) in row.iter_mut().zip(b) {
+                        o.write(b);
                     }
                 }
-                // SAFETY: `out` is `[block rows, n]` (initialised and read when `bias` is
-                // given); `x` is `[block rows, k]` row-major; `m` covers `[k, n]` at strides
-                // (`rs`, `cs`) (checked above).
-                unsafe {
-                    matmul_blas(
-                        (x.len() / k, n, k),
-                        (out.as_mut_ptr().cast::<f32>(), 1, n as isize),
-                        bias.is_some(),
-                        (x.as_ptr(), 1, k as isize),
-                        (m.as_ptr(), cs as isize, rs as isize),
-                    )
-                }
-            });
+            }
+            // SAFETY: `out` is `[block rows, n]` (initialised and read when `bias` is
+            // given); `x` is `[block rows, k]` row-major; `m` covers `[k, n]` at strides
+            // (`rs`, `cs`) (checked above).
+            unsafe {
+                matmul_blas(
+                    (x.len() / k, n, k),
+                    (out.as_mut_ptr().cast::<f32>(), 1, n as isize),
+                    bias.is_some(),
+                    (x.as_ptr(), 1, k as isize),
+                    (m.as_ptr(), cs as isize, rs as isize),
+                )
+            }
+        });
     };
     // SAFETY: every block is written: without a bias the product overwrites it, with one the
     // bias rows are written first and the product accumulates onto them.
