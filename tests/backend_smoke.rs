@@ -31,10 +31,7 @@ fn fixture(name: &str) -> PathBuf {
 }
 
 fn mpt(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_mpt"))
-        .args(args)
-        .output()
-        .expect("the mpt binary runs")
+    Command::new(env!("CARGO_BIN_EXE_mpt")).args(args).output().expect("the mpt binary runs")
 }
 
 fn run_ok(device: &str, args: &[&str]) {
@@ -149,8 +146,20 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
     let refs = read_safetensors(&bert.join("reference.safetensors")).unwrap();
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "token_type_ids"]);
     let out = forward(device, tmp, &bert, "bert", &inputs, &[]);
-    assert_close(&format!("[{device}] bert last_hidden_state"), &out["last_hidden_state"], &refs["last_hidden_state"], 1e-4, 1e-4);
-    assert_close(&format!("[{device}] bert sentence_embedding"), &out["sentence_embedding"], &refs["sentence_embedding"], 1e-4, 1e-4);
+    assert_close(
+        &format!("[{device}] bert last_hidden_state"),
+        &out["last_hidden_state"],
+        &refs["last_hidden_state"],
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        &format!("[{device}] bert sentence_embedding"),
+        &out["sentence_embedding"],
+        &refs["sentence_embedding"],
+        1e-4,
+        1e-4,
+    );
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward(device, tmp, &bert, "bert-prompted", &inputs, &[]);
     assert_close(
@@ -173,7 +182,13 @@ fn forward_matches_reference(device: &str, tmp: &Path) {
         1e-4,
         1e-4,
     );
-    assert_close(&format!("[{device}] t5 prompted lm_logits"), &out["lm_logits"], &refs["prompted.lm_logits"], 1e-4, 1e-4);
+    assert_close(
+        &format!("[{device}] t5 prompted lm_logits"),
+        &out["lm_logits"],
+        &refs["prompted.lm_logits"],
+        1e-4,
+        1e-4,
+    );
     assert_eq!(out["generated_ids"], refs["prompted.generated_ids"], "[{device}] t5 prompted generated_ids");
 }
 
@@ -315,9 +330,7 @@ fn backends_not_compiled_in_fail_with_a_clear_message() {
     }
     let out = mpt(&["model", "info", "--model", bert.to_str().unwrap()]);
     assert!(out.status.success());
-    let out = mpt(&[
-        "model", "forward", "--device", "tpu", "--model", ".", "--inputs", ".", "--out", ".",
-    ]);
+    let out = mpt(&["model", "forward", "--device", "tpu", "--model", ".", "--inputs", ".", "--out", "."]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown --device"));
 }

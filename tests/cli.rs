@@ -100,7 +100,8 @@ fn model_info_describes_the_t5_v1_1_fixture() {
     let params: usize = field("parameters").parse().unwrap();
     assert!(params > 400 * 32 * 2, "shared + lm_head alone are 25600: {params}");
 
-    let json: Value = serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_1-tiny", "--json"])).unwrap();
+    let json: Value =
+        serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_1-tiny", "--json"])).unwrap();
     assert_eq!(json["arch"], "t5");
     assert_eq!(json["d_model"], 32);
     assert_eq!(json["encoder_layers"], 2);
@@ -112,7 +113,8 @@ fn model_info_describes_the_t5_v1_1_fixture() {
 
 #[test]
 fn model_info_on_v1_0_and_bert() {
-    let v10: Value = serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_0-tiny", "--json"])).unwrap();
+    let v10: Value =
+        serde_json::from_str(&ok(&["model", "info", "--model", "tests/fixtures/t5-v1_0-tiny", "--json"])).unwrap();
     let variant = v10["variant"].as_str().unwrap();
     assert!(variant.contains("relu") && variant.contains("tied lm_head") && variant.contains("scaled"), "{variant}");
     let bert = ok(&["model", "info", "--model", "tests/fixtures/bert-tiny"]);
@@ -141,7 +143,12 @@ fn pick(refs: &BTreeMap<String, HostTensor>, names: &[&str]) -> BTreeMap<String,
     names.iter().map(|n| (n.to_string(), refs[*n].clone())).collect()
 }
 
-fn forward(dir: &Path, model: &Path, inputs: &BTreeMap<String, HostTensor>, extra: &[&str]) -> BTreeMap<String, HostTensor> {
+fn forward(
+    dir: &Path,
+    model: &Path,
+    inputs: &BTreeMap<String, HostTensor>,
+    extra: &[&str],
+) -> BTreeMap<String, HostTensor> {
     let input = dir.join("in.safetensors");
     let output = dir.join("out.safetensors");
     write_safetensors(&input, inputs).unwrap();
@@ -172,8 +179,18 @@ fn model_forward_on_bert_matches_the_reference() {
     inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
     let out = forward(tmp.path(), &bert, &inputs, &[]);
     assert_eq!(out["last_hidden_state"].shape(), &[3, 5 + 37, 32]);
-    assert_close("prompted last_hidden_state", &out["last_hidden_state"], &refs["prompted_keep_tt.last_hidden_state"], 1e-4);
-    assert_close("prompted sentence_embedding", &out["sentence_embedding"], &refs["prompted_keep_tt.sentence_embedding"], 1e-4);
+    assert_close(
+        "prompted last_hidden_state",
+        &out["last_hidden_state"],
+        &refs["prompted_keep_tt.last_hidden_state"],
+        1e-4,
+    );
+    assert_close(
+        "prompted sentence_embedding",
+        &out["sentence_embedding"],
+        &refs["prompted_keep_tt.sentence_embedding"],
+        1e-4,
+    );
 }
 
 #[test]
@@ -183,7 +200,12 @@ fn model_forward_on_t5_v1_0_generates_the_reference_ids() {
     let refs = read_safetensors(&t5.join("reference.safetensors")).unwrap();
     let inputs = pick(&refs, &["input_ids", "attention_mask", "decoder_input_ids"]);
     let out = forward(tmp.path(), &t5, &inputs, &["--generate", "8"]);
-    assert_close("encoder_last_hidden_state", &out["encoder_last_hidden_state"], &refs["encoder_last_hidden_state"], 1e-4);
+    assert_close(
+        "encoder_last_hidden_state",
+        &out["encoder_last_hidden_state"],
+        &refs["encoder_last_hidden_state"],
+        1e-4,
+    );
     assert_close("lm_logits", &out["lm_logits"], &refs["lm_logits"], 1e-4);
     assert_eq!(out["generated_ids"], refs["generated_ids"]);
 }
@@ -207,7 +229,10 @@ fn model_forward_rejects_bad_inputs_naming_the_tensor() {
     // input_ids stored as F32.
     let mut bad = good.clone();
     let HostTensor::I64 { data, shape } = &refs["input_ids"] else { panic!() };
-    bad.insert("input_ids".into(), HostTensor::F32 { data: data.iter().map(|&v| v as f32).collect(), shape: shape.clone() });
+    bad.insert(
+        "input_ids".into(),
+        HostTensor::F32 { data: data.iter().map(|&v| v as f32).collect(), shape: shape.clone() },
+    );
     let err = forward_err(tmp.path(), &bert, &bad);
     assert!(err.contains("input_ids") && err.contains("F32") && err.contains("I64"), "{err}");
 
@@ -292,7 +317,9 @@ fn backends_not_compiled_in_are_reported() {
     write_safetensors(&input, &pick(&refs, &["input_ids", "attention_mask"])).unwrap();
     let bert = fixture("bert-tiny");
     let out = tmp.path().join("out.safetensors");
-    for (device, feature, compiled) in [("wgpu", "wgpu", cfg!(feature = "wgpu")), ("cuda", "cuda", cfg!(feature = "cuda"))] {
+    for (device, feature, compiled) in
+        [("wgpu", "wgpu", cfg!(feature = "wgpu")), ("cuda", "cuda", cfg!(feature = "cuda"))]
+    {
         if compiled {
             continue;
         }
@@ -321,8 +348,22 @@ fn bench_records_the_linear_kernel_and_rejects_an_unusable_mpt_blas() {
     let tmp = tempfile::tempdir().unwrap();
     let bert = fixture("bert-tiny");
     let args = [
-        "bench", "--model", s(&bert), "--stage", "teacher", "--prompt-len", "4", "--batch", "2", "--seq-len", "8",
-        "--steps", "2", "--warmup", "0", "--json",
+        "bench",
+        "--model",
+        s(&bert),
+        "--stage",
+        "teacher",
+        "--prompt-len",
+        "4",
+        "--batch",
+        "2",
+        "--seq-len",
+        "8",
+        "--steps",
+        "2",
+        "--warmup",
+        "0",
+        "--json",
     ];
     let json = |env: &[(&str, &str)]| -> Value {
         let out = mpt_env(tmp.path(), &args, env);
@@ -434,7 +475,8 @@ fn run_a_tiny_pipeline_then_resume() {
     assert_eq!(target["parents"], serde_json::json!([mt["id"]]));
     assert_eq!(vanilla["parents"], serde_json::json!([]));
     assert_eq!(target["verified"], true);
-    let result: Value = serde_json::from_str(&std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap()).unwrap();
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap()).unwrap();
     assert_eq!(result["result"]["artifact_id"], target["id"]);
 
     // Second run: nothing to do.
@@ -556,7 +598,14 @@ fn the_slurm_executor_submits_each_stage_as_a_batch_job() {
     let submitted = std::fs::read_to_string(dir.join("submitted")).unwrap();
     assert_eq!(submitted.lines().count(), 7, "{submitted}");
     let script = std::fs::read_to_string(dir.join("slurm/logs/slurm/distill/mpt.sh")).unwrap();
-    for line in ["#SBATCH --job-name=mpt:distill/mpt", "#SBATCH --partition=debug", "#SBATCH --cpus-per-task=1", "#SBATCH --time=00:10:00", "#SBATCH --qos=normal", "'--stage' 'distill/mpt'"] {
+    for line in [
+        "#SBATCH --job-name=mpt:distill/mpt",
+        "#SBATCH --partition=debug",
+        "#SBATCH --cpus-per-task=1",
+        "#SBATCH --time=00:10:00",
+        "#SBATCH --qos=normal",
+        "'--stage' 'distill/mpt'",
+    ] {
         assert!(script.contains(line), "{line:?} not in\n{script}");
     }
     // An unknown [cluster] key is refused with the file and key.
@@ -599,7 +648,10 @@ fn run_dry_run_prints_the_plan() {
         "adapt/vanilla/rte/k2-s0",
         "eval/vanilla/rte/k2-s0",
     ] {
-        let line = out.lines().find(|l| l.trim_start().starts_with(&format!("{stage} "))).unwrap_or_else(|| panic!("{stage} not in\n{out}"));
+        let line = out
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{stage} ")))
+            .unwrap_or_else(|| panic!("{stage} not in\n{out}"));
         assert!(line.contains("run ("), "{line}");
     }
     let out = ok_in(dir, &["run", "--dry-run", "tiny.toml", "--only", "teacher"]);
@@ -643,7 +695,8 @@ fn stage(dir: &Path, command: &str, args: &[&str]) -> String {
 fn stage_commands_chain_and_inspect_shows_the_lineage() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let with_small = |args: &[&str]| -> Vec<String> { args.iter().chain(SMALL.iter()).map(|a| a.to_string()).collect() };
+    let with_small =
+        |args: &[&str]| -> Vec<String> { args.iter().chain(SMALL.iter()).map(|a| a.to_string()).collect() };
     let call = |command: &str, args: Vec<String>| {
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         stage(dir, command, &refs)
@@ -658,23 +711,62 @@ fn stage_commands_chain_and_inspect_shows_the_lineage() {
     assert!(out.contains("multitask artifact mt") && out.contains("tasks:    mnli, qnli"), "{out}");
     // Prompt numbers plus the default linear heads (C·d + C: 99 for MNLI's 3 classes, 66 for 2).
     assert!(out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32) + 99 + 66)), "{out}");
-    let out = call("adapt", with_small(&["--target", "rte", "--method", "mpt", "--from", "mt", "--init", "source:qnli", "--out", "target"]));
-    assert!(out.contains("target artifact target") && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32 + 66)), "{out}");
-    call("adapt", with_small(&["--target", "cb", "--method", "vanilla", "--prompt-len", "3", "--few-shot-k", "2", "--out", "vanilla"]));
+    let out = call(
+        "adapt",
+        with_small(&["--target", "rte", "--method", "mpt", "--from", "mt", "--init", "source:qnli", "--out", "target"]),
+    );
+    assert!(
+        out.contains("target artifact target") && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32 + 66)),
+        "{out}"
+    );
+    call(
+        "adapt",
+        with_small(&[
+            "--target",
+            "cb",
+            "--method",
+            "vanilla",
+            "--prompt-len",
+            "3",
+            "--few-shot-k",
+            "2",
+            "--out",
+            "vanilla",
+        ]),
+    );
     call("adapt", with_small(&["--target", "rte", "--method", "spot", "--from", "t-mnli", "--out", "spot"]));
 
     // eval: markdown on stdout, JSON + markdown files.
-    let out = call("eval", vec!["--artifact".into(), "target".into(), "--max-examples".into(), "5".into(), "--json".into(), "r.json".into()]);
+    let out = call(
+        "eval",
+        vec![
+            "--artifact".into(),
+            "target".into(),
+            "--max-examples".into(),
+            "5".into(),
+            "--json".into(),
+            "r.json".into(),
+        ],
+    );
     assert!(out.starts_with("| task | split |"), "{out}");
     assert!(out.lines().any(|l| l.starts_with("| rte | test |") && l.contains("| 5 |")), "{out}");
-    let results: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap_or_else(|e| panic!("r.json: {e}\n{out}"))).unwrap();
+    let results: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("r.json")).unwrap_or_else(|e| panic!("r.json: {e}\n{out}")),
+    )
+    .unwrap();
     assert_eq!(results.as_array().unwrap().len(), 1);
     assert_eq!(results[0]["examples"], 5);
     assert!(dir.join("r.md").is_file());
     // Evaluating every task of a multitask artifact, and a teacher zero-shot on another task.
-    let out = call("eval", vec!["--artifact".into(), "mt".into(), "--split".into(), "dev".into(), "--max-examples".into(), "4".into()]);
+    let out = call(
+        "eval",
+        vec!["--artifact".into(), "mt".into(), "--split".into(), "dev".into(), "--max-examples".into(), "4".into()],
+    );
     assert_eq!(out.lines().filter(|l| l.starts_with("| mnli |") || l.starts_with("| qnli |")).count(), 2, "{out}");
-    let out = call("eval", vec!["--artifact".into(), "t-mnli".into(), "--task".into(), "cb".into(), "--max-examples".into(), "4".into()]);
+    let out = call(
+        "eval",
+        vec!["--artifact".into(), "t-mnli".into(), "--task".into(), "cb".into(), "--max-examples".into(), "4".into()],
+    );
     assert!(out.contains("| cb | test |"), "{out}");
 
     // inspect shows the lineage.
@@ -752,10 +844,19 @@ fn every_subcommand_has_help() {
         (&["model", "--help"], &["info", "forward"]),
         (&["model", "info", "--help"], &["--model", "--json"]),
         (&["model", "forward", "--help"], &["--model", "--inputs", "--out", "--generate", "--device"]),
-        (&["teacher", "--help"], &["--task", "--prompt-len", "--init", "--steps", "--out", "--model", "--data-root", "--device", "--config"]),
-        (&["distill", "--help"], &["--teacher", "--tasks", "--kappa", "--lambda", "--temperature", "--rank", "--no-decomposition", "--out"]),
+        (
+            &["teacher", "--help"],
+            &["--task", "--prompt-len", "--init", "--steps", "--out", "--model", "--data-root", "--device", "--config"],
+        ),
+        (
+            &["distill", "--help"],
+            &["--teacher", "--tasks", "--kappa", "--lambda", "--temperature", "--rank", "--no-decomposition", "--out"],
+        ),
         (&["adapt", "--help"], &["--target", "--method", "--from", "--init", "--prompt-len", "--few-shot-k", "--out"]),
-        (&["eval", "--help"], &["--artifact", "--task", "--split", "--max-examples", "--batch-size", "--greedy", "--json"]),
+        (
+            &["eval", "--help"],
+            &["--artifact", "--task", "--split", "--max-examples", "--batch-size", "--greedy", "--json"],
+        ),
         (&["run", "--help"], &["--dry-run", "--only", "--force", "--device", "--run-dir", "--quiet"]),
         (&["export", "--help"], &["--format", "--task-type", "--base-model", "--task", "--overwrite"]),
         (&["import", "--help"], &["--format", "--model", "--kind", "--tasks", "--overwrite"]),
@@ -823,7 +924,10 @@ fn model_forward_refuses_empty_batches_and_rows_without_crashing() {
             // Segfaulted (exit 139) in gemm on [0, 5], fused or not; panicked in a reshape on [2, 0].
             for env in [&[][..], &[("MPT_FUSED", "0"), ("MPT_BLAS", "off")][..]] {
                 let err = refused(tmp.path(), &args, env);
-                assert!(err.contains("input_ids") && err.contains(&format!("{shape:?}")) && err.contains(needle), "{env:?}: {err}");
+                assert!(
+                    err.contains("input_ids") && err.contains(&format!("{shape:?}")) && err.contains(needle),
+                    "{env:?}: {err}"
+                );
                 assert!(!output.exists(), "no output on error");
             }
         }
@@ -839,12 +943,17 @@ fn zero_counts_are_refused_by_flags_and_pipelines_alike_before_any_work() {
     const WORDS: &str = "must be at least 1 (or absent)";
     for (flag, field) in [("--max-train", "max_train"), ("--max-dev", "max_dev")] {
         // `--max-train 0` used to panic in SoftPrompt::batch ("Broadcast arguments must be positive").
-        let args = ["teacher", "-q", "--model", s(&model), "--data-root", s(&data), "--task", "rte", "--out", "t", flag, "0"];
+        let args =
+            ["teacher", "-q", "--model", s(&model), "--data-root", s(&data), "--task", "rte", "--out", "t", flag, "0"];
         let err = refused(dir, &args, &[]);
         assert!(err.contains(&format!("{flag}: {WORDS}")), "{err}");
         assert!(!dir.join("t").exists(), "no artifact on error");
         // The same value from a --config file is named by its key.
-        std::fs::write(dir.join("c.toml"), format!("task = \"rte\"\nprompt_length = 4\ninit = {{ kind = \"vocab\" }}\n[train]\n[data]\n{field} = 0\n")).unwrap();
+        std::fs::write(
+            dir.join("c.toml"),
+            format!("task = \"rte\"\nprompt_length = 4\ninit = {{ kind = \"vocab\" }}\n[train]\n[data]\n{field} = 0\n"),
+        )
+        .unwrap();
         let args = ["teacher", "-q", "--model", s(&model), "--data-root", s(&data), "--config", "c.toml", "--out", "t"];
         let err = refused(dir, &args, &[]);
         assert!(err.contains(&format!("c.toml: `data.{field}`: {WORDS}")), "{err}");
@@ -878,8 +987,13 @@ fn max_len_is_checked_alike_by_eval_and_teacher() {
     let model = fixture("bert-tiny");
     let data = fixture("data");
     let env = ["-q", "--model", s(&model), "--data-root", s(&data)];
-    let with = |head: &[&str], tail: &[&str]| -> Vec<String> { head.iter().chain(&env).chain(tail).map(|a| a.to_string()).collect() };
-    let teach = with(&["teacher"], &["--task", "rte", "--prompt-len", "2", "--steps", "1", "--max-train", "4", "--max-dev", "4", "--out", "t"]);
+    let with = |head: &[&str], tail: &[&str]| -> Vec<String> {
+        head.iter().chain(&env).chain(tail).map(|a| a.to_string()).collect()
+    };
+    let teach = with(
+        &["teacher"],
+        &["--task", "rte", "--prompt-len", "2", "--steps", "1", "--max-train", "4", "--max-dev", "4", "--out", "t"],
+    );
     fn refs(v: &[String]) -> Vec<&str> {
         v.iter().map(String::as_str).collect()
     }
@@ -890,7 +1004,10 @@ fn max_len_is_checked_alike_by_eval_and_teacher() {
         args.extend(["--max-len".into(), bad.into()]);
         let teacher_err = refused(dir, &refs(&args), &[]);
         // `mpt eval --max-len 0` used to be accepted and change the accuracy.
-        let eval = with(&["eval"], &["--artifact", "t", "--task", "rte", "--max-examples", "4", "--max-len", bad, "--json", "r.json"]);
+        let eval = with(
+            &["eval"],
+            &["--artifact", "t", "--task", "rte", "--max-examples", "4", "--max-len", bad, "--json", "r.json"],
+        );
         let eval_err = refused(dir, &refs(&eval), &[]);
         assert!(eval_err.contains("--max-len: must be at least 4"), "{eval_err}");
         assert_eq!(eval_err, teacher_err, "one check, the same words");
@@ -952,7 +1069,10 @@ fn a_second_run_on_a_held_run_folder_is_refused_naming_the_holder() {
     std::fs::write(&lock_path, format!("{}\n", std::process::id())).unwrap();
     let before = snapshot(&run);
     let err = refused(dir, &["run", "-q", "tiny.toml"], &[]);
-    assert!(err.contains("in use by another `mpt run`") && err.contains(&format!("pid {}", std::process::id())), "{err}");
+    assert!(
+        err.contains("in use by another `mpt run`") && err.contains(&format!("pid {}", std::process::id())),
+        "{err}"
+    );
     assert!(err.contains("runs/tiny"), "{err}");
     assert_eq!(snapshot(&run), before, "nothing is written while the folder is held");
     // A dry run only reads: allowed.
@@ -972,7 +1092,11 @@ fn error_causes_are_printed_once() {
     let bert = fixture("bert-tiny");
     for (bytes, cause) in [(&b"abc"[..], "header too small"), (&b"\x01\0\0\0\0\0\0\0{"[..], "EOF while parsing")] {
         std::fs::write(dir.join("in.safetensors"), bytes).unwrap();
-        let err = refused(dir, &["model", "forward", "--model", s(&bert), "--inputs", "in.safetensors", "--out", "o.safetensors"], &[]);
+        let err = refused(
+            dir,
+            &["model", "forward", "--model", s(&bert), "--inputs", "in.safetensors", "--out", "o.safetensors"],
+            &[],
+        );
         assert_eq!(err.matches(cause).count(), 1, "{err}");
         assert!(err.contains("in.safetensors"), "{err}");
     }

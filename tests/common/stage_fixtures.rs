@@ -51,10 +51,7 @@ pub fn values(n: usize, seed: u64) -> Vec<f32> {
 }
 
 pub fn host(shape: &[usize], seed: u64) -> HostTensor {
-    HostTensor::F32 {
-        data: values(shape.iter().product(), seed),
-        shape: shape.to_vec(),
-    }
+    HostTensor::F32 { data: values(shape.iter().product(), seed), shape: shape.to_vec() }
 }
 
 pub fn floats(t: &HostTensor) -> &[f32] {
@@ -95,7 +92,15 @@ pub fn teacher(dir: &Path, task: &str, l: usize, d: usize, backbone: &BackboneRe
 }
 
 /// A multitask artifact: `P*` `[l, d]`, `U` `[T, l, r]`, `V` `[T, r, d]`.
-pub fn multitask(dir: &Path, tasks: &[&str], l: usize, r: usize, d: usize, backbone: &BackboneRef, seed: u64) -> Artifact {
+pub fn multitask(
+    dir: &Path,
+    tasks: &[&str],
+    l: usize,
+    r: usize,
+    d: usize,
+    backbone: &BackboneRef,
+    seed: u64,
+) -> Artifact {
     let t = tasks.len();
     let tensors = BTreeMap::from([
         ("prompt_embeddings".to_string(), host(&[l, d], seed)),

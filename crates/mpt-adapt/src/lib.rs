@@ -112,10 +112,7 @@ pub struct AdaptConfig {
 impl AdaptConfig {
     /// Checks values before any work.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, message: String| AdaptError::Config {
-            field: field.into(),
-            message,
-        };
+        let bad = |field: &str, message: String| AdaptError::Config { field: field.into(), message };
         if self.targets.is_empty() {
             return Err(bad("targets", "needs at least one target task".into()));
         }
@@ -211,7 +208,8 @@ pub fn run(
     let stage = format!("adapt {}", config.targets.join("+"));
     let autodiff = device.clone().autodiff();
     let seed = config.train.seed;
-    let fresh_heads = || if config.head.trains_linear(backbone) { heads.initial_classifiers(&autodiff) } else { Vec::new() };
+    let fresh_heads =
+        || if config.head.trains_linear(backbone) { heads.initial_classifiers(&autodiff) } else { Vec::new() };
     let plain = |values: Tensor<2>| SoftPrompt::new(values.require_grad()).with_classifiers(fresh_heads());
     let (tensors, metrics) = match (&config.method, &source) {
         (Method::Mpt { init, fresh }, Some(artifact)) if artifact.meta.layout == Layout::Multitask => {

@@ -35,19 +35,12 @@ fn config(targets: &[&str], method: Method) -> AdaptConfig {
         kappa: None,
         train: train(2),
         head: HeadConfig::default(),
-        data: Selection {
-            max_train: Some(12),
-            max_dev: Some(6),
-            ..Selection::default()
-        },
+        data: Selection { max_train: Some(12), max_dev: Some(6), ..Selection::default() },
     }
 }
 
 fn mpt(init: TargetInit) -> Method {
-    Method::Mpt {
-        init,
-        fresh: FactorInit::Ones,
-    }
+    Method::Mpt { init, fresh: FactorInit::Ones }
 }
 
 /// A 2-task multitask artifact (mnli, qnli) on bert-tiny.
@@ -82,7 +75,8 @@ fn check_target(a: &Artifact, targets: &[&str], layout: Layout, tunable: usize, 
     for t in targets {
         assert!(m.metrics["dev"][*t].is_object(), "dev metrics of {t}: {}", m.metrics);
     }
-    Artifact::load(&a.dir, Some(ArtifactKind::Target), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D })).unwrap();
+    Artifact::load(&a.dir, Some(ArtifactKind::Target), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D }))
+        .unwrap();
 }
 
 #[test]
@@ -191,7 +185,8 @@ fn vanilla_starts_from_scratch() {
 fn vanilla_on_t5() {
     let (model, device) = load("t5-v1_1-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let mut cfg = config(&["cb"], Method::Vanilla { init: PromptInit::Text { text: "natural language inference".into() } });
+    let mut cfg =
+        config(&["cb"], Method::Vanilla { init: PromptInit::Text { text: "natural language inference".into() } });
     cfg.prompt_length = Some(6);
     let a = run(&model, &data_root(), &cfg, None, &tmp.path().join("t"), &device, &Silent).unwrap();
     assert_eq!(a.meta.kind, ArtifactKind::Target);
@@ -225,13 +220,25 @@ fn mpt_from_a_multitask_artifact_without_decomposition_is_a_plain_prompt() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
     let tensors = std::collections::BTreeMap::from([("prompt_embeddings".to_string(), host(&[L, D], 31))]);
-    let src = write_artifact(&tmp.path().join("mt"), ArtifactKind::Multitask, &["mnli", "qnli"], &backbone_of("bert-tiny"), tensors, 31);
+    let src = write_artifact(
+        &tmp.path().join("mt"),
+        ArtifactKind::Multitask,
+        &["mnli", "qnli"],
+        &backbone_of("bert-tiny"),
+        tensors,
+        31,
+    );
     let mut cfg = config(&["rte"], mpt(TargetInit::Average));
     cfg.train = train(1);
     cfg.train.learning_rate = 1e-9;
     let a = run(&model, &data_root(), &cfg, Some(&src.dir), &tmp.path().join("t"), &device, &Silent).unwrap();
     check_target(&a, &["rte"], Layout::Prompt, L * D, &[&src]);
-    assert_close("shared prompt", floats(&a.tensors["prompt_embeddings"]), floats(&src.tensors["prompt_embeddings"]), 1e-5);
+    assert_close(
+        "shared prompt",
+        floats(&a.tensors["prompt_embeddings"]),
+        floats(&src.tensors["prompt_embeddings"]),
+        1e-5,
+    );
 }
 
 fn expect_method_error(err: AdaptError) {
@@ -251,7 +258,8 @@ fn source_presence_and_kind_must_fit_the_method() {
     let progress = Recorder::default();
     let root = data_root();
     // mpt from a teacher.
-    let err = run(&model, &root, &config(&["rte"], mpt(TargetInit::Average)), Some(&t.dir), &out, &device, &progress).unwrap_err();
+    let err = run(&model, &root, &config(&["rte"], mpt(TargetInit::Average)), Some(&t.dir), &out, &device, &progress)
+        .unwrap_err();
     match &err {
         AdaptError::Core(CoreError::WrongKind { path, expected, found }) => {
             assert_eq!(path, &t.dir);
@@ -260,12 +268,15 @@ fn source_presence_and_kind_must_fit_the_method() {
         other => panic!("expected WrongKind, got {other:?}"),
     }
     // spot from a multitask artifact.
-    let err = run(&model, &root, &config(&["rte"], Method::Spot), Some(&src.dir), &out, &device, &progress).unwrap_err();
+    let err =
+        run(&model, &root, &config(&["rte"], Method::Spot), Some(&src.dir), &out, &device, &progress).unwrap_err();
     assert!(matches!(err, AdaptError::Core(CoreError::WrongKind { .. })), "{err:?}");
     // vanilla with a source; mpt and spot without one.
     let vanilla = config(&["rte"], Method::Vanilla { init: PromptInit::Vocab });
     expect_method_error(run(&model, &root, &vanilla, Some(&src.dir), &out, &device, &progress).unwrap_err());
-    expect_method_error(run(&model, &root, &config(&["rte"], mpt(TargetInit::Average)), None, &out, &device, &progress).unwrap_err());
+    expect_method_error(
+        run(&model, &root, &config(&["rte"], mpt(TargetInit::Average)), None, &out, &device, &progress).unwrap_err(),
+    );
     let err = run(&model, &root, &config(&["rte"], Method::Spot), None, &out, &device, &progress).unwrap_err();
     expect_method_error(err);
     assert!(!progress.trained());
@@ -309,8 +320,9 @@ fn a_source_of_another_backbone_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let src = multitask(&tmp.path().join("mt"), &["mnli", "qnli"], L, 1, D, &backbone_of("t5-v1_0-tiny"), 3);
     let out = tmp.path().join("out");
-    let err = run(&model, &data_root(), &config(&["rte"], mpt(TargetInit::Average)), Some(&src.dir), &out, &device, &Silent)
-        .unwrap_err();
+    let err =
+        run(&model, &data_root(), &config(&["rte"], mpt(TargetInit::Average)), Some(&src.dir), &out, &device, &Silent)
+            .unwrap_err();
     assert!(matches!(&err, AdaptError::Core(CoreError::BackboneMismatch { path, .. }) if path == &src.dir), "{err:?}");
     assert!(!out.exists());
 }

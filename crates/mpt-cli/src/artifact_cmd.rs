@@ -119,11 +119,8 @@ pub fn export(args: ExportArgs) -> Result<()> {
                     "--task applies to --format prompt; to export one task of a multitask artifact as a PEFT PROMPT_TUNING adapter, run `mpt export --format prompt --task NAME` first and export that artifact"
                 );
             }
-            let options = PeftExportOptions {
-                task_type: args.task_type,
-                base_model: args.base_model,
-                overwrite: args.overwrite,
-            };
+            let options =
+                PeftExportOptions { task_type: args.task_type, base_model: args.base_model, overwrite: args.overwrite };
             let config = peft::adapter_config(&artifact, &options)?;
             peft::export_peft(&artifact, &args.outdir, options)
                 .with_context(|| format!("exporting {} as a PEFT adapter", args.artifact.display()))?;
@@ -202,11 +199,7 @@ fn one_line(value: &Value, max: usize) -> String {
         match v {
             Value::Object(m) if depth < 2 => {
                 for (k, v) in m {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
+                    let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
                     walk(&key, v, depth + 1, out);
                 }
             }
@@ -260,26 +253,13 @@ pub fn inspect(args: InspectArgs) -> Result<()> {
     println!("kind:         {}", m.kind);
     println!("id:           {}", m.id);
     println!("tasks:        {}", m.tasks.join(", "));
-    println!(
-        "layout:       {} (l = {}, d = {}, r = {})",
-        layout_name(&a),
-        m.prompt_length,
-        m.dim,
-        m.rank
-    );
+    println!("layout:       {} (l = {}, d = {}, r = {})", layout_name(&a), m.prompt_length, m.dim, m.rank);
     println!("tunable:      {} parameters", m.tunable_params);
     println!(
         "backbone:     {} ({}, config sha256 {}, weights sha256 {})",
         b.name, b.arch, b.config_sha256, b.weights_sha256
     );
-    println!(
-        "parents:      {}",
-        if m.parents.is_empty() {
-            "none".into()
-        } else {
-            m.parents.join(", ")
-        }
-    );
+    println!("parents:      {}", if m.parents.is_empty() { "none".into() } else { m.parents.join(", ") });
     println!("created with: {}", m.created_with);
     println!("config:       {}", one_line(&m.config, 160));
     let mut any = false;

@@ -18,9 +18,12 @@ pub const DEVICES: &[(&str, &str, bool)] = &[
 /// Builds the (non-autodiff) device named `name`; `cuda`/`tch-cuda` accept `:INDEX`.
 pub fn parse_device(name: &str) -> Result<Device> {
     let (base, index) = match name.split_once(':') {
-        Some((base, index)) => (base, index.parse::<usize>().map_err(|_| {
-            anyhow::anyhow!("--device {name}: the index after ':' must be a number")
-        })?),
+        Some((base, index)) => (
+            base,
+            index
+                .parse::<usize>()
+                .map_err(|_| anyhow::anyhow!("--device {name}: the index after ':' must be a number"))?,
+        ),
         None => (name, 0),
     };
     let Some((_, feature, compiled)) = DEVICES.iter().find(|(n, _, _)| *n == base) else {

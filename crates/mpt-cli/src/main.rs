@@ -90,10 +90,7 @@ fn init_tracing(verbose: u8) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 fn main() -> std::process::ExitCode {
@@ -166,7 +163,8 @@ mod tests {
     #[test]
     fn each_cause_is_printed_once() {
         let inner = std::io::Error::other("header too small");
-        let err = anyhow::Error::new(Outer { path: "x.safetensors".into(), source: inner }).context("reading inputs x.safetensors");
+        let err = anyhow::Error::new(Outer { path: "x.safetensors".into(), source: inner })
+            .context("reading inputs x.safetensors");
         assert_eq!(render(&err), "reading inputs x.safetensors: x.safetensors: invalid file: header too small");
         // Causes not embedded in the message above them are all printed.
         let err = anyhow::anyhow!("root cause").context("middle").context("top");

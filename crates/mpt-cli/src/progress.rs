@@ -14,10 +14,7 @@ pub struct Bars {
 impl Bars {
     /// A reporter; `quiet` hides the bars (logs still go to tracing).
     pub fn new(quiet: bool) -> Self {
-        Self {
-            bar: RefCell::new(None),
-            quiet,
-        }
+        Self { bar: RefCell::new(None), quiet }
     }
 }
 

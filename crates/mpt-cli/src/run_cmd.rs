@@ -85,15 +85,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         pipeline.run_dir = dir.clone();
     }
     let plan = mpt_pipeline::build(&pipeline);
-    let options = RunOptions {
-        dry_run: args.dry_run,
-        only: args.only.clone(),
-        force: args.force.clone(),
-    };
+    let options = RunOptions { dry_run: args.dry_run, only: args.only.clone(), force: args.force.clone() };
     let device = parse_device(&args.device)?;
-    let ui = CliUi {
-        bars: Bars::new(args.quiet),
-    };
+    let ui = CliUi { bars: Bars::new(args.quiet) };
     if let Some(stage) = &args.stage {
         let outcome = mpt_pipeline::run_stage(&pipeline, &plan, stage, &device, &ui.bars)
             .with_context(|| format!("pipeline {}, stage {stage}", args.pipeline.display()))?;
@@ -117,10 +111,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                 ExecutorKind::Local => {
                     let jobs = jobs.unwrap_or(1);
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-                    let executor = Subprocess {
-                        threads: Some((cores / jobs).max(1)),
-                        ..stage
-                    };
+                    let executor = Subprocess { threads: Some((cores / jobs).max(1)), ..stage };
                     mpt_pipeline::run_parallel(&pipeline, &plan, &options, &executor, &ui, jobs)
                 }
                 ExecutorKind::Slurm => {

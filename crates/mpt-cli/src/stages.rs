@@ -224,9 +224,9 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
             init: init.map(parse_init::<TargetInit>).transpose()?.unwrap_or_default(),
             fresh: Default::default(),
         },
-        ("vanilla", init) => Method::Vanilla {
-            init: init.map(parse_init::<PromptInit>).transpose()?.unwrap_or_default(),
-        },
+        ("vanilla", init) => {
+            Method::Vanilla { init: init.map(parse_init::<PromptInit>).transpose()?.unwrap_or_default() }
+        }
         ("spot", None) => Method::Spot,
         ("spot", Some(_)) => bail!("--method spot starts from the teacher's prompt; --init does not apply"),
         (other, _) => bail!("--method {other:?}: expected mpt, vanilla or spot"),
@@ -302,11 +302,8 @@ pub struct EvalArgs {
 /// Runs `mpt eval`.
 pub fn eval(args: EvalArgs) -> Result<()> {
     let split: mpt_data::Split = args.split.parse()?;
-    let tasks = if args.task.is_empty() {
-        mpt_core::Artifact::read_meta(&args.artifact)?.tasks
-    } else {
-        args.task.clone()
-    };
+    let tasks =
+        if args.task.is_empty() { mpt_core::Artifact::read_meta(&args.artifact)?.tasks } else { args.task.clone() };
     let mut lengths = mpt_train::Lengths::default();
     if let Some(v) = args.max_len {
         lengths.max_input = v;

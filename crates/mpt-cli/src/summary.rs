@@ -8,10 +8,7 @@ pub fn print_artifact(a: &Artifact) {
     println!("{} artifact {}", m.kind, a.dir.display());
     println!("  id:       {}", m.id);
     println!("  tasks:    {}", m.tasks.join(", "));
-    println!(
-        "  prompt:   l={} d={} rank={} ({} tunable numbers)",
-        m.prompt_length, m.dim, m.rank, m.tunable_params
-    );
+    println!("  prompt:   l={} d={} rank={} ({} tunable numbers)", m.prompt_length, m.dim, m.rank, m.tunable_params);
     if !m.parents.is_empty() {
         println!("  parents:  {}", m.parents.join(", "));
     }

@@ -200,10 +200,7 @@ pub fn canonical_json(value: &serde_json::Value) -> String {
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> CoreError + '_ {
-    move |source| CoreError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CoreError::Io { path: path.to_path_buf(), source }
 }
 
 fn dims_of(tensors: &BTreeMap<String, HostTensor>, name: &str) -> Option<Vec<usize>> {
@@ -292,25 +289,27 @@ fn describe_tensors(
 /// `classifier.{k}.weight` `[C, d]` beside `classifier.{k}.bias` `[C]` with C ≥ 2. Any other
 /// tensor name is refused.
 fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks: usize, d: usize) -> Result<usize> {
-    let bad = |tensor: &str, message: String| CoreError::Tensor {
-        path: path.to_path_buf(),
-        tensor: tensor.into(),
-        message,
-    };
+    let bad =
+        |tensor: &str, message: String| CoreError::Tensor { path: path.to_path_buf(), tensor: tensor.into(), message };
     let known = ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"];
     let heads = tensors.keys().filter(|n| n.starts_with("classifier.")).count();
     for name in tensors.keys() {
         if known.contains(&name.as_str()) || name.starts_with("classifier.") {
             continue;
         }
-        return Err(bad(name, "unknown tensor; expected prompt_embeddings, prefix_task_cols/rows or classifier.K.weight/bias".into()));
+        return Err(bad(
+            name,
+            "unknown tensor; expected prompt_embeddings, prefix_task_cols/rows or classifier.K.weight/bias".into(),
+        ));
     }
     if heads == 0 {
         return Ok(0);
     }
     for k in 0..tasks {
         let (w, b) = classifier_names(k);
-        let weight = dims_of(tensors, &w).ok_or_else(|| bad(&w, format!("missing; a trained head is stored for every one of the {tasks} task(s)")))?;
+        let weight = dims_of(tensors, &w).ok_or_else(|| {
+            bad(&w, format!("missing; a trained head is stored for every one of the {tasks} task(s)"))
+        })?;
         let &[c, wd] = weight.as_slice() else {
             return Err(bad(&w, format!("shape {weight:?}, expected [C, {d}]")));
         };
@@ -331,7 +330,10 @@ fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks:
     if heads != 2 * tasks {
         let extra = tensors
             .keys()
-            .find(|n| n.starts_with("classifier.") && (0..tasks).all(|k| classifier_names(k).0 != **n && classifier_names(k).1 != **n))
+            .find(|n| {
+                n.starts_with("classifier.")
+                    && (0..tasks).all(|k| classifier_names(k).0 != **n && classifier_names(k).1 != **n)
+            })
             .cloned()
             .unwrap_or_default();
         return Err(bad(&extra, format!("not a head of one of the artifact's {tasks} task(s)")));
@@ -341,11 +343,7 @@ fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks:
 
 /// Scalars in the stored heads.
 fn head_scalars(tensors: &BTreeMap<String, HostTensor>) -> usize {
-    tensors
-        .iter()
-        .filter(|(n, _)| n.starts_with("classifier."))
-        .map(|(_, t)| t.shape().iter().product::<usize>())
-        .sum()
+    tensors.iter().filter(|(n, _)| n.starts_with("classifier.")).map(|(_, t)| t.shape().iter().product::<usize>()).sum()
 }
 
 /// `.NAME.KIND-PID` next to `dir`.
@@ -432,11 +430,7 @@ impl Artifact {
             return Err(e.into());
         }
         install_dir(&tmp, dir)?;
-        Ok(Artifact {
-            dir: dir.to_path_buf(),
-            meta,
-            tensors: new.tensors,
-        })
+        Ok(Artifact { dir: dir.to_path_buf(), meta, tensors: new.tensors })
     }
 
     /// Reads only `artifact.json`, checking format and version.
@@ -447,19 +441,12 @@ impl Artifact {
             serde_json::from_str(&text).map_err(|source| CoreError::Json { path: path.clone(), source })?;
         let format = value.get("format").and_then(|v| v.as_str()).unwrap_or("");
         if format != FORMAT {
-            return Err(CoreError::NotAnArtifact {
-                path,
-                found: format.to_string(),
-            });
+            return Err(CoreError::NotAnArtifact { path, found: format.to_string() });
         }
         match value.get("version").and_then(|v| v.as_u64()) {
             Some(VERSION) => {}
             Some(found) => {
-                return Err(CoreError::UnsupportedVersion {
-                    path,
-                    found,
-                    supported: VERSION.to_string(),
-                });
+                return Err(CoreError::UnsupportedVersion { path, found, supported: VERSION.to_string() });
             }
             None => {
                 return Err(CoreError::Field {
@@ -506,20 +493,14 @@ impl Artifact {
         let bytes = std::fs::read(&path).map_err(io_err(&path))?;
         let found = sha256_hex(&[&bytes]);
         if found != meta.tensors_sha256 {
-            return Err(CoreError::Checksum {
-                path,
-                expected: meta.tensors_sha256.clone(),
-                found,
-            });
+            return Err(CoreError::Checksum { path, expected: meta.tensors_sha256.clone(), found });
         }
         let tensors = mpt_models::io::read_safetensors(&path)?;
         let (layout, l, d, r) = describe_tensors(&path, &tensors, meta.tasks.len())?;
         let meta_path = dir.join(META_FILE);
-        for (field, want, got) in [
-            ("prompt_length", meta.prompt_length, l),
-            ("dim", meta.dim, d),
-            ("rank", meta.rank, r),
-        ] {
+        for (field, want, got) in
+            [("prompt_length", meta.prompt_length, l), ("dim", meta.dim, d), ("rank", meta.rank, r)]
+        {
             if want != got {
                 return Err(CoreError::Field {
                     path: meta_path,
@@ -535,11 +516,7 @@ impl Artifact {
                 message: format!("says {:?}, but the tensors have the {:?} layout", meta.layout, layout),
             });
         }
-        Ok(Artifact {
-            dir: dir.to_path_buf(),
-            meta,
-            tensors,
-        })
+        Ok(Artifact { dir: dir.to_path_buf(), meta, tensors })
     }
 
     /// A host tensor as a device tensor of rank `D`.

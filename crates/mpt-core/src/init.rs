@@ -84,10 +84,7 @@ impl FromStr for PromptInit {
             _ => s
                 .strip_prefix("text:")
                 .map(|text| Self::Text { text: text.to_string() })
-                .ok_or_else(|| CoreError::UnknownInit {
-                    found: s.to_string(),
-                    expected: PROMPT_INIT_FORMS,
-                }),
+                .ok_or_else(|| CoreError::UnknownInit { found: s.to_string(), expected: PROMPT_INIT_FORMS }),
         }
     }
 }
@@ -113,10 +110,7 @@ impl FromStr for TargetInit {
             "shared" => Ok(Self::Shared),
             _ => match s.strip_prefix("source:") {
                 Some(task) if !task.is_empty() => Ok(Self::Source { task: task.to_string() }),
-                _ => Err(CoreError::UnknownInit {
-                    found: s.to_string(),
-                    expected: TARGET_INIT_FORMS,
-                }),
+                _ => Err(CoreError::UnknownInit { found: s.to_string(), expected: TARGET_INIT_FORMS }),
             },
         }
     }
@@ -155,33 +149,27 @@ pub fn fresh_prompt(
     };
     match init {
         PromptInit::Random => {
-            let values: Vec<f32> = embeddings.clone().try_into_vec_as::<f32>().map_err(|e| {
-                CoreError::Shape {
-                    what: "word embeddings".into(),
-                    message: format!("{e:?}"),
-                }
-            })?;
+            let values: Vec<f32> = embeddings
+                .clone()
+                .try_into_vec_as::<f32>()
+                .map_err(|e| CoreError::Shape { what: "word embeddings".into(), message: format!("{e:?}") })?;
             let n = values.len() as f64;
             let mean = values.iter().map(|&v| v as f64).sum::<f64>() / n;
             let var = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
-            let normal = Normal::new(0.0f32, var.sqrt() as f32).map_err(|e| CoreError::Shape {
-                what: "random init".into(),
-                message: e.to_string(),
-            })?;
+            let normal = Normal::new(0.0f32, var.sqrt() as f32)
+                .map_err(|e| CoreError::Shape { what: "random init".into(), message: e.to_string() })?;
             let data: Vec<f32> = (0..l * d).map(|_| normal.sample(&mut rng)).collect();
             Ok(Tensor::from_data(TensorData::new(data, [l, d]), device))
         }
         PromptInit::Vocab => {
-            let uniform = Uniform::new(0, vocab as i64).map_err(|e| CoreError::Shape {
-                what: "vocab init".into(),
-                message: e.to_string(),
-            })?;
+            let uniform = Uniform::new(0, vocab as i64)
+                .map_err(|e| CoreError::Shape { what: "vocab init".into(), message: e.to_string() })?;
             Ok(gather((0..l).map(|_| uniform.sample(&mut rng)).collect()))
         }
         PromptInit::Text { text } => {
-            let ids = text_ids.filter(|ids| !ids.is_empty()).ok_or_else(|| CoreError::Init {
-                message: format!("text init {text:?} gave no token ids"),
-            })?;
+            let ids = text_ids
+                .filter(|ids| !ids.is_empty())
+                .ok_or_else(|| CoreError::Init { message: format!("text init {text:?} gave no token ids") })?;
             Ok(gather(ids.iter().copied().cycle().take(l).collect()))
         }
     }
@@ -219,10 +207,7 @@ pub fn fresh_factors(
     device: &Device,
 ) -> (Tensor<3>, Tensor<3>) {
     match init {
-        FactorInit::Ones => (
-            Tensor::ones([tasks, l, r], device),
-            Tensor::ones([tasks, r, d], device) / r as f64,
-        ),
+        FactorInit::Ones => (Tensor::ones([tasks, l, r], device), Tensor::ones([tasks, r, d], device) / r as f64),
         FactorInit::Normal => {
             let mut rng = rng(seed);
             let normal = Normal::new(0.0f32, 0.02).expect("valid std");

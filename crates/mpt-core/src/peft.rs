@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
-use mpt_models::{Arch, Family};
 use mpt_models::io::{HostTensor, read_safetensors, to_safetensors_bytes, write_atomic};
+use mpt_models::{Arch, Family};
 use serde_json::{Value, json};
 
 use crate::artifact::{
@@ -32,14 +32,8 @@ pub const ADAPTER_WEIGHTS: &str = "adapter_model.safetensors";
 /// The PEFT version whose adapter format is written.
 pub const PEFT_VERSION: &str = "0.21.2";
 /// PEFT's `TaskType` values.
-pub const TASK_TYPES: &[&str] = &[
-    "SEQ_CLS",
-    "SEQ_2_SEQ_LM",
-    "CAUSAL_LM",
-    "TOKEN_CLS",
-    "QUESTION_ANS",
-    "FEATURE_EXTRACTION",
-];
+pub const TASK_TYPES: &[&str] =
+    &["SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS", "FEATURE_EXTRACTION"];
 
 const PROMPT_TUNING: &str = "PROMPT_TUNING";
 const MULTITASK_PROMPT_TUNING: &str = "MULTITASK_PROMPT_TUNING";
@@ -69,18 +63,12 @@ pub fn default_task_type(arch: Arch) -> &'static str {
 /// The `adapter_config.json` [`export_peft`] writes for `artifact`.
 pub fn adapter_config(artifact: &Artifact, options: &PeftExportOptions) -> Result<Value> {
     let meta = &artifact.meta;
-    let task_type = options
-        .task_type
-        .clone()
-        .unwrap_or_else(|| default_task_type(meta.backbone.arch).to_string());
+    let task_type = options.task_type.clone().unwrap_or_else(|| default_task_type(meta.backbone.arch).to_string());
     if !TASK_TYPES.contains(&task_type.as_str()) {
         return Err(CoreError::Peft {
             path: PathBuf::from(ADAPTER_CONFIG),
             field: "task_type".into(),
-            message: format!(
-                "{task_type:?} is not a PEFT task type; expected one of {}",
-                TASK_TYPES.join(", ")
-            ),
+            message: format!("{task_type:?} is not a PEFT task type; expected one of {}", TASK_TYPES.join(", ")),
         });
     }
     let mut config = json!({
@@ -123,10 +111,7 @@ pub fn check_output_dir(dir: &Path, overwrite: bool, marker: &str) -> Result<()>
     let Ok(meta) = dir.symlink_metadata() else {
         return Ok(());
     };
-    let exists = |message: String| CoreError::OutputExists {
-        path: dir.to_path_buf(),
-        message,
-    };
+    let exists = |message: String| CoreError::OutputExists { path: dir.to_path_buf(), message };
     if !meta.is_dir() {
         return Err(exists("exists and is not a folder".into()));
     }
@@ -135,9 +120,7 @@ pub fn check_output_dir(dir: &Path, overwrite: bool, marker: &str) -> Result<()>
         return Ok(());
     }
     if !overwrite {
-        return Err(exists(
-            "folder exists and is not empty; pass --overwrite to replace it".into(),
-        ));
+        return Err(exists("folder exists and is not empty; pass --overwrite to replace it".into()));
     }
     if !dir.join(marker).is_file() {
         return Err(exists(format!(
@@ -202,11 +185,7 @@ fn f32_of<'a>(path: &Path, tensors: &'a BTreeMap<String, HostTensor>, name: &str
             tensor: name.into(),
             message: format!("dtype {}, expected F32", other.dtype_name()),
         }),
-        None => Err(CoreError::Tensor {
-            path: path.to_path_buf(),
-            tensor: name.into(),
-            message: "missing".into(),
-        }),
+        None => Err(CoreError::Tensor { path: path.to_path_buf(), tensor: name.into(), message: "missing".into() }),
     }
 }
 
@@ -218,10 +197,7 @@ pub fn export_prompt(artifact: &Artifact, out_dir: &Path, task: Option<&str>) ->
     if meta.layout == Layout::Prompt {
         return Err(CoreError::Layout {
             path: artifact.dir.clone(),
-            message: format!(
-                "already a plain prompt (layout \"prompt\", {} artifact); nothing to compress",
-                meta.kind
-            ),
+            message: format!("already a plain prompt (layout \"prompt\", {} artifact); nothing to compress", meta.kind),
         });
     }
     let k = match task {
@@ -231,11 +207,7 @@ pub fn export_prompt(artifact: &Artifact, out_dir: &Path, task: Option<&str>) ->
             return Err(CoreError::Field {
                 path: artifact.dir.join(META_FILE),
                 field: "tasks".into(),
-                message: format!(
-                    "has {} tasks ({}); choose one with --task",
-                    meta.tasks.len(),
-                    meta.tasks.join(", ")
-                ),
+                message: format!("has {} tasks ({}); choose one with --task", meta.tasks.len(), meta.tasks.join(", ")),
             });
         }
     };
@@ -274,13 +246,8 @@ pub fn export_prompt(artifact: &Artifact, out_dir: &Path, task: Option<&str>) ->
             }),
             metrics: Value::Object(metrics),
             tensors: {
-                let mut tensors = BTreeMap::from([(
-                    PROMPT.to_string(),
-                    HostTensor::F32 {
-                        data: prompt,
-                        shape: vec![l, d],
-                    },
-                )]);
+                let mut tensors =
+                    BTreeMap::from([(PROMPT.to_string(), HostTensor::F32 { data: prompt, shape: vec![l, d] })]);
                 let (w, b) = crate::prompt::classifier_names(k);
                 let (w0, b0) = crate::prompt::classifier_names(0);
                 for (from, to) in [(w, w0), (b, b0)] {
@@ -305,18 +272,11 @@ struct AdapterConfig {
 
 fn read_adapter_config(path: &Path, dim: usize) -> Result<(Value, AdapterConfig)> {
     let text = std::fs::read_to_string(path).map_err(io_err(path))?;
-    let value: Value = serde_json::from_str(&text).map_err(|source| CoreError::JsonFile {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let field_err = |field: &str, message: String| CoreError::Peft {
-        path: path.to_path_buf(),
-        field: field.into(),
-        message,
-    };
-    let obj = value
-        .as_object()
-        .ok_or_else(|| field_err("(top level)", "expected a JSON object".into()))?;
+    let value: Value =
+        serde_json::from_str(&text).map_err(|source| CoreError::JsonFile { path: path.to_path_buf(), source })?;
+    let field_err =
+        |field: &str, message: String| CoreError::Peft { path: path.to_path_buf(), field: field.into(), message };
+    let obj = value.as_object().ok_or_else(|| field_err("(top level)", "expected a JSON object".into()))?;
     let peft_type = obj
         .get("peft_type")
         .and_then(Value::as_str)
@@ -344,33 +304,18 @@ fn read_adapter_config(path: &Path, dim: usize) -> Result<(Value, AdapterConfig)
     let l = required("num_virtual_tokens")?;
     let token_dim = required("token_dim")?;
     if token_dim != dim {
-        return Err(field_err(
-            "token_dim",
-            format!("is {token_dim}, but the backbone's width d is {dim}"),
-        ));
+        return Err(field_err("token_dim", format!("is {token_dim}, but the backbone's width d is {dim}")));
     }
     let seq2seq = obj.get("task_type").and_then(Value::as_str) == Some("SEQ_2_SEQ_LM");
     let submodules = count("num_transformer_submodules")?.unwrap_or(if seq2seq { 2 } else { 1 });
     if submodules > 2 {
-        return Err(field_err(
-            "num_transformer_submodules",
-            format!("is {submodules}, expected 1 or 2"),
-        ));
+        return Err(field_err("num_transformer_submodules", format!("is {submodules}, expected 1 or 2")));
     }
     let multitask = peft_type == MULTITASK_PROMPT_TUNING;
     // PEFT's MultitaskPromptTuningConfig defaults both to 1.
     let tasks = if multitask { count("num_tasks")?.unwrap_or(1) } else { 0 };
     let rank = if multitask { count("num_ranks")?.unwrap_or(1) } else { 0 };
-    Ok((
-        value,
-        AdapterConfig {
-            peft_type,
-            l,
-            submodules,
-            tasks,
-            rank,
-        },
-    ))
+    Ok((value, AdapterConfig { peft_type, l, submodules, tasks, rank }))
 }
 
 /// Reads a PEFT `PROMPT_TUNING` or `MULTITASK_PROMPT_TUNING` adapter folder and writes it as an
@@ -388,15 +333,10 @@ pub fn import_peft(
     let config_path = adapter_dir.join(ADAPTER_CONFIG);
     let (config_json, cfg) = read_adapter_config(&config_path, dim)?;
     let multitask = cfg.peft_type == MULTITASK_PROMPT_TUNING;
-    let import_err = |message: String| CoreError::Import {
-        path: adapter_dir.to_path_buf(),
-        message,
-    };
+    let import_err = |message: String| CoreError::Import { path: adapter_dir.to_path_buf(), message };
     let tasks = if tasks.is_empty() {
         if kind == ArtifactKind::Teacher {
-            return Err(import_err(
-                "a teacher artifact needs its task name (--tasks NAME)".into(),
-            ));
+            return Err(import_err("a teacher artifact needs its task name (--tasks NAME)".into()));
         }
         (0..cfg.tasks.max(1)).map(|k| format!("task{k}")).collect()
     } else {
@@ -413,19 +353,11 @@ pub fn import_peft(
         return Err(CoreError::Peft {
             path: config_path,
             field: "num_tasks".into(),
-            message: format!(
-                "is {}, but {} task names were given ({})",
-                cfg.tasks,
-                tasks.len(),
-                tasks.join(", ")
-            ),
+            message: format!("is {}, but {} task names were given ({})", cfg.tasks, tasks.len(), tasks.join(", ")),
         });
     }
 
-    let base = config_json
-        .get("base_model_name_or_path")
-        .and_then(Value::as_str)
-        .unwrap_or("");
+    let base = config_json.get("base_model_name_or_path").and_then(Value::as_str).unwrap_or("");
     let base_name = base.trim_end_matches('/').rsplit('/').next().unwrap_or("");
     if !base_name.is_empty() && base_name != backbone.name {
         tracing::warn!(
@@ -448,13 +380,8 @@ pub fn import_peft(
     if shape != [rows_stored, d] {
         return Err(shape_err(PROMPT, vec![rows_stored, d], shape));
     }
-    let mut tensors = BTreeMap::from([(
-        PROMPT.to_string(),
-        HostTensor::F32 {
-            data: prompt[..l * d].to_vec(),
-            shape: vec![l, d],
-        },
-    )]);
+    let mut tensors =
+        BTreeMap::from([(PROMPT.to_string(), HostTensor::F32 { data: prompt[..l * d].to_vec(), shape: vec![l, d] })]);
     if multitask {
         let (t, r) = (cfg.tasks, cfg.rank);
         let (cols, cols_shape) = f32_of(&weights_path, &stored, COLS)?;
@@ -465,23 +392,10 @@ pub fn import_peft(
         if rows_shape != [t, r, d] {
             return Err(shape_err(ROWS, vec![t, r, d], rows_shape));
         }
-        let cols: Vec<f32> = (0..t)
-            .flat_map(|k| cols[k * rows_stored * r..(k * rows_stored + l) * r].iter().copied())
-            .collect();
-        tensors.insert(
-            COLS.into(),
-            HostTensor::F32 {
-                data: cols,
-                shape: vec![t, l, r],
-            },
-        );
-        tensors.insert(
-            ROWS.into(),
-            HostTensor::F32 {
-                data: rows.to_vec(),
-                shape: vec![t, r, d],
-            },
-        );
+        let cols: Vec<f32> =
+            (0..t).flat_map(|k| cols[k * rows_stored * r..(k * rows_stored + l) * r].iter().copied()).collect();
+        tensors.insert(COLS.into(), HostTensor::F32 { data: cols, shape: vec![t, l, r] });
+        tensors.insert(ROWS.into(), HostTensor::F32 { data: rows.to_vec(), shape: vec![t, r, d] });
     }
     let used: &[&str] = if multitask { &[PROMPT, COLS, ROWS] } else { &[PROMPT] };
     let ignored: Vec<&String> = stored.keys().filter(|k| !used.contains(&k.as_str())).collect();
@@ -504,10 +418,7 @@ pub fn import_peft(
                 );
                 tracing::warn!("{note}");
             }
-            c.insert(
-                "kept_rows".into(),
-                json!({ "stored": rows_stored, "kept": l, "note": note }),
-            );
+            c.insert("kept_rows".into(), json!({ "stored": rows_stored, "kept": l, "note": note }));
         }
         if !ignored.is_empty() {
             c.insert("ignored_tensors".into(), json!(ignored));
@@ -515,14 +426,6 @@ pub fn import_peft(
     }
     Artifact::write(
         out,
-        NewArtifact {
-            kind,
-            tasks,
-            backbone,
-            parents: Vec::new(),
-            config,
-            metrics: json!({}),
-            tensors,
-        },
+        NewArtifact { kind, tasks, backbone, parents: Vec::new(), config, metrics: json!({}), tensors },
     )
 }

@@ -27,10 +27,7 @@ pub struct Classifier {
 impl Classifier {
     /// Wraps `[C, d]` and `[C]` values as trainable parameters.
     pub fn new(weight: Tensor<2>, bias: Tensor<1>) -> Self {
-        Self {
-            weight: Param::from_tensor(weight),
-            bias: Param::from_tensor(bias),
-        }
+        Self { weight: Param::from_tensor(weight), bias: Param::from_tensor(bias) }
     }
 
     /// `(weight [C, d], bias [C])` without autodiff.
@@ -70,10 +67,7 @@ pub struct SoftPrompt {
 impl SoftPrompt {
     /// Wraps `[l, d]` values as a trainable parameter.
     pub fn new(values: Tensor<2>) -> Self {
-        Self {
-            prompt_embeddings: Param::from_tensor(values),
-            classifiers: Vec::new(),
-        }
+        Self { prompt_embeddings: Param::from_tensor(values), classifiers: Vec::new() }
     }
 
     /// The same prompt with trained heads.
@@ -105,7 +99,8 @@ impl SoftPrompt {
 
     /// Number of tunable scalars: l·d (+ the heads').
     pub fn num_tunable(&self) -> usize {
-        self.prompt_embeddings.val().shape().num_elements() + self.classifiers.iter().map(Classifier::num_tunable).sum::<usize>()
+        self.prompt_embeddings.val().shape().num_elements()
+            + self.classifiers.iter().map(Classifier::num_tunable).sum::<usize>()
     }
 
     /// Host copy under PEFT's name (and the heads').
@@ -216,18 +211,9 @@ impl MultitaskPrompt {
     /// Host copies under PEFT's names (and the heads').
     pub fn to_host(&self) -> BTreeMap<String, HostTensor> {
         let mut out = BTreeMap::from([
-            (
-                "prompt_embeddings".to_string(),
-                HostTensor::from_float(self.prompt_embeddings.val().without_autodiff()),
-            ),
-            (
-                "prefix_task_cols".to_string(),
-                HostTensor::from_float(self.prefix_task_cols.val().without_autodiff()),
-            ),
-            (
-                "prefix_task_rows".to_string(),
-                HostTensor::from_float(self.prefix_task_rows.val().without_autodiff()),
-            ),
+            ("prompt_embeddings".to_string(), HostTensor::from_float(self.prompt_embeddings.val().without_autodiff())),
+            ("prefix_task_cols".to_string(), HostTensor::from_float(self.prefix_task_cols.val().without_autodiff())),
+            ("prefix_task_rows".to_string(), HostTensor::from_float(self.prefix_task_rows.val().without_autodiff())),
         ]);
         classifiers_to_host(&self.classifiers, &mut out);
         out

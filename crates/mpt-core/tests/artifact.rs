@@ -17,11 +17,8 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 fn multitask(dir: &Path) -> Artifact {
-    Artifact::write(
-        dir,
-        new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
-    )
-    .unwrap()
+    Artifact::write(dir, new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)))
+        .unwrap()
 }
 
 fn edit_meta(dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
@@ -43,14 +40,8 @@ fn replace_tensors(dir: &Path, tensors: &BTreeMap<String, HostTensor>) {
 fn round_trip_is_bit_exact() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, new) in [
-        (
-            "mt",
-            new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
-        ),
-        (
-            "teacher",
-            new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(4, 6)),
-        ),
+        ("mt", new_artifact(ArtifactKind::Multitask, &["a", "b", "c"], multitask_tensors(3, 4, 2, 6))),
+        ("teacher", new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(4, 6))),
     ] {
         let dir = tmp.path().join(name);
         let written = Artifact::write(&dir, new.clone()).unwrap();
@@ -61,10 +52,7 @@ fn round_trip_is_bit_exact() {
             let (HostTensor::F32 { data: a, .. }, HostTensor::F32 { data: b, .. }) = (t, &loaded.tensors[k]) else {
                 panic!("f32 expected");
             };
-            assert!(
-                a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{k} not bit-exact"
-            );
+            assert!(a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits()), "{k} not bit-exact");
         }
         assert_eq!(loaded.meta.config, new.config);
         assert_eq!(loaded.meta.metrics, new.metrics);
@@ -81,19 +69,10 @@ fn meta_describes_the_tensors() {
     assert_eq!(m.tunable_params, 4 * 6 + 3 * 2 * (4 + 6));
     assert_eq!(m.format, "mpt-artifact");
     assert_eq!(m.version, 1);
-    assert_eq!(
-        m.tensors_sha256,
-        sha256(&std::fs::read(a.dir.join(TENSORS_FILE)).unwrap())
-    );
-    let p = Artifact::write(
-        &tmp.path().join("p"),
-        new_artifact(ArtifactKind::Target, &["a"], plain_tensors(4, 6)),
-    )
-    .unwrap();
-    assert_eq!(
-        (p.meta.layout, p.meta.rank, p.meta.tunable_params),
-        (Layout::Prompt, 0, 24)
-    );
+    assert_eq!(m.tensors_sha256, sha256(&std::fs::read(a.dir.join(TENSORS_FILE)).unwrap()));
+    let p = Artifact::write(&tmp.path().join("p"), new_artifact(ArtifactKind::Target, &["a"], plain_tensors(4, 6)))
+        .unwrap();
+    assert_eq!((p.meta.layout, p.meta.rank, p.meta.tunable_params), (Layout::Prompt, 0, 24));
 }
 
 #[test]
@@ -120,9 +99,7 @@ fn id_is_content_hash_of_tensors_and_config() {
     assert_eq!(c.meta.tensors_sha256, a.meta.tensors_sha256);
 
     let mut other_tensors = new.clone();
-    other_tensors
-        .tensors
-        .insert("prompt_embeddings".into(), host(&[4, 6], 9));
+    other_tensors.tensors.insert("prompt_embeddings".into(), host(&[4, 6], 9));
     let d = Artifact::write(&tmp.path().join("d"), other_tensors).unwrap();
     assert_ne!(d.meta.id, a.meta.id, "tensor change must change the id");
 
@@ -149,10 +126,7 @@ fn unknown_version_is_its_own_error() {
     assert!(matches!(err, CoreError::UnsupportedVersion { found: 2, .. }), "{err}");
     edit_meta(&a.dir, |v| v["version"] = "one".into());
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Field { field, .. } if field == "version"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "version"), "{err}");
 }
 
 #[test]
@@ -161,10 +135,7 @@ fn wrong_format_string_is_not_an_artifact() {
     let a = multitask(&tmp.path().join("mt"));
     edit_meta(&a.dir, |v| v["format"] = "peft-adapter".into());
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::NotAnArtifact { found, .. } if found == "peft-adapter"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::NotAnArtifact { found, .. } if found == "peft-adapter"), "{err}");
 }
 
 #[test]
@@ -182,17 +153,11 @@ fn wrong_kind_requested() {
 fn tensor_shape_disagreeing_with_meta() {
     let tmp = tempfile::tempdir().unwrap();
     // A plain prompt rewritten with another l (checksum fixed): prompt_length disagrees.
-    let p = Artifact::write(
-        &tmp.path().join("p"),
-        new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(4, 6)),
-    )
-    .unwrap();
+    let p = Artifact::write(&tmp.path().join("p"), new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(4, 6)))
+        .unwrap();
     replace_tensors(&p.dir, &plain_tensors(5, 6));
     let err = Artifact::load(&p.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Field { field, .. } if field == "prompt_length"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "prompt_length"), "{err}");
     // Task factors for 2 tasks while artifact.json lists 3.
     let a = multitask(&tmp.path().join("mt"));
     replace_tensors(&a.dir, &multitask_tensors(2, 4, 2, 6));
@@ -214,10 +179,7 @@ fn flipped_byte_fails_the_checksum() {
     bytes[last] ^= 0x01;
     std::fs::write(&path, &bytes).unwrap();
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Checksum { expected, .. } if expected == &a.meta.tensors_sha256),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Checksum { expected, .. } if expected == &a.meta.tensors_sha256), "{err}");
 }
 
 #[test]
@@ -247,16 +209,10 @@ fn missing_tensor() {
     tensors.remove("prefix_task_rows");
     replace_tensors(&a.dir, &tensors);
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prefix_task_rows"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prefix_task_rows"), "{err}");
     replace_tensors(&a.dir, &BTreeMap::from([("other".to_string(), host(&[4, 6], 1))]));
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prompt_embeddings"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prompt_embeddings"), "{err}");
 }
 
 #[test]
@@ -265,16 +221,10 @@ fn missing_files() {
     let a = multitask(&tmp.path().join("mt"));
     std::fs::remove_file(a.dir.join(TENSORS_FILE)).unwrap();
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Io { path, .. } if path.ends_with(TENSORS_FILE)),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Io { path, .. } if path.ends_with(TENSORS_FILE)), "{err}");
     std::fs::remove_file(a.dir.join(META_FILE)).unwrap();
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Io { path, .. } if path.ends_with(META_FILE)),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Io { path, .. } if path.ends_with(META_FILE)), "{err}");
     let err = Artifact::load(&tmp.path().join("nowhere"), None, None).unwrap_err();
     assert!(matches!(err, CoreError::Io { .. }), "{err}");
 }
@@ -296,19 +246,10 @@ fn non_f32_tensors_are_rejected() {
     let tmp = tempfile::tempdir().unwrap();
     let a = multitask(&tmp.path().join("mt"));
     let mut tensors = multitask_tensors(3, 4, 2, 6);
-    tensors.insert(
-        "prompt_embeddings".into(),
-        HostTensor::I64 {
-            data: vec![0; 24],
-            shape: vec![4, 6],
-        },
-    );
+    tensors.insert("prompt_embeddings".into(), HostTensor::I64 { data: vec![0; 24], shape: vec![4, 6] });
     replace_tensors(&a.dir, &tensors);
     let err = Artifact::load(&a.dir, None, None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Tensor { message, .. } if message.contains("I64")),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Tensor { message, .. } if message.contains("I64")), "{err}");
 }
 
 #[test]
@@ -340,10 +281,8 @@ fn non_finite_tensors_are_refused_on_write_and_on_load() {
 }
 
 fn entries(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
+    let mut v: Vec<String> =
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     v.sort();
     v
 }
@@ -364,10 +303,7 @@ fn failed_replacement_keeps_the_old_artifact_and_no_temporary() {
     assert!(matches!(err, CoreError::Io { .. }), "{err}");
     let again = Artifact::load(&dir, None, None).unwrap();
     assert_eq!(again.meta, old.meta, "the old artifact must survive");
-    assert_eq!(
-        entries(tmp.path()),
-        vec![".mt.old-".to_string() + &std::process::id().to_string(), "mt".into()]
-    );
+    assert_eq!(entries(tmp.path()), vec![".mt.old-".to_string() + &std::process::id().to_string(), "mt".into()]);
 
     // Invalid input fails before anything is touched.
     std::fs::remove_dir_all(&blocker).unwrap();
@@ -383,11 +319,8 @@ fn failed_write_leaves_nothing() {
     // The parent "folder" is a file: nothing can be created below it.
     let file = tmp.path().join("file");
     std::fs::write(&file, b"x").unwrap();
-    let err = Artifact::write(
-        &file.join("mt"),
-        new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)),
-    )
-    .unwrap_err();
+    let err = Artifact::write(&file.join("mt"), new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)))
+        .unwrap_err();
     assert!(matches!(err, CoreError::Io { .. }), "{err}");
     assert_eq!(entries(tmp.path()), vec!["file".to_string()]);
     assert_eq!(std::fs::read(&file).unwrap(), b"x");
@@ -438,16 +371,24 @@ fn malformed_heads_are_refused_by_name() {
         ("missing-task", with_heads(multitask_tensors(2, 4, 1, 6), &[3], 6), "classifier.1.weight"),
         ("wrong-width", with_heads(multitask_tensors(2, 4, 1, 5), &[3, 2], 6), "classifier.0.weight"),
         ("extra", with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2, 2], 6), "classifier.2"),
-        ("unknown", {
-            let mut t = multitask_tensors(2, 4, 1, 6);
-            t.insert("lm_head".into(), host(&[2, 2], 0));
-            t
-        }, "lm_head"),
-        ("bias", {
-            let mut t = with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 6);
-            t.insert("classifier.0.bias".into(), host(&[2], 0));
-            t
-        }, "classifier.0.bias"),
+        (
+            "unknown",
+            {
+                let mut t = multitask_tensors(2, 4, 1, 6);
+                t.insert("lm_head".into(), host(&[2, 2], 0));
+                t
+            },
+            "lm_head",
+        ),
+        (
+            "bias",
+            {
+                let mut t = with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 6);
+                t.insert("classifier.0.bias".into(), host(&[2], 0));
+                t
+            },
+            "classifier.0.bias",
+        ),
     ];
     for (name, tensors, named) in cases {
         let err = Artifact::write(&tmp.path().join(name), new_artifact(ArtifactKind::Multitask, &["a", "b"], tensors))

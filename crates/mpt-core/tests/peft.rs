@@ -26,21 +26,14 @@ fn safetensors_metadata(path: &Path) -> Value {
 }
 
 fn shapes(path: &Path) -> BTreeMap<String, Vec<usize>> {
-    read_safetensors(path)
-        .unwrap()
-        .into_iter()
-        .map(|(k, t)| (k, t.shape().to_vec()))
-        .collect()
+    read_safetensors(path).unwrap().into_iter().map(|(k, t)| (k, t.shape().to_vec())).collect()
 }
 
 #[test]
 fn plain_export_writes_prompt_tuning_config_and_weights() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Artifact::write(
-        &tmp.path().join("t"),
-        new_artifact(ArtifactKind::Teacher, &["sst2"], plain_tensors(4, 6)),
-    )
-    .unwrap();
+    let a = Artifact::write(&tmp.path().join("t"), new_artifact(ArtifactKind::Teacher, &["sst2"], plain_tensors(4, 6)))
+        .unwrap();
     let out = tmp.path().join("peft");
     export_peft(&a, &out, PeftExportOptions::default()).unwrap();
     let expected = json!({
@@ -69,10 +62,7 @@ fn plain_export_writes_prompt_tuning_config_and_weights() {
     let meta = safetensors_metadata(&out.join(ADAPTER_WEIGHTS));
     assert_eq!(meta["format"], "pt");
     assert_eq!(meta["mpt_artifact_id"], a.meta.id.as_str());
-    let mut names: Vec<_> = std::fs::read_dir(&out)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
+    let mut names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     names.sort();
     assert_eq!(names, vec![ADAPTER_CONFIG, ADAPTER_WEIGHTS]);
 }
@@ -105,54 +95,36 @@ fn multitask_export_writes_multitask_config_and_factor_keys() {
     assert_eq!(config["prompt_tuning_init_task"], 0);
     assert_eq!(config["prompt_tuning_init_state_dict_path"], Value::Null);
     assert_eq!(config["inference_mode"], true);
-    let expected: BTreeMap<String, Vec<usize>> = [
-        ("prefix_task_cols", vec![3, 4, 2]),
-        ("prefix_task_rows", vec![3, 2, 6]),
-        ("prompt_embeddings", vec![4, 6]),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let expected: BTreeMap<String, Vec<usize>> =
+        [("prefix_task_cols", vec![3, 4, 2]), ("prefix_task_rows", vec![3, 2, 6]), ("prompt_embeddings", vec![4, 6])]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
     assert_eq!(shapes(&out.join(ADAPTER_WEIGHTS)), expected);
 }
 
 #[test]
 fn bad_task_type_is_rejected() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Artifact::write(
-        &tmp.path().join("t"),
-        new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)),
-    )
-    .unwrap();
-    let options = PeftExportOptions {
-        task_type: Some("SEQ2SEQ".into()),
-        ..Default::default()
-    };
+    let a = Artifact::write(&tmp.path().join("t"), new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)))
+        .unwrap();
+    let options = PeftExportOptions { task_type: Some("SEQ2SEQ".into()), ..Default::default() };
     let err = export_peft(&a, &tmp.path().join("peft"), options).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Peft { field, .. } if field == "task_type"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Peft { field, .. } if field == "task_type"), "{err}");
     assert!(!tmp.path().join("peft").exists());
 }
 
 #[test]
 fn export_refuses_to_overwrite_unless_asked() {
     let tmp = tempfile::tempdir().unwrap();
-    let a = Artifact::write(
-        &tmp.path().join("t"),
-        new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)),
-    )
-    .unwrap();
+    let a = Artifact::write(&tmp.path().join("t"), new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(2, 3)))
+        .unwrap();
     let out = tmp.path().join("peft");
     std::fs::create_dir(&out).unwrap();
     export_peft(&a, &out, PeftExportOptions::default()).unwrap(); // empty folder: fine
     let err = export_peft(&a, &out, PeftExportOptions::default()).unwrap_err();
     assert!(matches!(err, CoreError::OutputExists { .. }), "{err}");
-    let overwrite = PeftExportOptions {
-        overwrite: true,
-        ..Default::default()
-    };
+    let overwrite = PeftExportOptions { overwrite: true, ..Default::default() };
     export_peft(&a, &out, overwrite.clone()).unwrap();
     // An unrelated non-empty folder is never replaced.
     let other = tmp.path().join("home");
@@ -174,12 +146,7 @@ fn export_refuses_to_overwrite_unless_asked() {
 fn export_then_import_round_trips_bit_identically() {
     let tmp = tempfile::tempdir().unwrap();
     for (name, kind, tasks, tensors) in [
-        (
-            "m",
-            ArtifactKind::Multitask,
-            vec!["a", "b", "c"],
-            multitask_tensors(3, 4, 2, 6),
-        ),
+        ("m", ArtifactKind::Multitask, vec!["a", "b", "c"], multitask_tensors(3, 4, 2, 6)),
         ("t", ArtifactKind::Teacher, vec!["a"], plain_tensors(4, 6)),
     ] {
         let a = Artifact::write(&tmp.path().join(name), new_artifact(kind, &tasks, tensors)).unwrap();
@@ -193,16 +160,10 @@ fn export_then_import_round_trips_bit_identically() {
         assert_eq!(loaded.tensors, a.tensors);
         assert_eq!(loaded.meta.tasks, tasks);
         assert_eq!(loaded.meta.layout, a.meta.layout);
-        assert_eq!(
-            (loaded.meta.prompt_length, loaded.meta.dim, loaded.meta.rank),
-            (4, 6, a.meta.rank)
-        );
+        assert_eq!((loaded.meta.prompt_length, loaded.meta.dim, loaded.meta.rank), (4, 6, a.meta.rank));
         assert!(loaded.meta.parents.is_empty());
         assert_eq!(loaded.meta.config["imported_from"], peft.to_string_lossy().as_ref());
-        assert_eq!(
-            loaded.meta.config["adapter_config"],
-            read_json(&peft.join(ADAPTER_CONFIG))
-        );
+        assert_eq!(loaded.meta.config["adapter_config"], read_json(&peft.join(ADAPTER_CONFIG)));
         assert!(loaded.meta.config.get("kept_rows").is_none());
     }
 }
@@ -250,15 +211,7 @@ fn seq2seq_adapter_with_two_l_rows_keeps_the_first_l() {
         &tensors,
     );
     let names = vec!["x".to_string(), "y".to_string()];
-    let m = import_peft(
-        &dir,
-        &tmp.path().join("m"),
-        backbone(),
-        d,
-        ArtifactKind::Multitask,
-        names,
-    )
-    .unwrap();
+    let m = import_peft(&dir, &tmp.path().join("m"), backbone(), d, ArtifactKind::Multitask, names).unwrap();
     assert_eq!(m.meta.layout, Layout::Multitask);
     assert_eq!(values(&m.tensors["prompt_embeddings"]), &values(&stored)[..l * d]);
     let c = values(&cols);
@@ -284,28 +237,14 @@ fn import_errors_name_file_and_field() {
         let dir = tmp.path().join(name);
         write_adapter(&dir, config, tensors);
         let tasks = tasks.iter().map(|s| s.to_string()).collect();
-        let err = import_peft(
-            &dir,
-            &tmp.path().join(format!("{name}-out")),
-            backbone(),
-            dim,
-            kind,
-            tasks,
-        )
-        .unwrap_err();
-        assert!(
-            !tmp.path().join(format!("{name}-out")).exists(),
-            "{name}: nothing written on error"
-        );
+        let err = import_peft(&dir, &tmp.path().join(format!("{name}-out")), backbone(), dim, kind, tasks).unwrap_err();
+        assert!(!tmp.path().join(format!("{name}-out")).exists(), "{name}: nothing written on error");
         err
     };
     let mut lora = base.clone();
     lora["peft_type"] = "LORA".into();
     let err = case("lora", lora, &prompt, d, ArtifactKind::Target, &[]);
-    assert!(
-        matches!(&err, CoreError::UnsupportedPeftType { found, .. } if found == "LORA"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::UnsupportedPeftType { found, .. } if found == "LORA"), "{err}");
 
     let err = case("dim", base.clone(), &prompt, d + 1, ArtifactKind::Target, &[]);
     assert!(
@@ -316,10 +255,7 @@ fn import_errors_name_file_and_field() {
     let mut missing = base.clone();
     missing.as_object_mut().unwrap().remove("num_virtual_tokens");
     let err = case("missing", missing, &prompt, d, ArtifactKind::Target, &[]);
-    assert!(
-        matches!(&err, CoreError::Peft { field, .. } if field == "num_virtual_tokens"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Peft { field, .. } if field == "num_virtual_tokens"), "{err}");
 
     let mut longer = base.clone();
     longer["num_virtual_tokens"] = (l + 1).into();
@@ -336,43 +272,21 @@ fn import_errors_name_file_and_field() {
     mt_tensors.insert("prefix_task_cols".into(), host(&[2, l, 1], 2));
     mt_tensors.insert("prefix_task_rows".into(), host(&[2, 2, d], 3));
     let err = case("rows", mt.clone(), &mt_tensors, d, ArtifactKind::Multitask, &[]);
-    assert!(
-        matches!(&err, CoreError::PeftShape { tensor, .. } if tensor == "prefix_task_rows"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::PeftShape { tensor, .. } if tensor == "prefix_task_rows"), "{err}");
     let err = case("ntasks", mt.clone(), &mt_tensors, d, ArtifactKind::Multitask, &["only"]);
-    assert!(
-        matches!(&err, CoreError::Peft { field, .. } if field == "num_tasks"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Peft { field, .. } if field == "num_tasks"), "{err}");
     let err = case("teacher-mt", mt, &mt_tensors, d, ArtifactKind::Teacher, &["a", "b"]);
-    assert!(
-        matches!(&err, CoreError::Import { message, .. } if message.contains("teacher")),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Import { message, .. } if message.contains("teacher")), "{err}");
     let err = case("teacher-unnamed", base.clone(), &prompt, d, ArtifactKind::Teacher, &[]);
     assert!(matches!(err, CoreError::Import { .. }), "{err}");
 
-    let err = case(
-        "missing-tensor",
-        base.clone(),
-        &BTreeMap::new(),
-        d,
-        ArtifactKind::Target,
-        &[],
-    );
-    assert!(
-        matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prompt_embeddings"),
-        "{err}"
-    );
+    let err = case("missing-tensor", base.clone(), &BTreeMap::new(), d, ArtifactKind::Target, &[]);
+    assert!(matches!(&err, CoreError::Tensor { tensor, .. } if tensor == "prompt_embeddings"), "{err}");
 
     let dir = tmp.path().join("nofile");
     std::fs::create_dir(&dir).unwrap();
     let err = import_peft(&dir, &tmp.path().join("x"), backbone(), d, ArtifactKind::Target, vec![]).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Io { path, .. } if path.ends_with(ADAPTER_CONFIG)),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Io { path, .. } if path.ends_with(ADAPTER_CONFIG)), "{err}");
     std::fs::write(dir.join(ADAPTER_CONFIG), "not json").unwrap();
     let err = import_peft(&dir, &tmp.path().join("x"), backbone(), d, ArtifactKind::Target, vec![]).unwrap_err();
     assert!(matches!(err, CoreError::JsonFile { .. }), "{err}");
@@ -390,14 +304,8 @@ fn export_prompt_compresses_one_task() {
     assert_eq!(out.meta.kind, ArtifactKind::Multitask);
     assert_eq!(out.meta.tasks, vec!["b"]);
     assert_eq!(out.meta.parents, vec![a.meta.id.clone()]);
-    assert_eq!(
-        out.meta.config,
-        json!({"compressed_from": a.meta.id, "task": "b", "original_config": a.meta.config})
-    );
-    assert_eq!(
-        out.meta.metrics,
-        json!({"dev": {"b": {"acc": 0.25}}, "test": {"b": {"acc": 0.75}}})
-    );
+    assert_eq!(out.meta.config, json!({"compressed_from": a.meta.id, "task": "b", "original_config": a.meta.config}));
+    assert_eq!(out.meta.metrics, json!({"dev": {"b": {"acc": 0.25}}, "test": {"b": {"acc": 0.75}}}));
     // Dyadic values: P* ∘ (U_1 V_1) is exact, so it equals the burn computation bit for bit.
     let device = Device::flex();
     let want = tensor_values(a.prompt_params(&device).unwrap().task_prompt(1));
@@ -405,20 +313,11 @@ fn export_prompt_compresses_one_task() {
     assert_eq!(Artifact::load(&out.dir, None, None).unwrap().tensors, out.tensors);
 
     let err = export_prompt(&a, &tmp.path().join("x"), None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Field { field, .. } if field == "tasks"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "tasks"), "{err}");
     let err = export_prompt(&a, &tmp.path().join("x"), Some("nope")).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Field { field, .. } if field == "tasks"),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Field { field, .. } if field == "tasks"), "{err}");
     let err = export_prompt(&out, &tmp.path().join("x"), None).unwrap_err();
-    assert!(
-        matches!(&err, CoreError::Layout { message, .. } if message.contains("already a plain prompt")),
-        "{err}"
-    );
+    assert!(matches!(&err, CoreError::Layout { message, .. } if message.contains("already a plain prompt")), "{err}");
     assert!(!tmp.path().join("x").exists());
 
     // One task: no name needed.

@@ -57,18 +57,12 @@ fn batch_equals_hand_computation_for_mixed_task_ids() {
     let batch = prompt.batch(&ids);
     assert_eq!(batch.dims(), [ids.len(), l, d]);
     let batch = tensor_values(batch);
-    let per_task: Vec<Vec<f32>> = (0..t)
-        .map(|k| hand_task_prompt(&shared, &cols, &rows, k, l, r, d))
-        .collect();
+    let per_task: Vec<Vec<f32>> = (0..t).map(|k| hand_task_prompt(&shared, &cols, &rows, k, l, r, d)).collect();
     // The tasks' prompts really differ, so a mix-up of rows would be caught.
     assert_ne!(per_task[0], per_task[1]);
     assert_ne!(per_task[1], per_task[2]);
     for (b, &k) in ids.iter().enumerate() {
-        assert_eq!(
-            &batch[b * l * d..(b + 1) * l * d],
-            per_task[k].as_slice(),
-            "batch row {b} (task {k})"
-        );
+        assert_eq!(&batch[b * l * d..(b + 1) * l * d], per_task[k].as_slice(), "batch row {b} (task {k})");
     }
     for (k, want) in per_task.iter().enumerate() {
         assert_eq!(&tensor_values(prompt.task_prompt(k)), want, "task_prompt({k})");

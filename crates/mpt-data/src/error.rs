@@ -110,9 +110,7 @@ pub enum DataError {
         needed: usize,
     },
     /// Few-shot sampling asked for more examples of a class than exist.
-    #[error(
-        "few-shot sampling for task {task}: class {class:?} has {available} examples, fewer than k = {k}"
-    )]
+    #[error("few-shot sampling for task {task}: class {class:?} has {available} examples, fewer than k = {k}")]
     FewShot {
         /// Canonical task name.
         task: String,

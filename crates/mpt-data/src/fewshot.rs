@@ -39,11 +39,7 @@ pub fn few_shot_stratum(task: &TaskSpec, example: &Example) -> Result<usize, Dat
                 Err(DataError::BadExample {
                     task: task.name.to_string(),
                     id: example.id.clone(),
-                    problem: format!(
-                        "label {} is outside the {} classes",
-                        example.label,
-                        task.num_classes()
-                    ),
+                    problem: format!("label {} is outside the {} classes", example.label, task.num_classes()),
                 })
             }
         }
@@ -52,12 +48,7 @@ pub fn few_shot_stratum(task: &TaskSpec, example: &Example) -> Result<usize, Dat
 
 /// Samples `k` examples per class (see the module doc for STS-B and MultiRC) from `pool`
 /// (normally the task's training split), deterministically for a seed.
-pub fn sample_few_shot(
-    task: &TaskSpec,
-    pool: &[Example],
-    k: usize,
-    seed: u64,
-) -> Result<Vec<Example>, DataError> {
+pub fn sample_few_shot(task: &TaskSpec, pool: &[Example], k: usize, seed: u64) -> Result<Vec<Example>, DataError> {
     if k == 0 {
         return Err(DataError::InvalidArgument {
             name: "k",
@@ -84,19 +75,10 @@ pub fn sample_few_shot(
             .collect());
     }
     let (names, strata): (Vec<String>, usize) = match task.kind {
-        TaskKind::Regression => (
-            STSB_FEW_SHOT_BINS.iter().map(|s| s.to_string()).collect(),
-            STSB_FEW_SHOT_BINS.len(),
-        ),
-        TaskKind::Classification => (
-            task.labels.iter().map(|s| s.to_string()).collect(),
-            task.num_classes(),
-        ),
+        TaskKind::Regression => (STSB_FEW_SHOT_BINS.iter().map(|s| s.to_string()).collect(), STSB_FEW_SHOT_BINS.len()),
+        TaskKind::Classification => (task.labels.iter().map(|s| s.to_string()).collect(), task.num_classes()),
     };
-    let stratum: Vec<usize> = pool
-        .iter()
-        .map(|e| few_shot_stratum(task, e))
-        .collect::<Result<_, _>>()?;
+    let stratum: Vec<usize> = pool.iter().map(|e| few_shot_stratum(task, e)).collect::<Result<_, _>>()?;
     let mut available = vec![0usize; strata];
     for &s in &stratum {
         available[s] += 1;
@@ -169,10 +151,7 @@ mod tests {
         let pool = pool(&[0, 0, 0, 0, 0, 1, 1, 1]);
         let err = sample_few_shot(rte, &pool, 4, 1).unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("rte") && msg.contains("\"not entailment\"") && msg.contains("has 3"),
-            "{msg}"
-        );
+        assert!(msg.contains("rte") && msg.contains("\"not entailment\"") && msg.contains("has 3"), "{msg}");
         assert!(sample_few_shot(rte, &pool, 0, 1).is_err());
     }
 }

@@ -24,8 +24,8 @@ pub use fewshot::{STSB_FEW_SHOT_BINS, few_shot_stratum, sample_few_shot};
 pub use metrics::{Metric, Scores, evaluate};
 pub use readers::{LoadReport, SkippedRow, read_file, read_source};
 pub use registry::{
-    LabelKind, Reader, Role, SOURCE_TASKS, SourceFile, SplitPlan, TARGET_TASKS, TASKS, TaskKind,
-    TaskSpec, lookup, tasks_with_role,
+    LabelKind, Reader, Role, SOURCE_TASKS, SourceFile, SplitPlan, TARGET_TASKS, TASKS, TaskKind, TaskSpec, lookup,
+    tasks_with_role,
 };
 pub use root::{DEFAULT_DATA_ROOT, DataRoot};
 pub use sampler::MultitaskSampler;

@@ -87,13 +87,10 @@ impl FromStr for Metric {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let wanted = s.trim().to_ascii_lowercase();
-        Metric::ALL
-            .into_iter()
-            .find(|m| m.name() == wanted)
-            .ok_or_else(|| DataError::UnknownMetric {
-                name: s.to_string(),
-                expected: Metric::ALL.map(Metric::name).join(", "),
-            })
+        Metric::ALL.into_iter().find(|m| m.name() == wanted).ok_or_else(|| DataError::UnknownMetric {
+            name: s.to_string(),
+            expected: Metric::ALL.map(Metric::name).join(", "),
+        })
     }
 }
 
@@ -106,11 +103,7 @@ impl Scores {
     /// The mean of all metrics (ATTEMPT's per-task score, e.g. (F1 + acc) / 2 for MRPC);
     /// `0.0` when empty.
     pub fn primary(&self) -> f64 {
-        if self.0.is_empty() {
-            0.0
-        } else {
-            self.0.values().sum::<f64>() / self.0.len() as f64
-        }
+        if self.0.is_empty() { 0.0 } else { self.0.values().sum::<f64>() / self.0.len() as f64 }
     }
 
     /// The value of `metric`, if it was computed.
@@ -140,11 +133,7 @@ fn f1_of(gold: &[usize], predicted: &[usize], positive: usize) -> f64 {
         }
     }
     let denominator = 2 * tp + fp + fn_;
-    if denominator == 0 {
-        0.0
-    } else {
-        2.0 * tp as f64 / denominator as f64
-    }
+    if denominator == 0 { 0.0 } else { 2.0 * tp as f64 / denominator as f64 }
 }
 
 /// Binary F1 with class 1 positive (sklearn `f1_score(average="binary")`, zero division → 0).
@@ -159,11 +148,7 @@ pub fn macro_f1(gold: &[usize], predicted: &[usize]) -> f64 {
     if labels.is_empty() {
         return 0.0;
     }
-    labels
-        .iter()
-        .map(|&l| f1_of(gold, predicted, l))
-        .sum::<f64>()
-        / labels.len() as f64
+    labels.iter().map(|&l| f1_of(gold, predicted, l)).sum::<f64>() / labels.len() as f64
 }
 
 /// Matthews correlation coefficient, multiclass form (sklearn `matthews_corrcoef`); 0 when
@@ -269,11 +254,7 @@ pub fn exact_match(groups: &[&str], gold: &[usize], predicted: &[usize]) -> f64 
 ///
 /// Errors: length mismatch, no examples, a prediction outside the task's classes, or an
 /// example lacking its score (STS-B) or group (MultiRC).
-pub fn evaluate(
-    task: &TaskSpec,
-    examples: &[Example],
-    predicted: &[usize],
-) -> Result<Scores, DataError> {
+pub fn evaluate(task: &TaskSpec, examples: &[Example], predicted: &[usize]) -> Result<Scores, DataError> {
     if examples.len() != predicted.len() {
         return Err(DataError::LengthMismatch {
             what: format!("predictions for task {}", task.name),
@@ -295,13 +276,7 @@ pub fn evaluate(
     };
     for (example, &p) in examples.iter().zip(predicted) {
         if p >= task.num_classes() && p != NO_LABEL {
-            return Err(bad(
-                example,
-                format!(
-                    "predicted class {p} is outside the {} classes",
-                    task.num_classes()
-                ),
-            ));
+            return Err(bad(example, format!("predicted class {p} is outside the {} classes", task.num_classes())));
         }
     }
     let gold: Vec<usize> = examples.iter().map(|e| e.label).collect();
@@ -318,30 +293,19 @@ pub fn evaluate(
                     .map(|e| match (task.kind, e.score) {
                         (_, Some(s)) => Ok(f64::from(s)),
                         (TaskKind::Classification, None) => Ok(e.label as f64),
-                        (TaskKind::Regression, None) => Err(bad(
-                            e,
-                            "regression example without a gold score".to_string(),
-                        )),
+                        (TaskKind::Regression, None) => {
+                            Err(bad(e, "regression example without a gold score".to_string()))
+                        }
                     })
                     .collect::<Result<Vec<f64>, _>>()?;
-                let values: Vec<f64> = predicted
-                    .iter()
-                    .map(|&p| if p == NO_LABEL { -1.0 } else { p as f64 * 0.2 })
-                    .collect();
-                if metric == Metric::Pearson {
-                    pearson(&values, &gold_scores)
-                } else {
-                    spearman(&values, &gold_scores)
-                }
+                let values: Vec<f64> =
+                    predicted.iter().map(|&p| if p == NO_LABEL { -1.0 } else { p as f64 * 0.2 }).collect();
+                if metric == Metric::Pearson { pearson(&values, &gold_scores) } else { spearman(&values, &gold_scores) }
             }
             Metric::Em => {
                 let groups = examples
                     .iter()
-                    .map(|e| {
-                        e.group
-                            .as_deref()
-                            .ok_or_else(|| bad(e, "example without a question group".to_string()))
-                    })
+                    .map(|e| e.group.as_deref().ok_or_else(|| bad(e, "example without a question group".to_string())))
                     .collect::<Result<Vec<&str>, _>>()?;
                 exact_match(&groups, &gold, predicted)
             }
@@ -371,10 +335,7 @@ mod tests {
         assert_eq!(binary_f1(&[0, 0], &[0, 0]), 0.0);
         assert_eq!(matthews_corrcoef(&[0, 1, 0, 1], &[0, 0, 0, 0]), 0.0);
         assert_eq!(matthews_corrcoef(&[0, 1, 0, 1], &[0, 1, 0, 1]), 1.0);
-        assert_eq!(
-            average_ranks(&[3.0, 1.0, 3.0, 2.0]),
-            vec![3.5, 1.0, 3.5, 2.0]
-        );
+        assert_eq!(average_ranks(&[3.0, 1.0, 3.0, 2.0]), vec![3.5, 1.0, 3.5, 2.0]);
         assert_eq!(pearson(&[1.0, 1.0], &[0.0, 2.0]), 0.0);
         assert_eq!(exact_match(&["a", "a", "b"], &[1, 0, 1], &[1, 0, 0]), 0.5);
     }
@@ -400,21 +361,13 @@ mod tests {
         assert!((scores.primary() - (0.8 + 2.0 / 3.0) / 2.0).abs() < 1e-12);
 
         let stsb = lookup("stsb").unwrap();
-        let examples = vec![
-            ex(0, Some(0.1), None),
-            ex(10, Some(2.0), None),
-            ex(25, Some(5.0), None),
-        ];
+        let examples = vec![ex(0, Some(0.1), None), ex(10, Some(2.0), None), ex(25, Some(5.0), None)];
         let scores = evaluate(stsb, &examples, &[0, 10, 25]).unwrap();
         assert!((scores.get(Metric::Spearman).unwrap() - 1.0).abs() < 1e-12);
         assert!(scores.get(Metric::Pearson).unwrap() > 0.99);
 
         let multirc = lookup("multirc").unwrap();
-        let examples = vec![
-            ex(1, None, Some("q1")),
-            ex(0, None, Some("q1")),
-            ex(1, None, Some("q2")),
-        ];
+        let examples = vec![ex(1, None, Some("q1")), ex(0, None, Some("q1")), ex(1, None, Some("q2"))];
         let scores = evaluate(multirc, &examples, &[1, 0, 0]).unwrap();
         assert_eq!(scores.get(Metric::Em), Some(0.5));
         assert!((scores.get(Metric::F1a).unwrap() - 2.0 / 3.0).abs() < 1e-12);
@@ -444,10 +397,7 @@ mod tests {
     fn evaluate_rejects_bad_input() {
         let rte = lookup("rte").unwrap();
         let examples = vec![ex(1, None, None)];
-        assert!(matches!(
-            evaluate(rte, &examples, &[]),
-            Err(DataError::LengthMismatch { .. })
-        ));
+        assert!(matches!(evaluate(rte, &examples, &[]), Err(DataError::LengthMismatch { .. })));
         let msg = evaluate(rte, &examples, &[2]).unwrap_err().to_string();
         assert!(msg.contains("predicted class 2"), "{msg}");
         assert!(evaluate(rte, &[], &[]).is_err());

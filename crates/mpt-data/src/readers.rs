@@ -51,54 +51,23 @@ impl LoadReport {
 /// Reads `file` (one of `task`'s files) under the data root `root`.
 ///
 /// Fails with [`DataError::MissingFile`] (naming the task's expected layout) when it is absent.
-pub fn read_source(
-    root: &Path,
-    task: &TaskSpec,
-    file: &SourceFile,
-) -> Result<(Vec<Example>, LoadReport), DataError> {
+pub fn read_source(root: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec<Example>, LoadReport), DataError> {
     let path = root.join(file.path);
     if !path.is_file() {
-        return Err(DataError::MissingFile {
-            path,
-            task: task.name.to_string(),
-            layout: task.layout(),
-        });
+        return Err(DataError::MissingFile { path, task: task.name.to_string(), layout: task.layout() });
     }
     read_file(&path, task, file)
 }
 
 /// Reads the file at `path` with the reader and label mapping of `file`, rendering examples for
 /// `task`. Rows keep their file order.
-pub fn read_file(
-    path: &Path,
-    task: &TaskSpec,
-    file: &SourceFile,
-) -> Result<(Vec<Example>, LoadReport), DataError> {
+pub fn read_file(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec<Example>, LoadReport), DataError> {
     let mut report = LoadReport::default();
     let records = match file.reader {
-        Reader::Tsv {
-            header,
-            columns,
-            fields,
-            label,
-            skip_malformed,
-        } => read_tsv(
-            path,
-            TsvLayout {
-                quoting: false,
-                header,
-                columns,
-                fields,
-                label,
-                skip_malformed,
-            },
-            &mut report,
-        )?,
-        Reader::QuotedTsv {
-            header,
-            fields,
-            label,
-        } => read_tsv(
+        Reader::Tsv { header, columns, fields, label, skip_malformed } => {
+            read_tsv(path, TsvLayout { quoting: false, header, columns, fields, label, skip_malformed }, &mut report)?
+        }
+        Reader::QuotedTsv { header, fields, label } => read_tsv(
             path,
             TsvLayout {
                 quoting: true,
@@ -123,10 +92,8 @@ pub fn read_file(
             found: "no data rows".to_string(),
         });
     }
-    let examples = records
-        .into_iter()
-        .map(|record| to_example(path, task, file, record))
-        .collect::<Result<Vec<_>, _>>()?;
+    let examples =
+        records.into_iter().map(|record| to_example(path, task, file, record)).collect::<Result<Vec<_>, _>>()?;
     Ok((examples, report))
 }
 
@@ -142,12 +109,7 @@ struct Record {
     group: Option<String>,
 }
 
-fn to_example(
-    path: &Path,
-    task: &TaskSpec,
-    file: &SourceFile,
-    record: Record,
-) -> Result<Example, DataError> {
+fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -> Result<Example, DataError> {
     let malformed = |field: &str, expected: &str, found: String| DataError::Malformed {
         path: path.to_path_buf(),
         line: record.line,
@@ -169,30 +131,19 @@ fn to_example(
             }
         },
         LabelKind::Score => {
-            let score: f64 = record.label.parse().map_err(|_| {
-                malformed(
-                    "score",
-                    "a similarity score in 0..=5",
-                    format!("{:?}", record.label),
-                )
-            })?;
+            let score: f64 = record
+                .label
+                .parse()
+                .map_err(|_| malformed("score", "a similarity score in 0..=5", format!("{:?}", record.label)))?;
             if !(0.0..=5.0).contains(&score) {
-                return Err(malformed(
-                    "score",
-                    "a similarity score in 0..=5",
-                    format!("{:?}", record.label),
-                ));
+                return Err(malformed("score", "a similarity score in 0..=5", format!("{:?}", record.label)));
             }
             ((score * 5.0).round_ties_even() as usize, Some(score as f32))
         }
     };
     let fill = |template: &str| {
         render(template, &record.fields).map_err(|name| {
-            malformed(
-                &name,
-                "a value for this template placeholder",
-                "no such field from the reader".to_string(),
-            )
+            malformed(&name, "a value for this template placeholder", "no such field from the reader".to_string())
         })
     };
     let input = fill(task.template)?;
@@ -221,15 +172,8 @@ struct TsvLayout {
     skip_malformed: bool,
 }
 
-fn read_tsv(
-    path: &Path,
-    layout: TsvLayout,
-    report: &mut LoadReport,
-) -> Result<Vec<Record>, DataError> {
-    let handle = File::open(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+fn read_tsv(path: &Path, layout: TsvLayout, report: &mut LoadReport) -> Result<Vec<Record>, DataError> {
+    let handle = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(b'\t')
         .has_headers(false)
@@ -252,20 +196,12 @@ fn read_tsv(
         let is_first = std::mem::take(&mut first);
         let get = |i: usize| {
             let value = record.get(i).unwrap_or("");
-            let value = if is_first && i == 0 {
-                value.trim_start_matches('\u{feff}')
-            } else {
-                value
-            };
+            let value = if is_first && i == 0 { value.trim_start_matches('\u{feff}') } else { value };
             value.trim().to_string()
         };
         if is_first && let Some(names) = layout.header {
             let found: Vec<String> = (0..record.len()).map(get).collect();
-            let matches = found.len() == names.len()
-                && found
-                    .iter()
-                    .zip(names)
-                    .all(|(f, n)| f.eq_ignore_ascii_case(n));
+            let matches = found.len() == names.len() && found.iter().zip(names).all(|(f, n)| f.eq_ignore_ascii_case(n));
             if !matches {
                 return Err(DataError::Malformed {
                     path: path.to_path_buf(),
@@ -286,10 +222,7 @@ fn read_tsv(
                 report.skipped_rows.push(SkippedRow {
                     path: path.to_path_buf(),
                     line,
-                    reason: format!(
-                        "expected {} tab-separated columns, found {found}",
-                        layout.columns
-                    ),
+                    reason: format!("expected {} tab-separated columns, found {found}", layout.columns),
                 });
                 continue;
             }
@@ -304,11 +237,7 @@ fn read_tsv(
         out.push(Record {
             line,
             row: this_row,
-            fields: layout
-                .fields
-                .iter()
-                .map(|(name, i)| (*name, get(*i)))
-                .collect(),
+            fields: layout.fields.iter().map(|(name, i)| (*name, get(*i))).collect(),
             label: get(layout.label),
             group: None,
         });
@@ -337,10 +266,7 @@ fn describe(value: Option<&Value>) -> String {
 /// The file as text; bytes that are not UTF-8 are an error naming their line and column (as
 /// the TSV reader's are), not an I/O error without a position.
 fn read_text(path: &Path) -> Result<String, DataError> {
-    let bytes = std::fs::read(path).map_err(|source| DataError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     String::from_utf8(bytes).map_err(|e| {
         let bytes = e.as_bytes();
         let at = e.utf8_error().valid_up_to();
@@ -388,8 +314,7 @@ fn json_fields(
         }
     }
     let value = object.pointer(label);
-    let raw = json_label(value)
-        .ok_or_else(|| malformed(label, "a label (string, boolean or integer)", value))?;
+    let raw = json_label(value).ok_or_else(|| malformed(label, "a label (string, boolean or integer)", value))?;
     Ok((out, raw))
 }
 
@@ -402,11 +327,7 @@ fn lines(text: &str) -> impl Iterator<Item = (u64, &str)> {
 }
 
 fn parse_line(path: &Path, line: u64, text: &str) -> Result<Value, DataError> {
-    serde_json::from_str(text).map_err(|source| DataError::Json {
-        path: path.to_path_buf(),
-        line,
-        source,
-    })
+    serde_json::from_str(text).map_err(|source| DataError::Json { path: path.to_path_buf(), line, source })
 }
 
 fn read_jsonl(
@@ -420,13 +341,7 @@ fn read_jsonl(
         .map(|(row, (line, content))| {
             let object = parse_line(path, line, content)?;
             let (fields, label) = json_fields(path, line, &object, fields, label)?;
-            Ok(Record {
-                line,
-                row,
-                fields,
-                label,
-                group: None,
-            })
+            Ok(Record { line, row, fields, label, group: None })
         })
         .collect()
 }
@@ -515,13 +430,7 @@ fn read_json_object(
     rows.into_iter()
         .map(|(row, line, object)| {
             let (fields, label) = json_fields(path, line, object, fields, label)?;
-            Ok(Record {
-                line,
-                row,
-                fields,
-                label,
-                group: None,
-            })
+            Ok(Record { line, row, fields, label, group: None })
         })
         .collect()
 }
@@ -531,14 +440,13 @@ fn read_multirc(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<Vec<R
     let mut out = Vec::new();
     for (line, content) in lines(&text) {
         let passage = parse_line(path, line, content)?;
-        let malformed =
-            |field: String, expected: &str, found: Option<&Value>| DataError::Malformed {
-                path: path.to_path_buf(),
-                line,
-                field,
-                expected: expected.to_string(),
-                found: describe(found),
-            };
+        let malformed = |field: String, expected: &str, found: Option<&Value>| DataError::Malformed {
+            path: path.to_path_buf(),
+            line,
+            field,
+            expected: expected.to_string(),
+            found: describe(found),
+        };
         let paragraph = match passage.pointer("/passage/text") {
             Some(Value::String(s)) => s.trim().to_string(),
             other => return Err(malformed("passage.text".into(), "a string", other)),
@@ -587,11 +495,7 @@ fn read_multirc(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<Vec<R
                 out.push(Record {
                     line,
                     row,
-                    fields: vec![
-                        ("question", q_text.clone()),
-                        ("answer", a_text),
-                        ("paragraph", paragraph.clone()),
-                    ],
+                    fields: vec![("question", q_text.clone()), ("answer", a_text), ("paragraph", paragraph.clone())],
                     label,
                     group: Some(group.clone()),
                 });
@@ -608,11 +512,7 @@ mod tests {
 
     fn file_of(task: &str, path_suffix: &str) -> (&'static TaskSpec, SourceFile) {
         let task = lookup(task).unwrap();
-        let file = task
-            .files()
-            .into_iter()
-            .find(|f| f.path.ends_with(path_suffix))
-            .unwrap();
+        let file = task.files().into_iter().find(|f| f.path.ends_with(path_suffix)).unwrap();
         (task, file)
     }
 
@@ -636,10 +536,7 @@ mod tests {
         assert_eq!(examples.len(), 2);
         assert_eq!(examples[0].text_a, "\"Quoted start");
         assert_eq!(examples[0].text_b.as_deref(), Some("plain"));
-        assert_eq!(
-            examples[0].input,
-            "mrpc sentence1: \"Quoted start sentence2: plain"
-        );
+        assert_eq!(examples[0].input, "mrpc sentence1: \"Quoted start sentence2: plain");
         assert_eq!(examples[0].label, 1);
         assert_eq!(examples[0].id, "mrpc/train/0");
         assert_eq!(examples[1].id, "mrpc/train/1");
@@ -658,10 +555,7 @@ mod tests {
         let err = read_file(&path, task, &file).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(&format!("{}:3:", path.display())), "{msg}");
-        assert!(
-            msg.contains("field `row`") && msg.contains("4 tab-separated columns"),
-            "{msg}"
-        );
+        assert!(msg.contains("field `row`") && msg.contains("4 tab-separated columns"), "{msg}");
         assert!(matches!(err, DataError::Malformed { line: 3, .. }));
     }
 
@@ -669,17 +563,10 @@ mod tests {
     fn unknown_label_names_file_and_line() {
         let dir = tempfile::tempdir().unwrap();
         let (task, file) = file_of("rte", "dev.tsv");
-        let path = write(
-            &dir,
-            "dev.tsv",
-            "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n",
-        );
+        let path = write(&dir, "dev.tsv", "index\tsentence1\tsentence2\tlabel\n0\ta\tb\tmaybe\n");
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(&format!("{}:2:", path.display())), "{msg}");
-        assert!(
-            msg.contains("\"maybe\"") && msg.contains("entailment, not_entailment"),
-            "{msg}"
-        );
+        assert!(msg.contains("\"maybe\"") && msg.contains("entailment, not_entailment"), "{msg}");
     }
 
     #[test]
@@ -689,10 +576,7 @@ mod tests {
         for content in ["", "index\tsentence1\tsentence2\tlabel\n"] {
             let path = write(&dir, "dev.tsv", content);
             let msg = read_file(&path, task, &file).unwrap_err().to_string();
-            assert!(
-                msg.contains(":1: field `file`") && msg.contains("no data rows"),
-                "{msg}"
-            );
+            assert!(msg.contains(":1: field `file`") && msg.contains("no data rows"), "{msg}");
         }
     }
 
@@ -709,11 +593,7 @@ mod tests {
     fn qqp_cutoff_skips_and_counts_malformed_rows() {
         let dir = tempfile::tempdir().unwrap();
         let (task, file) = file_of("qqp", "new_dev.tsv");
-        let path = write(
-            &dir,
-            "new_dev.tsv",
-            "1\t2\t3\tq1?\tq2? 0\n4\t5\t6\tq3?\tq4?\t1\n",
-        );
+        let path = write(&dir, "new_dev.tsv", "1\t2\t3\tq1?\tq2? 0\n4\t5\t6\tq3?\tq4?\t1\n");
         let (examples, report) = read_file(&path, task, &file).unwrap();
         assert_eq!(examples.len(), 1);
         assert_eq!(examples[0].id, "qqp/cutoff/1");
@@ -725,11 +605,7 @@ mod tests {
     fn quoted_tsv_unquotes() {
         let dir = tempfile::tempdir().unwrap();
         let (task, file) = file_of("snli", "test.tsv");
-        let path = write(
-            &dir,
-            "test.tsv",
-            "premise\thypothesis\tlabel\n\"A \"\"quoted\"\" man.\"\tA man.\t2\n",
-        );
+        let path = write(&dir, "test.tsv", "premise\thypothesis\tlabel\n\"A \"\"quoted\"\" man.\"\tA man.\t2\n");
         let (examples, _) = read_file(&path, task, &file).unwrap();
         assert_eq!(examples[0].text_a, "A \"quoted\" man.");
         assert_eq!(examples[0].target(task), "contradiction");
@@ -746,10 +622,7 @@ mod tests {
         );
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(&format!("{}:3:", path.display())), "{msg}");
-        assert!(
-            msg.contains("field `passage`") && msg.contains("no such key"),
-            "{msg}"
-        );
+        assert!(msg.contains("field `passage`") && msg.contains("no such key"), "{msg}");
         let path = write(&dir, "bad.jsonl", "{\"question\": \n");
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains("bad.jsonl:1: invalid JSON"), "{msg}");
@@ -765,7 +638,10 @@ mod tests {
         std::fs::write(&path, bytes).unwrap();
         let err = read_file(&path, task, &file).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.contains(&format!("{}:2:", path.display())) && msg.contains("UTF-8") && msg.contains("0xff"), "{msg}");
+        assert!(
+            msg.contains(&format!("{}:2:", path.display())) && msg.contains("UTF-8") && msg.contains("0xff"),
+            "{msg}"
+        );
         assert!(msg.contains("byte 16 of the line"), "{msg}");
         assert!(matches!(err, DataError::Malformed { line: 2, .. }));
     }
@@ -781,10 +657,7 @@ mod tests {
         let path = write(&dir, "ok.json", &body.replace("wrong", "not_entailment"));
         let (examples, _) = read_file(&path, task, &file).unwrap();
         let ids: Vec<&str> = examples.iter().map(|e| e.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            ["qnli/ppft_dev/0", "qnli/ppft_dev/2", "qnli/ppft_dev/10"]
-        );
+        assert_eq!(ids, ["qnli/ppft_dev/0", "qnli/ppft_dev/2", "qnli/ppft_dev/10"]);
         assert_eq!(examples[1].input, "qnli question: q2 sentence: s2");
         assert_eq!(examples[1].target(task), "not entailment");
     }
@@ -803,11 +676,7 @@ mod tests {
         let buckets: Vec<&str> = examples.iter().map(|e| e.target(task)).collect();
         assert_eq!(buckets, ["5.0", "3.8", "4.8", "0.0", "0.4", "0.0"]);
         assert_eq!(examples[2].score, Some(4.75));
-        let path = write(
-            &dir,
-            "bad.tsv",
-            &format!("{header}0\tg\tf\ty\t0\tn\tn\ta\tb\t5.5\n"),
-        );
+        let path = write(&dir, "bad.tsv", &format!("{header}0\tg\tf\ty\t0\tn\tn\ta\tb\t5.5\n"));
         let msg = read_file(&path, task, &file).unwrap_err().to_string();
         assert!(msg.contains(":2: field `score`"), "{msg}");
     }
@@ -820,10 +689,7 @@ mod tests {
         let path = write(&dir, "val.jsonl", &format!("{line}\n"));
         let (examples, _) = read_file(&path, task, &file).unwrap();
         assert_eq!(examples.len(), 2);
-        assert_eq!(
-            examples[0].input,
-            "multirc question: Q? answer: A paragraph: P."
-        );
+        assert_eq!(examples[0].input, "multirc question: Q? answer: A paragraph: P.");
         assert_eq!(examples[0].text_a, "Q? A");
         assert_eq!(examples[0].group.as_deref(), Some("multirc/val/q7"));
         assert_eq!(examples[1].label, 0);

@@ -89,9 +89,7 @@ impl Reader {
     /// One-line description of the format, used in missing-file messages.
     pub fn describe(&self) -> String {
         match self {
-            Reader::Tsv {
-                header, columns, ..
-            } => match header {
+            Reader::Tsv { header, columns, .. } => match header {
                 Some(names) => format!("GLUE TSV without quoting, header: {}", names.join(", ")),
                 None => format!("GLUE TSV without quoting, no header, {columns} columns"),
             },
@@ -100,25 +98,14 @@ impl Reader {
             }
             Reader::Jsonl { fields, label } => format!(
                 "JSON Lines with keys {}, label {label}",
-                fields
-                    .iter()
-                    .map(|(_, p)| *p)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                fields.iter().map(|(_, p)| *p).collect::<Vec<_>>().join(", ")
             ),
             Reader::JsonObject { fields, label } => format!(
                 "one JSON object \"0\"..\"N-1\" -> {{{}, {}}}",
-                fields
-                    .iter()
-                    .map(|(_, p)| p.trim_start_matches('/'))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                fields.iter().map(|(_, p)| p.trim_start_matches('/')).collect::<Vec<_>>().join(", "),
                 label.trim_start_matches('/')
             ),
-            Reader::MultiRc => {
-                "SuperGLUE MultiRC JSON Lines (passage.text, passage.questions[].answers[])"
-                    .to_string()
-            }
+            Reader::MultiRc => "SuperGLUE MultiRC JSON Lines (passage.text, passage.questions[].answers[])".to_string(),
         }
     }
 }
@@ -234,9 +221,7 @@ impl TaskSpec {
                 push(pool);
                 push(test);
             }
-            SplitPlan::Given {
-                train, dev, test, ..
-            } => {
+            SplitPlan::Given { train, dev, test, .. } => {
                 push(train);
                 push(dev);
                 push(test);
@@ -268,8 +253,8 @@ const BOOLEAN: &[&str] = &["false", "true"];
 const CHOICE: &[&str] = &["choice1", "choice2"];
 /// STS-B score buckets `"0.0"`, `"0.2"`, …, `"5.0"` (26 classes; bucket `i` = score `0.2 * i`).
 pub const STSB_BUCKETS: &[&str] = &[
-    "0.0", "0.2", "0.4", "0.6", "0.8", "1.0", "1.2", "1.4", "1.6", "1.8", "2.0", "2.2", "2.4",
-    "2.6", "2.8", "3.0", "3.2", "3.4", "3.6", "3.8", "4.0", "4.2", "4.4", "4.6", "4.8", "5.0",
+    "0.0", "0.2", "0.4", "0.6", "0.8", "1.0", "1.2", "1.4", "1.6", "1.8", "2.0", "2.2", "2.4", "2.6", "2.8", "3.0",
+    "3.2", "3.4", "3.6", "3.8", "4.0", "4.2", "4.4", "4.6", "4.8", "5.0",
 ];
 
 // Raw label sets as found in the files.
@@ -298,18 +283,7 @@ const fn tsv(
     label: usize,
     labels: LabelKind,
 ) -> SourceFile {
-    SourceFile {
-        key,
-        path,
-        reader: Reader::Tsv {
-            header,
-            columns,
-            fields,
-            label,
-            skip_malformed: false,
-        },
-        labels,
-    }
+    SourceFile { key, path, reader: Reader::Tsv { header, columns, fields, label, skip_malformed: false }, labels }
 }
 
 const fn jsonl(
@@ -318,15 +292,7 @@ const fn jsonl(
     fields: &'static [(&'static str, &'static str)],
     labels: LabelKind,
 ) -> SourceFile {
-    SourceFile {
-        key,
-        path,
-        reader: Reader::Jsonl {
-            fields,
-            label: "/label",
-        },
-        labels,
-    }
+    SourceFile { key, path, reader: Reader::Jsonl { fields, label: "/label" }, labels }
 }
 
 const fn ppft(
@@ -335,37 +301,13 @@ const fn ppft(
     fields: &'static [(&'static str, &'static str)],
     labels: LabelKind,
 ) -> SourceFile {
-    SourceFile {
-        key,
-        path,
-        reader: Reader::JsonObject {
-            fields,
-            label: "/label",
-        },
-        labels,
-    }
+    SourceFile { key, path, reader: Reader::JsonObject { fields, label: "/label" }, labels }
 }
 
 const H_SST2: &[&str] = &["sentence", "label"];
 const F_SENTENCE0: &[(&str, usize)] = &[("sentence", 0)];
-const SST2_TRAIN: SourceFile = tsv(
-    "train",
-    "sst-2/train.tsv",
-    Some(H_SST2),
-    2,
-    F_SENTENCE0,
-    1,
-    RAW01,
-);
-const SST2_DEV: SourceFile = tsv(
-    "dev",
-    "sst-2/dev.tsv",
-    Some(H_SST2),
-    2,
-    F_SENTENCE0,
-    1,
-    RAW01,
-);
+const SST2_TRAIN: SourceFile = tsv("train", "sst-2/train.tsv", Some(H_SST2), 2, F_SENTENCE0, 1, RAW01);
+const SST2_DEV: SourceFile = tsv("dev", "sst-2/dev.tsv", Some(H_SST2), 2, F_SENTENCE0, 1, RAW01);
 
 const F_COLA: &[(&str, usize)] = &[("sentence", 3)];
 const COLA_TRAIN: SourceFile = tsv("train", "cola/train.tsv", None, 4, F_COLA, 1, RAW01);
@@ -376,49 +318,15 @@ const F_MRPC: &[(&str, usize)] = &[("sentence1", 3), ("sentence2", 4)];
 const MRPC_TRAIN: SourceFile = tsv("train", "mrpc/train.tsv", Some(H_MRPC), 5, F_MRPC, 0, RAW01);
 const MRPC_DEV: SourceFile = tsv("dev", "mrpc/dev.tsv", Some(H_MRPC), 5, F_MRPC, 0, RAW01);
 
-const H_STSB: &[&str] = &[
-    "index",
-    "genre",
-    "filename",
-    "year",
-    "old_index",
-    "source1",
-    "source2",
-    "sentence1",
-    "sentence2",
-    "score",
-];
+const H_STSB: &[&str] =
+    &["index", "genre", "filename", "year", "old_index", "source1", "source2", "sentence1", "sentence2", "score"];
 const F_STSB: &[(&str, usize)] = &[("sentence1", 7), ("sentence2", 8)];
-const STSB_TRAIN: SourceFile = tsv(
-    "train",
-    "sts-b/train.tsv",
-    Some(H_STSB),
-    10,
-    F_STSB,
-    9,
-    LabelKind::Score,
-);
-const STSB_DEV: SourceFile = tsv(
-    "dev",
-    "sts-b/dev.tsv",
-    Some(H_STSB),
-    10,
-    F_STSB,
-    9,
-    LabelKind::Score,
-);
+const STSB_TRAIN: SourceFile = tsv("train", "sts-b/train.tsv", Some(H_STSB), 10, F_STSB, 9, LabelKind::Score);
+const STSB_DEV: SourceFile = tsv("dev", "sts-b/dev.tsv", Some(H_STSB), 10, F_STSB, 9, LabelKind::Score);
 
 const H_RTE: &[&str] = &["index", "sentence1", "sentence2", "label"];
 const F_S1S2: &[(&str, usize)] = &[("sentence1", 1), ("sentence2", 2)];
-const RTE_TRAIN: SourceFile = tsv(
-    "train",
-    "rte/train.tsv",
-    Some(H_RTE),
-    4,
-    F_S1S2,
-    3,
-    RAW_NLI2,
-);
+const RTE_TRAIN: SourceFile = tsv("train", "rte/train.tsv", Some(H_RTE), 4, F_S1S2, 3, RAW_NLI2);
 const RTE_DEV: SourceFile = tsv("dev", "rte/dev.tsv", Some(H_RTE), 4, F_S1S2, 3, RAW_NLI2);
 
 const H_QNLI: &[&str] = &["index", "question", "sentence", "label"];
@@ -461,48 +369,13 @@ const SCITAIL_TEST: SourceFile = jsonl("test", "scitail/test.jsonl", J_PH, RAW_N
 const P_PH: &[(&str, &str)] = &[("premise", "/text_a"), ("hypothesis", "/text_b")];
 const P_QNLI: &[(&str, &str)] = &[("question", "/text_a"), ("sentence", "/text_b")];
 const P_QQP: &[(&str, &str)] = &[("question1", "/text_a"), ("question2", "/text_b")];
-const MNLI_PPFT_TRAIN: SourceFile = ppft(
-    "ppft_train",
-    "mnli/train-subset-ppft/train.json",
-    P_PH,
-    RAW_NLI3,
-);
-const MNLI_PPFT_DEV: SourceFile = ppft(
-    "ppft_dev",
-    "mnli/train-subset-ppft/dev.json",
-    P_PH,
-    RAW_NLI3,
-);
-const SNLI_PPFT_TRAIN: SourceFile = ppft(
-    "ppft_train",
-    "snli/train-subset-ppft/train.json",
-    P_PH,
-    RAW_NLI3,
-);
-const SNLI_PPFT_DEV: SourceFile = ppft(
-    "ppft_dev",
-    "snli/train-subset-ppft/dev.json",
-    P_PH,
-    RAW_NLI3,
-);
-const QNLI_PPFT_TRAIN: SourceFile = ppft(
-    "ppft_train",
-    "qnli/train-subset-ppft/train.json",
-    P_QNLI,
-    RAW_NLI2,
-);
-const QNLI_PPFT_DEV: SourceFile = ppft(
-    "ppft_dev",
-    "qnli/train-subset-ppft/dev.json",
-    P_QNLI,
-    RAW_NLI2,
-);
-const QQP_PPFT_TRAIN: SourceFile = ppft(
-    "ppft_train",
-    "qqp/train-subset-ppft/train.json",
-    P_QQP,
-    RAW01,
-);
+const MNLI_PPFT_TRAIN: SourceFile = ppft("ppft_train", "mnli/train-subset-ppft/train.json", P_PH, RAW_NLI3);
+const MNLI_PPFT_DEV: SourceFile = ppft("ppft_dev", "mnli/train-subset-ppft/dev.json", P_PH, RAW_NLI3);
+const SNLI_PPFT_TRAIN: SourceFile = ppft("ppft_train", "snli/train-subset-ppft/train.json", P_PH, RAW_NLI3);
+const SNLI_PPFT_DEV: SourceFile = ppft("ppft_dev", "snli/train-subset-ppft/dev.json", P_PH, RAW_NLI3);
+const QNLI_PPFT_TRAIN: SourceFile = ppft("ppft_train", "qnli/train-subset-ppft/train.json", P_QNLI, RAW_NLI2);
+const QNLI_PPFT_DEV: SourceFile = ppft("ppft_dev", "qnli/train-subset-ppft/dev.json", P_QNLI, RAW_NLI2);
+const QQP_PPFT_TRAIN: SourceFile = ppft("ppft_train", "qqp/train-subset-ppft/train.json", P_QQP, RAW01);
 const QQP_PPFT_DEV: SourceFile = ppft("ppft_dev", "qqp/train-subset-ppft/dev.json", P_QQP, RAW01);
 
 const H_MNLI_KSHOT: &[&str] = &[
@@ -520,149 +393,52 @@ const H_MNLI_KSHOT: &[&str] = &[
     "gold_label",
 ];
 const F_MNLI_KSHOT: &[(&str, usize)] = &[("premise", 8), ("hypothesis", 9)];
-const H_QQP: &[&str] = &[
-    "id",
-    "qid1",
-    "qid2",
-    "question1",
-    "question2",
-    "is_duplicate",
-];
+const H_QQP: &[&str] = &["id", "qid1", "qid2", "question1", "question2", "is_duplicate"];
 const F_QQP: &[(&str, usize)] = &[("question1", 3), ("question2", 4)];
 const MNLI_EXTRA: &[SourceFile] = &[
-    tsv(
-        "kshot_train",
-        "mnli/k-shot-16-13/train.tsv",
-        Some(H_MNLI_KSHOT),
-        12,
-        F_MNLI_KSHOT,
-        11,
-        RAW_NLI3,
-    ),
-    tsv(
-        "kshot_dev",
-        "mnli/k-shot-16-13/dev_matched.tsv",
-        Some(H_MNLI_KSHOT),
-        12,
-        F_MNLI_KSHOT,
-        11,
-        RAW_NLI3,
-    ),
+    tsv("kshot_train", "mnli/k-shot-16-13/train.tsv", Some(H_MNLI_KSHOT), 12, F_MNLI_KSHOT, 11, RAW_NLI3),
+    tsv("kshot_dev", "mnli/k-shot-16-13/dev_matched.tsv", Some(H_MNLI_KSHOT), 12, F_MNLI_KSHOT, 11, RAW_NLI3),
 ];
 const QNLI_EXTRA: &[SourceFile] = &[
-    tsv(
-        "kshot_train",
-        "qnli/k-shot-16-13/train.tsv",
-        Some(H_QNLI),
-        4,
-        F_QNLI,
-        3,
-        RAW_NLI2,
-    ),
-    tsv(
-        "kshot_dev",
-        "qnli/k-shot-16-13/dev.tsv",
-        Some(H_QNLI),
-        4,
-        F_QNLI,
-        3,
-        RAW_NLI2,
-    ),
+    tsv("kshot_train", "qnli/k-shot-16-13/train.tsv", Some(H_QNLI), 4, F_QNLI, 3, RAW_NLI2),
+    tsv("kshot_dev", "qnli/k-shot-16-13/dev.tsv", Some(H_QNLI), 4, F_QNLI, 3, RAW_NLI2),
 ];
 const QQP_EXTRA: &[SourceFile] = &[
-    tsv(
-        "kshot_train",
-        "qqp/k-shot-16-13/train.tsv",
-        Some(H_QQP),
-        6,
-        F_QQP,
-        5,
-        RAW01,
-    ),
-    tsv(
-        "kshot_dev",
-        "qqp/k-shot-16-13/dev.tsv",
-        Some(H_QQP),
-        6,
-        F_QQP,
-        5,
-        RAW01,
-    ),
+    tsv("kshot_train", "qqp/k-shot-16-13/train.tsv", Some(H_QQP), 6, F_QQP, 5, RAW01),
+    tsv("kshot_dev", "qqp/k-shot-16-13/dev.tsv", Some(H_QQP), 6, F_QQP, 5, RAW01),
 ];
 const SNLI_EXTRA: &[SourceFile] = &[SNLI_DEV];
-const MRPC_EXTRA: &[SourceFile] = &[tsv(
-    "msr_test",
-    "mrpc/msr_paraphrase_test.txt",
-    Some(H_MRPC),
-    5,
-    F_MRPC,
-    0,
-    RAW01,
-)];
+const MRPC_EXTRA: &[SourceFile] = &[tsv("msr_test", "mrpc/msr_paraphrase_test.txt", Some(H_MRPC), 5, F_MRPC, 0, RAW01)];
 
 const J_BOOLQ: &[(&str, &str)] = &[("question", "/question"), ("passage", "/passage")];
 const BOOLQ_VAL: SourceFile = jsonl("val", "boolq/val.jsonl", J_BOOLQ, RAW_BOOL);
-const BOOLQ_FEW_TRAIN: SourceFile = jsonl(
-    "fewglue_train",
-    "boolq/fewglue-32/train.jsonl",
-    J_BOOLQ,
-    RAW_BOOL,
-);
-const BOOLQ_FEW_DEV32: SourceFile = jsonl(
-    "fewglue_dev32",
-    "boolq/fewglue-32/dev32.jsonl",
-    J_BOOLQ,
-    RAW_BOOL,
-);
+const BOOLQ_FEW_TRAIN: SourceFile = jsonl("fewglue_train", "boolq/fewglue-32/train.jsonl", J_BOOLQ, RAW_BOOL);
+const BOOLQ_FEW_DEV32: SourceFile = jsonl("fewglue_dev32", "boolq/fewglue-32/dev32.jsonl", J_BOOLQ, RAW_BOOL);
 
 const CB_TRAIN: SourceFile = jsonl("train", "cb/train.jsonl", J_PH, RAW_NLI3);
 const CB_VAL: SourceFile = jsonl("val", "cb/val.jsonl", J_PH, RAW_NLI3);
 
-const J_COPA: &[(&str, &str)] = &[
-    ("premise", "/premise"),
-    ("choice1", "/choice1"),
-    ("choice2", "/choice2"),
-    ("question", "/question"),
-];
+const J_COPA: &[(&str, &str)] =
+    &[("premise", "/premise"), ("choice1", "/choice1"), ("choice2", "/choice2"), ("question", "/question")];
 const COPA_TRAIN: SourceFile = jsonl("train", "copa/train.jsonl", J_COPA, RAW01);
 const COPA_VAL: SourceFile = jsonl("val", "copa/val.jsonl", J_COPA, RAW01);
 
-const J_WIC: &[(&str, &str)] = &[
-    ("word", "/word"),
-    ("sentence1", "/sentence1"),
-    ("sentence2", "/sentence2"),
-];
+const J_WIC: &[(&str, &str)] = &[("word", "/word"), ("sentence1", "/sentence1"), ("sentence2", "/sentence2")];
 const WIC_TRAIN: SourceFile = jsonl("train", "wic/train.jsonl", J_WIC, RAW_BOOL);
 const WIC_VAL: SourceFile = jsonl("val", "wic/val.jsonl", J_WIC, RAW_BOOL);
 
-const J_WSC: &[(&str, &str)] = &[
-    ("text", "/text"),
-    ("span1", "/target/span1_text"),
-    ("span2", "/target/span2_text"),
-];
+const J_WSC: &[(&str, &str)] = &[("text", "/text"), ("span1", "/target/span1_text"), ("span2", "/target/span2_text")];
 const WSC_TRAIN: SourceFile = jsonl("train", "wsc/train.jsonl", J_WSC, RAW_BOOL);
 const WSC_VAL: SourceFile = jsonl("val", "wsc/val.jsonl", J_WSC, RAW_BOOL);
 
-const MULTIRC_TRAIN: SourceFile = SourceFile {
-    key: "train",
-    path: "multirc/train.jsonl",
-    reader: Reader::MultiRc,
-    labels: RAW01,
-};
-const MULTIRC_VAL: SourceFile = SourceFile {
-    key: "val",
-    path: "multirc/val.jsonl",
-    reader: Reader::MultiRc,
-    labels: RAW01,
-};
+const MULTIRC_TRAIN: SourceFile =
+    SourceFile { key: "train", path: "multirc/train.jsonl", reader: Reader::MultiRc, labels: RAW01 };
+const MULTIRC_VAL: SourceFile =
+    SourceFile { key: "val", path: "multirc/val.jsonl", reader: Reader::MultiRc, labels: RAW01 };
 
 /// Official train + halved validation (ATTEMPT's small-dataset recipe).
 const fn halve(train: &'static [SourceFile], val: SourceFile) -> SplitPlan {
-    SplitPlan::Pool {
-        train,
-        pool: val,
-        pool_to_train: 0,
-    }
+    SplitPlan::Pool { train, pool: val, pool_to_train: 0 }
 }
 
 /// Size of the dev set held out of training data for large tasks.
@@ -739,11 +515,7 @@ pub static TASKS: &[TaskSpec] = &[
             None,
             SENTIMENT,
             ACC,
-            SplitPlan::HoldOut {
-                pool: SST2_TRAIN,
-                holdout: HOLDOUT,
-                test: SST2_DEV,
-            },
+            SplitPlan::HoldOut { pool: SST2_TRAIN, holdout: HOLDOUT, test: SST2_DEV },
         )
     },
     TaskSpec {
@@ -761,12 +533,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{hypothesis}"),
             NLI3,
             ACC,
-            SplitPlan::Given {
-                train: MNLI_PPFT_TRAIN,
-                dev: MNLI_PPFT_DEV,
-                test: MNLI_DEV_MATCHED,
-                dedup_test: false,
-            },
+            SplitPlan::Given { train: MNLI_PPFT_TRAIN, dev: MNLI_PPFT_DEV, test: MNLI_DEV_MATCHED, dedup_test: false },
         )
     },
     TaskSpec {
@@ -784,12 +551,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{sentence}"),
             NLI2,
             ACC,
-            SplitPlan::Given {
-                train: QNLI_PPFT_TRAIN,
-                dev: QNLI_PPFT_DEV,
-                test: QNLI_DEV,
-                dedup_test: false,
-            },
+            SplitPlan::Given { train: QNLI_PPFT_TRAIN, dev: QNLI_PPFT_DEV, test: QNLI_DEV, dedup_test: false },
         )
     },
     TaskSpec {
@@ -807,12 +569,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{question2}"),
             PARAPHRASE,
             F1_ACC,
-            SplitPlan::Given {
-                train: QQP_PPFT_TRAIN,
-                dev: QQP_PPFT_DEV,
-                test: QQP_CUTOFF,
-                dedup_test: true,
-            },
+            SplitPlan::Given { train: QQP_PPFT_TRAIN, dev: QQP_PPFT_DEV, test: QQP_CUTOFF, dedup_test: true },
         )
     },
     TaskSpec {
@@ -830,12 +587,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{hypothesis}"),
             NLI3,
             ACC,
-            SplitPlan::Given {
-                train: SNLI_PPFT_TRAIN,
-                dev: SNLI_PPFT_DEV,
-                test: SNLI_TEST,
-                dedup_test: false,
-            },
+            SplitPlan::Given { train: SNLI_PPFT_TRAIN, dev: SNLI_PPFT_DEV, test: SNLI_TEST, dedup_test: false },
         )
     },
     // ---- targets
@@ -919,11 +671,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{passage}"),
             BOOLEAN,
             ACC,
-            SplitPlan::Pool {
-                train: &[BOOLQ_FEW_TRAIN, BOOLQ_FEW_DEV32],
-                pool: BOOLQ_VAL,
-                pool_to_train: 1000,
-            },
+            SplitPlan::Pool { train: &[BOOLQ_FEW_TRAIN, BOOLQ_FEW_DEV32], pool: BOOLQ_VAL, pool_to_train: 1000 },
         )
     },
     spec(
@@ -991,11 +739,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{hypothesis}"),
             NLI2,
             ACC,
-            SplitPlan::Pool {
-                train: &[],
-                pool: SCITAIL_TEST,
-                pool_to_train: 1000,
-            },
+            SplitPlan::Pool { train: &[], pool: SCITAIL_TEST, pool_to_train: 1000 },
         )
     },
     TaskSpec {
@@ -1012,11 +756,7 @@ pub static TASKS: &[TaskSpec] = &[
             Some("{sentence2}"),
             PARAPHRASE,
             ACC,
-            SplitPlan::HoldOut {
-                pool: PAWS_DEV,
-                holdout: HOLDOUT,
-                test: PAWS_TEST,
-            },
+            SplitPlan::HoldOut { pool: PAWS_DEV, holdout: HOLDOUT, test: PAWS_TEST },
         )
     },
 ];
@@ -1024,21 +764,18 @@ pub static TASKS: &[TaskSpec] = &[
 /// Canonical names of the source tasks, in registry order.
 pub const SOURCE_TASKS: &[&str] = &["sst2", "mnli", "qnli", "qqp", "snli"];
 /// Canonical names of the target tasks, in registry order.
-pub const TARGET_TASKS: &[&str] = &[
-    "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail",
-    "paws",
-];
+pub const TARGET_TASKS: &[&str] =
+    &["rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws"];
 
 /// Looks a task up by canonical name or alias, case-insensitively (`"SST-2"`, `"sts_b"`, …).
 pub fn lookup(name: &str) -> Result<&'static TaskSpec, DataError> {
     let wanted = name.trim().to_ascii_lowercase();
-    TASKS
-        .iter()
-        .find(|t| t.name == wanted || t.aliases.contains(&wanted.as_str()))
-        .ok_or_else(|| DataError::UnknownTask {
+    TASKS.iter().find(|t| t.name == wanted || t.aliases.contains(&wanted.as_str())).ok_or_else(|| {
+        DataError::UnknownTask {
             name: name.to_string(),
             known: TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
-        })
+        }
+    })
 }
 
 /// All tasks with the given role, in registry order.
@@ -1056,11 +793,7 @@ pub(crate) fn render(template: &str, fields: &[(&str, String)]) -> Result<String
         let after = &rest[open + 1..];
         let close = after.find('}').ok_or_else(|| after.to_string())?;
         let name = &after[..close];
-        let value = fields
-            .iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.as_str())
-            .ok_or_else(|| name.to_string())?;
+        let value = fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).ok_or_else(|| name.to_string())?;
         out.push_str(value);
         rest = &after[close + 1..];
     }
@@ -1092,18 +825,10 @@ mod tests {
             assert_eq!(lookup(name).map(|t| t.role).ok(), Some(Role::Target));
         }
         for task in TASKS {
-            assert!(
-                task.template.starts_with(&format!("{} ", task.name)),
-                "{}",
-                task.name
-            );
+            assert!(task.template.starts_with(&format!("{} ", task.name)), "{}", task.name);
             assert!(!task.metrics.is_empty());
             for file in task.files().iter().chain(task.extra_files) {
-                assert!(
-                    file.path.starts_with(&format!("{}/", task.folder)),
-                    "{}",
-                    file.path
-                );
+                assert!(file.path.starts_with(&format!("{}/", task.folder)), "{}", file.path);
                 if let LabelKind::Raw(raw) = file.labels {
                     assert_eq!(raw.len(), task.num_classes(), "{} {}", task.name, file.path);
                 }
@@ -1118,10 +843,7 @@ mod tests {
     #[test]
     fn render_fills_and_reports_missing() {
         let fields = [("a", "x".to_string()), ("b", "y".to_string())];
-        assert_eq!(
-            render("t a: {a} b: {b}.", &fields),
-            Ok("t a: x b: y.".to_string())
-        );
+        assert_eq!(render("t a: {a} b: {b}.", &fields), Ok("t a: x b: y.".to_string()));
         assert_eq!(render("{c}", &fields), Err("c".to_string()));
     }
 
@@ -1129,7 +851,12 @@ mod tests {
     fn layout_names_files_and_format() {
         let rte = lookup("rte").unwrap();
         let layout = rte.layout();
-        assert!(layout.contains("<root>/rte/train.tsv (GLUE TSV without quoting, header: index, sentence1, sentence2, label)"), "{layout}");
+        assert!(
+            layout.contains(
+                "<root>/rte/train.tsv (GLUE TSV without quoting, header: index, sentence1, sentence2, label)"
+            ),
+            "{layout}"
+        );
         assert!(layout.contains("<root>/rte/dev.tsv"), "{layout}");
     }
 }

@@ -78,9 +78,6 @@ mod tests {
         for _ in 0..3000 {
             counts[below(&mut rng, 3)] += 1;
         }
-        assert!(
-            counts.iter().all(|&c| (900..1100).contains(&c)),
-            "{counts:?}"
-        );
+        assert!(counts.iter().all(|&c| (900..1100).contains(&c)), "{counts:?}");
     }
 }

@@ -41,11 +41,7 @@ impl DataRoot {
 
     /// Files of `task` that are absent under this root (empty when the task is ready).
     pub fn missing_files(&self, task: &TaskSpec) -> Vec<PathBuf> {
-        task.files()
-            .iter()
-            .map(|f| self.path.join(f.path))
-            .filter(|p| !p.is_file())
-            .collect()
+        task.files().iter().map(|f| self.path.join(f.path)).filter(|p| !p.is_file()).collect()
     }
 
     /// Checks that every file of `task` exists; the error names the first missing file and
@@ -55,19 +51,12 @@ impl DataRoot {
     pub fn check_task(&self, task: &TaskSpec) -> Result<(), DataError> {
         match self.missing_files(task).into_iter().next() {
             None => Ok(()),
-            Some(path) => Err(DataError::MissingFile {
-                path,
-                task: task.name.to_string(),
-                layout: task.layout(),
-            }),
+            Some(path) => Err(DataError::MissingFile { path, task: task.name.to_string(), layout: task.layout() }),
         }
     }
 
     /// [`DataRoot::check_task`] for several tasks, failing on the first missing file.
-    pub fn check_tasks<'a>(
-        &self,
-        tasks: impl IntoIterator<Item = &'a TaskSpec>,
-    ) -> Result<(), DataError> {
+    pub fn check_tasks<'a>(&self, tasks: impl IntoIterator<Item = &'a TaskSpec>) -> Result<(), DataError> {
         tasks.into_iter().try_for_each(|t| self.check_task(t))
     }
 
@@ -135,14 +124,8 @@ mod tests {
         );
         assert_eq!(root.missing_files(rte).len(), 2);
         // Loading reports the same error instead of an I/O error.
-        let msg = root
-            .load_split(rte, Split::Test, 42)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("missing file") && msg.contains("rte/dev.tsv"),
-            "{msg}"
-        );
+        let msg = root.load_split(rte, Split::Test, 42).unwrap_err().to_string();
+        assert!(msg.contains("missing file") && msg.contains("rte/dev.tsv"), "{msg}");
     }
 
     #[test]

@@ -26,12 +26,7 @@ impl Stream {
         let mut rng = rng_for(seed, &format!("sampler/stream/{task}"));
         let mut order: Vec<usize> = (0..size).collect();
         shuffle(&mut rng, &mut order);
-        Stream {
-            rng,
-            order,
-            cursor: 0,
-            epochs: 0,
-        }
+        Stream { rng, order, cursor: 0, epochs: 0 }
     }
 
     fn next_index(&mut self) -> usize {
@@ -62,12 +57,7 @@ impl MultitaskSampler {
     ///
     /// Errors: `kappa < 2`, `kappa > T` (number of tasks), `batch_size < kappa` (a batch of
     /// `K ≤ kappa` tasks must give each at least one example), or an empty task.
-    pub fn new(
-        task_sizes: &[usize],
-        kappa: usize,
-        batch_size: usize,
-        seed: u64,
-    ) -> Result<Self, DataError> {
+    pub fn new(task_sizes: &[usize], kappa: usize, batch_size: usize, seed: u64) -> Result<Self, DataError> {
         let tasks = task_sizes.len();
         if kappa < 2 || kappa > tasks {
             return Err(DataError::InvalidArgument {
@@ -94,11 +84,7 @@ impl MultitaskSampler {
             kappa,
             batch_size,
             rng: rng_for(seed, "sampler/batches"),
-            streams: task_sizes
-                .iter()
-                .enumerate()
-                .map(|(t, &n)| Stream::new(n, seed, t))
-                .collect(),
+            streams: task_sizes.iter().enumerate().map(|(t, &n)| Stream::new(n, seed, t)).collect(),
             tasks: (0..tasks).collect(),
         })
     }
@@ -170,19 +156,12 @@ mod tests {
             let mut tasks: Vec<usize> = batch.iter().map(|p| p.0).collect();
             tasks.dedup(); // grouped by task, so dedup counts distinct tasks
             let distinct: BTreeSet<usize> = tasks.iter().copied().collect();
-            assert_eq!(
-                distinct.len(),
-                tasks.len(),
-                "task groups are contiguous and distinct"
-            );
+            assert_eq!(distinct.len(), tasks.len(), "task groups are contiguous and distinct");
             assert!((2..=4).contains(&tasks.len()), "K = {}", tasks.len());
             seen_k.insert(tasks.len());
             seen_tasks.extend(distinct);
             // Even split: shares differ by at most one.
-            let shares: Vec<usize> = tasks
-                .iter()
-                .map(|t| batch.iter().filter(|p| p.0 == *t).count())
-                .collect();
+            let shares: Vec<usize> = tasks.iter().map(|t| batch.iter().filter(|p| p.0 == *t).count()).collect();
             assert!(shares.iter().max().unwrap() - shares.iter().min().unwrap() <= 1);
             for &(t, i) in &batch {
                 assert!(i < sizes[t]);
@@ -194,18 +173,9 @@ mod tests {
 
     #[test]
     fn deterministic_for_a_seed() {
-        let a: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1)
-            .unwrap()
-            .take(50)
-            .collect();
-        let b: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1)
-            .unwrap()
-            .take(50)
-            .collect();
-        let c: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 2)
-            .unwrap()
-            .take(50)
-            .collect();
+        let a: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1).unwrap().take(50).collect();
+        let b: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 1).unwrap().take(50).collect();
+        let c: Vec<_> = MultitaskSampler::new(&[10, 20, 30], 3, 8, 2).unwrap().take(50).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }
@@ -215,13 +185,7 @@ mod tests {
         let mut sampler = MultitaskSampler::new(&[5, 5], 2, 2, 3).unwrap();
         let mut drawn: Vec<usize> = Vec::new();
         while drawn.len() < 10 {
-            drawn.extend(
-                sampler
-                    .next_batch()
-                    .iter()
-                    .filter(|p| p.0 == 0)
-                    .map(|p| p.1),
-            );
+            drawn.extend(sampler.next_batch().iter().filter(|p| p.0 == 0).map(|p| p.1));
         }
         let first: BTreeSet<usize> = drawn[..5].iter().copied().collect();
         let second: BTreeSet<usize> = drawn[5..10].iter().copied().collect();
@@ -232,20 +196,11 @@ mod tests {
 
     #[test]
     fn bad_configurations_are_errors() {
-        let kappa1 = MultitaskSampler::new(&[3, 3, 3], 1, 8, 0)
-            .unwrap_err()
-            .to_string();
+        let kappa1 = MultitaskSampler::new(&[3, 3, 3], 1, 8, 0).unwrap_err().to_string();
         assert!(kappa1.contains("kappa = 1"), "{kappa1}");
-        let kappa4 = MultitaskSampler::new(&[3, 3, 3], 4, 8, 0)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            kappa4.contains("kappa = 4") && kappa4.contains("(3)"),
-            "{kappa4}"
-        );
-        let small = MultitaskSampler::new(&[3, 3, 3], 3, 2, 0)
-            .unwrap_err()
-            .to_string();
+        let kappa4 = MultitaskSampler::new(&[3, 3, 3], 4, 8, 0).unwrap_err().to_string();
+        assert!(kappa4.contains("kappa = 4") && kappa4.contains("(3)"), "{kappa4}");
+        let small = MultitaskSampler::new(&[3, 3, 3], 3, 2, 0).unwrap_err().to_string();
         assert!(small.contains("batch_size = 2"), "{small}");
         assert!(MultitaskSampler::new(&[3, 0, 3], 2, 8, 0).is_err());
         assert!(MultitaskSampler::new(&[3], 2, 8, 0).is_err());

@@ -94,9 +94,7 @@ impl FromStr for Split {
             "train" => Ok(Split::Train),
             "dev" | "val" | "valid" | "validation" => Ok(Split::Dev),
             "test" => Ok(Split::Test),
-            _ => Err(DataError::UnknownSplit {
-                name: s.to_string(),
-            }),
+            _ => Err(DataError::UnknownSplit { name: s.to_string() }),
         }
     }
 }
@@ -196,33 +194,19 @@ fn partition(
     parts
 }
 
-fn read(
-    root: &Path,
-    task: &TaskSpec,
-    file: &SourceFile,
-    report: &mut LoadReport,
-) -> Result<Vec<Example>, DataError> {
+fn read(root: &Path, task: &TaskSpec, file: &SourceFile, report: &mut LoadReport) -> Result<Vec<Example>, DataError> {
     let (examples, file_report) = read_source(root, task, file)?;
     report.merge(file_report);
     Ok(examples)
 }
 
-fn load_parts(
-    root: &Path,
-    task: &TaskSpec,
-    only: Option<Split>,
-    seed: u64,
-) -> Result<SplitSet, DataError> {
+fn load_parts(root: &Path, task: &TaskSpec, only: Option<Split>, seed: u64) -> Result<SplitSet, DataError> {
     let want = |split: Split| only.is_none_or(|o| o == split);
     let tag = format!("split/{}", task.name);
     let mut set = SplitSet::default();
     let report = &mut set.report;
     match task.plan {
-        SplitPlan::Pool {
-            train,
-            pool,
-            pool_to_train,
-        } => {
+        SplitPlan::Pool { train, pool, pool_to_train } => {
             let pool_examples = read(root, task, &pool, report)?;
             let n_units = units(&pool_examples, task.grouped).len();
             if n_units < pool_to_train + 2 {
@@ -234,8 +218,7 @@ fn load_parts(
                 });
             }
             let half = (n_units - pool_to_train) / 2;
-            let [to_train, dev, test] =
-                partition(pool_examples, task.grouped, seed, &tag, pool_to_train, half);
+            let [to_train, dev, test] = partition(pool_examples, task.grouped, seed, &tag, pool_to_train, half);
             if want(Split::Train) {
                 for file in train {
                     let examples = read(root, task, file, report)?;
@@ -250,11 +233,7 @@ fn load_parts(
                 set.test = test;
             }
         }
-        SplitPlan::HoldOut {
-            pool,
-            holdout,
-            test,
-        } => {
+        SplitPlan::HoldOut { pool, holdout, test } => {
             if want(Split::Train) || want(Split::Dev) {
                 let pool_examples = read(root, task, &pool, report)?;
                 let n_units = units(&pool_examples, task.grouped).len();
@@ -266,8 +245,7 @@ fn load_parts(
                         needed: holdout + 1,
                     });
                 }
-                let [dev, train, _] =
-                    partition(pool_examples, task.grouped, seed, &tag, holdout, usize::MAX);
+                let [dev, train, _] = partition(pool_examples, task.grouped, seed, &tag, holdout, usize::MAX);
                 if want(Split::Train) {
                     set.train = train;
                 }
@@ -279,12 +257,7 @@ fn load_parts(
                 set.test = read(root, task, &test, report)?;
             }
         }
-        SplitPlan::Given {
-            train,
-            dev,
-            test,
-            dedup_test,
-        } => {
+        SplitPlan::Given { train, dev, test, dedup_test } => {
             let need_train_dev = want(Split::Test) && dedup_test;
             if want(Split::Train) || need_train_dev {
                 set.train = read(root, task, &train, report)?;
@@ -295,12 +268,8 @@ fn load_parts(
             if want(Split::Test) {
                 let mut examples = read(root, task, &test, report)?;
                 if dedup_test {
-                    let seen: HashSet<(&str, Option<&str>)> = set
-                        .train
-                        .iter()
-                        .chain(&set.dev)
-                        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-                        .collect();
+                    let seen: HashSet<(&str, Option<&str>)> =
+                        set.train.iter().chain(&set.dev).map(|e| (e.text_a.as_str(), e.text_b.as_deref())).collect();
                     let before = examples.len();
                     examples.retain(|e| !seen.contains(&(e.text_a.as_str(), e.text_b.as_deref())));
                     set.report.removed_overlap += before - examples.len();
@@ -346,23 +315,16 @@ mod tests {
 
     #[test]
     fn partition_keeps_groups_and_file_order() {
-        let examples: Vec<Example> = (0..30)
-            .map(|i| ex(i, Some(["a", "b", "c", "d", "e"][i % 5])))
-            .collect();
+        let examples: Vec<Example> = (0..30).map(|i| ex(i, Some(["a", "b", "c", "d", "e"][i % 5]))).collect();
         let [a, b, c] = partition(examples, true, 3, "t", 2, 1);
         assert_eq!(a.len(), 12);
         assert_eq!(b.len(), 6);
         assert_eq!(c.len(), 12);
         for part in [&a, &b, &c] {
-            let ids: Vec<usize> = part
-                .iter()
-                .map(|e| e.id.rsplit('/').next().unwrap().parse().unwrap())
-                .collect();
+            let ids: Vec<usize> = part.iter().map(|e| e.id.rsplit('/').next().unwrap().parse().unwrap()).collect();
             assert!(ids.windows(2).all(|w| w[0] < w[1]));
         }
-        let groups = |p: &[Example]| -> HashSet<String> {
-            p.iter().filter_map(|e| e.group.clone()).collect()
-        };
+        let groups = |p: &[Example]| -> HashSet<String> { p.iter().filter_map(|e| e.group.clone()).collect() };
         assert!(groups(&a).is_disjoint(&groups(&b)));
         assert!(groups(&b).is_disjoint(&groups(&c)));
         assert!(groups(&a).is_disjoint(&groups(&c)));

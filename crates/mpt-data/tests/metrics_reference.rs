@@ -1,9 +1,7 @@
 //! The metrics agree with scikit-learn / SciPy to 1e-9 on the committed reference values
 //! (`tests/fixtures/metrics_reference.json`, written by `make_metric_fixtures.py`).
 
-use mpt_data::metrics::{
-    NO_LABEL, accuracy, binary_f1, exact_match, macro_f1, matthews_corrcoef, pearson, spearman,
-};
+use mpt_data::metrics::{NO_LABEL, accuracy, binary_f1, exact_match, macro_f1, matthews_corrcoef, pearson, spearman};
 use serde_json::Value;
 
 fn reference() -> Value {
@@ -21,20 +19,13 @@ fn usizes(v: &Value) -> Vec<usize> {
 }
 
 fn floats(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect()
 }
 
 fn close(name: &str, metric: &str, got: f64, want: &Value) {
     // null = NaN in SciPy, reported as 0.0 here.
     let want = want.as_f64().unwrap_or(0.0);
-    assert!(
-        (got - want).abs() < 1e-9,
-        "{name} {metric}: got {got}, sklearn/scipy {want}"
-    );
+    assert!((got - want).abs() < 1e-9, "{name} {metric}: got {got}, sklearn/scipy {want}");
 }
 
 #[test]
@@ -51,12 +42,7 @@ fn classification_metrics_match_sklearn() {
         let (gold, pred) = (usizes(&case["gold"]), usizes(&case["pred"]));
         close(name, "accuracy", accuracy(&gold, &pred), &case["accuracy"]);
         close(name, "macro_f1", macro_f1(&gold, &pred), &case["macro_f1"]);
-        close(
-            name,
-            "matthews",
-            matthews_corrcoef(&gold, &pred),
-            &case["matthews"],
-        );
+        close(name, "matthews", matthews_corrcoef(&gold, &pred), &case["matthews"]);
         if !case["f1"].is_null() {
             close(name, "f1", binary_f1(&gold, &pred), &case["f1"]);
         }

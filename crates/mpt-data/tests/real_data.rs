@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
 
 use mpt_data::{
-    DEFAULT_SEED, DataError, DataRoot, Example, LoadReport, Split, TASKS, TaskSpec, lookup,
-    read_source, sample_few_shot,
+    DEFAULT_SEED, DataError, DataRoot, Example, LoadReport, Split, TASKS, TaskSpec, lookup, read_source,
+    sample_few_shot,
 };
 
 fn data_root() -> Option<DataRoot> {
@@ -51,12 +51,7 @@ const EXPECTED: &[(&str, usize, usize, usize)] = &[
     ("wic", 5_428, 319, 319),
     ("wsc", 554, 52, 52),
     ("copa", 400, 50, 50),
-    (
-        "multirc",
-        27_243,
-        MULTIRC_DEV_ANSWERS,
-        4_848 - MULTIRC_DEV_ANSWERS,
-    ),
+    ("multirc", 27_243, MULTIRC_DEV_ANSWERS, 4_848 - MULTIRC_DEV_ANSWERS),
     ("scitail", 1_000, 563, 563),
     ("paws", 7_000, 1_000, 8_000),
 ];
@@ -84,19 +79,11 @@ fn every_task_loads_with_expected_counts_and_valid_examples() {
                 assert_eq!(e.score.is_some(), name == "stsb", "{}", e.id);
                 assert_eq!(e.group.is_some(), name == "multirc", "{}", e.id);
                 assert!(e.id.starts_with(&format!("{name}/")), "{}", e.id);
-                assert!(
-                    all_ids.insert(e.id.clone()),
-                    "{}: in two splits or twice",
-                    e.id
-                );
+                assert!(all_ids.insert(e.id.clone()), "{}: in two splits or twice", e.id);
             }
         }
         let expected_report = if name == "qqp" { (1, 627) } else { (0, 0) };
-        assert_eq!(
-            (set.report.skipped, set.report.removed_overlap),
-            expected_report,
-            "{name}: report"
-        );
+        assert_eq!((set.report.skipped, set.report.removed_overlap), expected_report, "{name}: report");
     }
 }
 
@@ -108,26 +95,16 @@ fn qqp_test_skips_exactly_the_one_malformed_row() {
     assert_eq!(report.skipped, 1);
     assert_eq!(report.skipped_rows.len(), 1);
     assert_eq!(report.skipped_rows[0].line, 1);
-    assert!(
-        report.skipped_rows[0]
-            .path
-            .ends_with("qqp/train-subset-cutoff/new_dev.tsv")
-    );
+    assert!(report.skipped_rows[0].path.ends_with("qqp/train-subset-cutoff/new_dev.tsv"));
     assert_eq!(report.removed_overlap, 627);
     assert_eq!(test.len(), 23_496 - 627);
     // Nothing in test occurs in train or dev.
     let (train, train_report) = root.load_split(qqp, Split::Train, DEFAULT_SEED).unwrap();
     assert_eq!(train_report, LoadReport::default());
     let (dev, _) = root.load_split(qqp, Split::Dev, DEFAULT_SEED).unwrap();
-    let seen: HashSet<(&str, Option<&str>)> = train
-        .iter()
-        .chain(&dev)
-        .map(|e| (e.text_a.as_str(), e.text_b.as_deref()))
-        .collect();
-    assert!(
-        test.iter()
-            .all(|e| !seen.contains(&(e.text_a.as_str(), e.text_b.as_deref())))
-    );
+    let seen: HashSet<(&str, Option<&str>)> =
+        train.iter().chain(&dev).map(|e| (e.text_a.as_str(), e.text_b.as_deref())).collect();
+    assert!(test.iter().all(|e| !seen.contains(&(e.text_a.as_str(), e.text_b.as_deref()))));
 }
 
 #[test]
@@ -141,51 +118,22 @@ fn label_distributions_match_sources_md() {
     let map = |pairs: &[(&str, usize)]| -> BTreeMap<String, usize> {
         pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
     };
-    assert_eq!(
-        count("mnli", Split::Test),
-        map(&[
-            ("entailment", 3_479),
-            ("neutral", 3_123),
-            ("contradiction", 3_213)
-        ])
-    );
-    assert_eq!(
-        count("snli", Split::Test),
-        map(&[
-            ("entailment", 3_368),
-            ("neutral", 3_219),
-            ("contradiction", 3_237)
-        ])
-    );
-    assert_eq!(
-        count("rte", Split::Train),
-        map(&[("entailment", 1_249), ("not entailment", 1_241)])
-    );
-    assert_eq!(
-        count("cola", Split::Train),
-        map(&[("acceptable", 6_023), ("unacceptable", 2_528)])
-    );
-    assert_eq!(
-        count("paws", Split::Test),
-        map(&[("equivalent", 3_536), ("not equivalent", 4_464)])
-    );
+    assert_eq!(count("mnli", Split::Test), map(&[("entailment", 3_479), ("neutral", 3_123), ("contradiction", 3_213)]));
+    assert_eq!(count("snli", Split::Test), map(&[("entailment", 3_368), ("neutral", 3_219), ("contradiction", 3_237)]));
+    assert_eq!(count("rte", Split::Train), map(&[("entailment", 1_249), ("not entailment", 1_241)]));
+    assert_eq!(count("cola", Split::Train), map(&[("acceptable", 6_023), ("unacceptable", 2_528)]));
+    assert_eq!(count("paws", Split::Test), map(&[("equivalent", 3_536), ("not equivalent", 4_464)]));
     let sst2 = task("sst2");
     let set = root.load_splits(sst2, DEFAULT_SEED).unwrap();
     let mut train_dev = label_counts(sst2, &set.train);
     for (k, v) in label_counts(sst2, &set.dev) {
         *train_dev.entry(k).or_insert(0) += v;
     }
-    assert_eq!(
-        train_dev,
-        map(&[("negative", 29_780), ("positive", 37_569)])
-    );
+    assert_eq!(train_dev, map(&[("negative", 29_780), ("positive", 37_569)]));
     let scitail = task("scitail");
     let set = root.load_splits(scitail, DEFAULT_SEED).unwrap();
     let all: Vec<Example> = [set.train, set.dev, set.test].concat();
-    assert_eq!(
-        label_counts(scitail, &all),
-        map(&[("entailment", 842), ("not entailment", 1_284)])
-    );
+    assert_eq!(label_counts(scitail, &all), map(&[("entailment", 842), ("not entailment", 1_284)]));
 }
 
 #[test]
@@ -208,24 +156,15 @@ fn templates_and_segments_render_known_rows() {
     );
     assert_eq!(rte.target(t), "not entailment");
     let (sst2, t) = first("sst2", "sst2/dev/0");
-    assert_eq!(
-        sst2.input,
-        "sst2 sentence: it 's a charming and often affecting journey ."
-    );
+    assert_eq!(sst2.input, "sst2 sentence: it 's a charming and often affecting journey .");
     assert_eq!((sst2.text_b.clone(), sst2.target(t)), (None, "positive"));
     let (copa, t) = first("copa", "copa/train/0");
     assert_eq!(
         copa.input,
         "copa premise: My body cast a shadow over the grass. choice1: The sun was rising. choice2: The grass was cut. question: cause"
     );
-    assert_eq!(
-        copa.text_a,
-        "My body cast a shadow over the grass. What was the cause?"
-    );
-    assert_eq!(
-        copa.text_b.as_deref(),
-        Some("choice1: The sun was rising. choice2: The grass was cut.")
-    );
+    assert_eq!(copa.text_a, "My body cast a shadow over the grass. What was the cause?");
+    assert_eq!(copa.text_b.as_deref(), Some("choice1: The sun was rising. choice2: The grass was cut."));
     assert_eq!(copa.target(t), "choice1");
     let (wsc, t) = first("wsc", "wsc/train/0");
     assert!(wsc.input.starts_with("wsc text: Mark told Pete many lies"));
@@ -233,19 +172,10 @@ fn templates_and_segments_render_known_rows() {
     assert_eq!(wsc.text_b.as_deref(), Some("Does He refer to Mark?"));
     assert_eq!(wsc.target(t), "false");
     let (wic, _) = first("wic", "wic/train/0");
-    assert_eq!(
-        wic.text_a,
-        "word: place. Do you want to come over to my place later?"
-    );
-    assert!(
-        wic.input
-            .starts_with("wic word: place sentence1: Do you want")
-    );
+    assert_eq!(wic.text_a, "word: place. Do you want to come over to my place later?");
+    assert!(wic.input.starts_with("wic word: place sentence1: Do you want"));
     let (mrpc, _) = first("mrpc", "mrpc/train/0");
-    assert!(
-        mrpc.text_a
-            .starts_with("Amrozi accused his brother, whom he called \"the witness\"")
-    );
+    assert!(mrpc.text_a.starts_with("Amrozi accused his brother, whom he called \"the witness\""));
     let (stsb, t) = first("stsb", "stsb/train/1");
     assert_eq!((stsb.score, stsb.target(t)), (Some(3.8), "3.8"));
     let (qqp, t) = first("qqp", "qqp/ppft_dev/0");
@@ -261,10 +191,7 @@ fn templates_and_segments_render_known_rows() {
     );
     assert_eq!(mnli.target(t), "neutral");
     let (multirc, _) = first("multirc", "multirc/val/0");
-    assert_eq!(
-        multirc.text_a,
-        "Would the mass of a baseball affect how much force you have to use to pick it up? No"
-    );
+    assert_eq!(multirc.text_a, "Would the mass of a baseball affect how much force you have to use to pick it up? No");
     assert_eq!(multirc.group.as_deref(), Some("multirc/val/q0"));
 }
 
@@ -280,12 +207,7 @@ fn splits_are_deterministic_and_seeded() {
         assert_ne!(ids(&a.dev), ids(&c.dev), "{name}: seed changes dev");
         // The same rows are divided, only differently.
         let all = |s: &mpt_data::SplitSet| -> HashSet<String> {
-            s.train
-                .iter()
-                .chain(&s.dev)
-                .chain(&s.test)
-                .map(|e| e.id.clone())
-                .collect()
+            s.train.iter().chain(&s.dev).chain(&s.test).map(|e| e.id.clone()).collect()
         };
         assert_eq!(all(&a), all(&c), "{name}");
         // load_split agrees with load_splits.
@@ -301,9 +223,8 @@ fn multirc_question_groups_stay_together() {
     let Some(root) = data_root() else { return };
     let multirc = task("multirc");
     let set = root.load_splits(multirc, DEFAULT_SEED).unwrap();
-    let groups = |examples: &[Example]| -> HashSet<String> {
-        examples.iter().filter_map(|e| e.group.clone()).collect()
-    };
+    let groups =
+        |examples: &[Example]| -> HashSet<String> { examples.iter().filter_map(|e| e.group.clone()).collect() };
     let (dev, test) = (groups(&set.dev), groups(&set.test));
     assert_eq!((dev.len(), test.len()), (476, 477));
     assert!(dev.is_disjoint(&test));
@@ -314,21 +235,11 @@ fn multirc_question_groups_stay_together() {
 fn boolq_train_is_fewglue_plus_1000_val_rows() {
     let Some(root) = data_root() else { return };
     let set = root.load_splits(task("boolq"), DEFAULT_SEED).unwrap();
-    let from = |prefix: &str| {
-        set.train
-            .iter()
-            .filter(|e| e.id.starts_with(prefix))
-            .count()
-    };
+    let from = |prefix: &str| set.train.iter().filter(|e| e.id.starts_with(prefix)).count();
     assert_eq!(from("boolq/fewglue_train/"), 32);
     assert_eq!(from("boolq/fewglue_dev32/"), 32);
     assert_eq!(from("boolq/val/"), 1_000);
-    assert!(
-        set.dev
-            .iter()
-            .chain(&set.test)
-            .all(|e| e.id.starts_with("boolq/val/"))
-    );
+    assert!(set.dev.iter().chain(&set.test).all(|e| e.id.starts_with("boolq/val/")));
 }
 
 #[test]
@@ -353,27 +264,15 @@ fn extra_files_load() {
 #[test]
 fn few_shot_on_real_training_data() {
     let Some(root) = data_root() else { return };
-    for (name, k, expected) in [
-        ("rte", 16, 32),
-        ("cb", 4, 12),
-        ("stsb", 8, 40),
-        ("multirc", 4, 0),
-    ] {
+    for (name, k, expected) in [("rte", 16, 32), ("cb", 4, 12), ("stsb", 8, 40), ("multirc", 4, 0)] {
         let task = task(name);
         let (train, _) = root.load_split(task, Split::Train, DEFAULT_SEED).unwrap();
         let sample = sample_few_shot(task, &train, k, 13).unwrap();
-        assert_eq!(
-            sample,
-            sample_few_shot(task, &train, k, 13).unwrap(),
-            "{name}"
-        );
+        assert_eq!(sample, sample_few_shot(task, &train, k, 13).unwrap(), "{name}");
         if name == "multirc" {
             let groups: HashSet<_> = sample.iter().filter_map(|e| e.group.clone()).collect();
             assert_eq!(groups.len(), 2 * k);
-            let full: usize = groups
-                .iter()
-                .map(|g| train.iter().filter(|e| e.group.as_ref() == Some(g)).count())
-                .sum();
+            let full: usize = groups.iter().map(|g| train.iter().filter(|e| e.group.as_ref() == Some(g)).count()).sum();
             assert_eq!(sample.len(), full, "whole groups");
         } else {
             assert_eq!(sample.len(), expected, "{name}");
@@ -394,20 +293,7 @@ fn few_shot_on_real_training_data() {
     let cb = task("cb");
     let (train, _) = root.load_split(cb, Split::Train, DEFAULT_SEED).unwrap();
     let err = sample_few_shot(cb, &train, 32, 13).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            DataError::FewShot {
-                available: 16,
-                k: 32,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert!(matches!(err, DataError::FewShot { available: 16, k: 32, .. }), "{err}");
     let msg = err.to_string();
-    assert!(
-        msg.contains("cb") && msg.contains("\"neutral\"") && msg.contains("16"),
-        "{msg}"
-    );
+    assert!(msg.contains("cb") && msg.contains("\"neutral\"") && msg.contains("16"), "{msg}");
 }

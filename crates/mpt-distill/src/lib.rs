@@ -177,10 +177,7 @@ fn default_true() -> bool {
 impl DistillConfig {
     /// Checks values before any work.
     pub fn validate(&self) -> Result<()> {
-        let bad = |field: &str, message: String| DistillError::Config {
-            field: field.into(),
-            message,
-        };
+        let bad = |field: &str, message: String| DistillError::Config { field: field.into(), message };
         if self.tasks.len() < 2 {
             return Err(bad("tasks", format!("needs at least 2 source tasks, got {}", self.tasks.len())));
         }
@@ -191,7 +188,10 @@ impl DistillConfig {
             }
         }
         if self.kappa < 2 || self.kappa > self.tasks.len() {
-            return Err(bad("kappa", format!("must be in [2, {}] (number of tasks), got {}", self.tasks.len(), self.kappa)));
+            return Err(bad(
+                "kappa",
+                format!("must be in [2, {}] (number of tasks), got {}", self.tasks.len(), self.kappa),
+            ));
         }
         if self.rank == 0 {
             return Err(bad("rank", "must be at least 1".into()));
@@ -220,7 +220,12 @@ impl DistillConfig {
 }
 
 /// Loads teacher artifacts and orders them like `config.tasks`.
-fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneRef, dim: usize) -> Result<Vec<Artifact>> {
+fn load_teachers(
+    paths: &[PathBuf],
+    config: &DistillConfig,
+    backbone: &BackboneRef,
+    dim: usize,
+) -> Result<Vec<Artifact>> {
     let mut by_task = Vec::with_capacity(config.tasks.len());
     let mut loaded = Vec::new();
     for path in paths {
@@ -235,13 +240,10 @@ fn load_teachers(paths: &[PathBuf], config: &DistillConfig, backbone: &BackboneR
     }
     for task in &config.tasks {
         let canonical = mpt_data::lookup(task)?.name;
-        let i = loaded
-            .iter()
-            .position(|a| a.meta.tasks[0] == canonical)
-            .ok_or_else(|| DistillError::Config {
-                field: "tasks".into(),
-                message: format!("no teacher artifact for task {canonical:?} among {} given", paths.len()),
-            })?;
+        let i = loaded.iter().position(|a| a.meta.tasks[0] == canonical).ok_or_else(|| DistillError::Config {
+            field: "tasks".into(),
+            message: format!("no teacher artifact for task {canonical:?} among {} given", paths.len()),
+        })?;
         by_task.push(loaded.remove(i));
     }
     if let Some(extra) = loaded.first() {
@@ -292,14 +294,9 @@ pub fn run(
         }
         load_teachers(teachers, config, &backbone_ref, backbone.dim())?
     };
-    let l = teachers
-        .first()
-        .map(|t| t.meta.prompt_length)
-        .or(config.prompt_length)
-        .ok_or_else(|| DistillError::Config {
-            field: "prompt_length".into(),
-            message: "required when no teachers are given".into(),
-        })?;
+    let l = teachers.first().map(|t| t.meta.prompt_length).or(config.prompt_length).ok_or_else(|| {
+        DistillError::Config { field: "prompt_length".into(), message: "required when no teachers are given".into() }
+    })?;
     let d = backbone.dim();
     let tokenizer = model.require_tokenizer()?;
     let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.tasks.len());
@@ -309,10 +306,8 @@ pub fn run(
     }
     let train_data: Vec<_> = splits.iter().map(|s| &s.train).collect();
     let heads = Heads::new(backbone, tokenizer, &train_data, config.head, device)?;
-    let teacher_prompts: Vec<Tensor<2>> = teachers
-        .iter()
-        .map(|t| t.tensor::<2>("prompt_embeddings", device))
-        .collect::<std::result::Result<_, _>>()?;
+    let teacher_prompts: Vec<Tensor<2>> =
+        teachers.iter().map(|t| t.tensor::<2>("prompt_embeddings", device)).collect::<std::result::Result<_, _>>()?;
 
     let autodiff = device.clone().autodiff();
     let shared = match &config.shared_init {
@@ -367,7 +362,8 @@ pub fn run(
     let tasks: Vec<String> = splits.iter().map(|s| s.train.task.name.to_string()).collect();
     let stage = "distill";
     let (tensors, metrics) = if config.decomposition {
-        let (cols, rows) = fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
+        let (cols, rows) =
+            fresh_factors(config.factor_init, tasks.len(), l, config.rank, d, config.train.seed, &autodiff);
         let module = MultitaskPrompt::new(shared.require_grad(), cols.require_grad(), rows.require_grad())?
             .with_classifiers(student_heads);
         let outcome = train(module, &mut objective, &config.train, stage, progress)?;

@@ -36,11 +36,7 @@ fn config(tasks: &[&str]) -> DistillConfig {
             ..TrainConfig::default()
         },
         head: HeadConfig::default(),
-        data: Selection {
-            max_train: Some(12),
-            max_dev: Some(6),
-            ..Selection::default()
-        },
+        data: Selection { max_train: Some(12), max_dev: Some(6), ..Selection::default() },
     }
 }
 
@@ -91,7 +87,8 @@ fn distils_teachers_into_a_multitask_artifact_in_config_order() {
     assert_eq!(*progress.begins.borrow(), [("distill".to_string(), 2)]);
     let recorded: DistillConfig = serde_json::from_value(m.config.clone()).unwrap();
     assert_eq!(recorded, cfg);
-    Artifact::load(&out, Some(ArtifactKind::Multitask), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D })).unwrap();
+    Artifact::load(&out, Some(ArtifactKind::Multitask), Some(InUse { backbone: &backbone_of("bert-tiny"), dim: D }))
+        .unwrap();
 }
 
 #[test]
@@ -105,7 +102,8 @@ fn teacher_mean_init_starts_the_shared_prompt_at_the_mean_of_the_teachers() {
     cfg.train.learning_rate = 1e-9;
     cfg.train.max_steps = 1;
     cfg.train.eval_every = 1;
-    let a = run(&model, &data_root(), &cfg, &dirs(&[&ts[0], &ts[1]]), &tmp.path().join("mt"), &device, &Silent).unwrap();
+    let a =
+        run(&model, &data_root(), &cfg, &dirs(&[&ts[0], &ts[1]]), &tmp.path().join("mt"), &device, &Silent).unwrap();
     let p = floats(&a.tensors["prompt_embeddings"]);
     let t0 = floats(&ts[0].tensors["prompt_embeddings"]);
     let t1 = floats(&ts[1].tensors["prompt_embeddings"]);
@@ -124,14 +122,16 @@ fn the_distillation_term_changes_the_result() {
     let tmp = tempfile::tempdir().unwrap();
     let ts = teachers(tmp.path(), &["mnli", "qnli"]);
     let ds = dirs(&[&ts[0], &ts[1]]);
-    let with = run(&model, &data_root(), &config(&["mnli", "qnli"]), &ds, &tmp.path().join("a"), &device, &Silent).unwrap();
+    let with =
+        run(&model, &data_root(), &config(&["mnli", "qnli"]), &ds, &tmp.path().join("a"), &device, &Silent).unwrap();
     let mut cfg = config(&["mnli", "qnli"]);
     cfg.lambda = 0.0; // teachers still give P*'s init (teacher_mean)
     let without = run(&model, &data_root(), &cfg, &ds, &tmp.path().join("b"), &device, &Silent).unwrap();
     assert_eq!(without.meta.parents, with.meta.parents, "teacher_mean uses the teachers, so they are parents");
     assert_ne!(with.tensors, without.tensors);
     // Same inputs twice: same artifact.
-    let again = run(&model, &data_root(), &config(&["mnli", "qnli"]), &ds, &tmp.path().join("c"), &device, &Silent).unwrap();
+    let again =
+        run(&model, &data_root(), &config(&["mnli", "qnli"]), &ds, &tmp.path().join("c"), &device, &Silent).unwrap();
     assert_eq!(again.meta.id, with.meta.id);
 }
 
@@ -142,7 +142,8 @@ fn without_decomposition_the_layout_is_plain() {
     let ts = teachers(tmp.path(), &["mnli", "qnli"]);
     let mut cfg = config(&["mnli", "qnli"]);
     cfg.decomposition = false;
-    let a = run(&model, &data_root(), &cfg, &dirs(&[&ts[0], &ts[1]]), &tmp.path().join("mt"), &device, &Silent).unwrap();
+    let a =
+        run(&model, &data_root(), &cfg, &dirs(&[&ts[0], &ts[1]]), &tmp.path().join("mt"), &device, &Silent).unwrap();
     assert_eq!(a.meta.kind, ArtifactKind::Multitask);
     assert_eq!(a.meta.layout, Layout::Prompt);
     assert_eq!(a.meta.rank, 0);
@@ -220,14 +221,18 @@ fn kappa_out_of_range_is_rejected_before_training() {
     for kappa in [0, 1, 4] {
         let mut cfg = config(&["mnli", "qnli", "rte"]);
         cfg.kappa = kappa;
-        let msg = expect_config_error(run(&model, &data_root(), &cfg, &ds, &out, &device, &progress).unwrap_err(), "kappa");
+        let msg =
+            expect_config_error(run(&model, &data_root(), &cfg, &ds, &out, &device, &progress).unwrap_err(), "kappa");
         assert!(msg.contains(&kappa.to_string()), "{msg}");
     }
     // batch_size below kappa.
     let mut cfg = config(&["mnli", "qnli", "rte"]);
     cfg.kappa = 3;
     cfg.train.batch_size = 2;
-    expect_config_error(run(&model, &data_root(), &cfg, &ds, &out, &device, &progress).unwrap_err(), "train.batch_size");
+    expect_config_error(
+        run(&model, &data_root(), &cfg, &ds, &out, &device, &progress).unwrap_err(),
+        "train.batch_size",
+    );
     // Fewer than two tasks, duplicates, rank 0.
     let cfg = config(&["mnli"]);
     expect_config_error(run(&model, &data_root(), &cfg, &ds[..1], &out, &device, &progress).unwrap_err(), "tasks");
@@ -249,7 +254,8 @@ fn teachers_of_different_prompt_lengths_are_rejected() {
     let b = teacher(&tmp.path().join("b"), "qnli", L + 2, D, &bb, 2);
     let out = tmp.path().join("mt");
     let progress = Recorder::default();
-    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err();
+    let err =
+        run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err();
     match &err {
         DistillError::Teacher { path, message } => {
             assert_eq!(path, &b.dir);
@@ -261,7 +267,10 @@ fn teachers_of_different_prompt_lengths_are_rejected() {
     let b = teacher(&tmp.path().join("b2"), "qnli", L, D, &bb, 2);
     let mut cfg = config(&["mnli", "qnli"]);
     cfg.prompt_length = Some(L + 1);
-    expect_config_error(run(&model, &data_root(), &cfg, &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err(), "prompt_length");
+    expect_config_error(
+        run(&model, &data_root(), &cfg, &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err(),
+        "prompt_length",
+    );
     assert!(!progress.trained());
     assert!(!out.exists());
 }
@@ -274,8 +283,16 @@ fn teacher_sets_that_do_not_match_the_tasks_are_rejected() {
     let out = tmp.path().join("mt");
     let progress = Recorder::default();
     // An extra teacher (cb) for a task that is not distilled.
-    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&ts[0], &ts[1], &ts[2]]), &out, &device, &progress)
-        .unwrap_err();
+    let err = run(
+        &model,
+        &data_root(),
+        &config(&["mnli", "qnli"]),
+        &dirs(&[&ts[0], &ts[1], &ts[2]]),
+        &out,
+        &device,
+        &progress,
+    )
+    .unwrap_err();
     match &err {
         DistillError::Teacher { path, message } => {
             assert_eq!(path, &ts[2].dir);
@@ -284,7 +301,8 @@ fn teacher_sets_that_do_not_match_the_tasks_are_rejected() {
         other => panic!("expected a teacher error naming the cb teacher, got {other:?}"),
     }
     // A task without a teacher.
-    let err = run(&model, &data_root(), &config(&["mnli", "rte"]), &dirs(&[&ts[0], &ts[1]]), &out, &device, &progress).unwrap_err();
+    let err = run(&model, &data_root(), &config(&["mnli", "rte"]), &dirs(&[&ts[0], &ts[1]]), &out, &device, &progress)
+        .unwrap_err();
     let msg = expect_config_error(err, "tasks");
     assert!(msg.contains("rte"), "{msg}");
     assert!(!progress.trained());
@@ -300,7 +318,8 @@ fn a_teacher_of_the_wrong_kind_is_rejected() {
     let tensors = std::collections::BTreeMap::from([("prompt_embeddings".to_string(), host(&[L, D], 9))]);
     let target = write_artifact(&tmp.path().join("target"), ArtifactKind::Target, &["qnli"], &bb, tensors, 9);
     let out = tmp.path().join("mt");
-    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &target]), &out, &device, &Silent).unwrap_err();
+    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &target]), &out, &device, &Silent)
+        .unwrap_err();
     match &err {
         DistillError::Core(CoreError::WrongKind { path, expected, found }) => {
             assert_eq!(path, &target.dir);
@@ -310,10 +329,12 @@ fn a_teacher_of_the_wrong_kind_is_rejected() {
     }
     // A "teacher" holding a multitask layout.
     let mt = multitask(&tmp.path().join("mtt"), &["qnli", "rte"], L, 1, D, &bb, 5);
-    let mut meta: serde_json::Value = serde_json::from_slice(&std::fs::read(mt.dir.join("artifact.json")).unwrap()).unwrap();
+    let mut meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(mt.dir.join("artifact.json")).unwrap()).unwrap();
     meta["kind"] = "teacher".into();
     std::fs::write(mt.dir.join("artifact.json"), serde_json::to_vec(&meta).unwrap()).unwrap();
-    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &mt]), &out, &device, &Silent).unwrap_err();
+    let err =
+        run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &mt]), &out, &device, &Silent).unwrap_err();
     assert!(matches!(&err, DistillError::Teacher { path, .. } if path == &mt.dir), "{err:?}");
     assert!(!out.exists());
 }
@@ -328,7 +349,8 @@ fn a_teacher_of_another_backbone_is_rejected() {
     let b = teacher(&tmp.path().join("b"), "qnli", L, D, &t5, 2);
     let out = tmp.path().join("mt");
     let progress = Recorder::default();
-    let err = run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err();
+    let err =
+        run(&model, &data_root(), &config(&["mnli", "qnli"]), &dirs(&[&a, &b]), &out, &device, &progress).unwrap_err();
     match &err {
         DistillError::Core(CoreError::BackboneMismatch { path, .. }) => assert_eq!(path, &b.dir),
         other => panic!("expected BackboneMismatch, got {other:?}"),

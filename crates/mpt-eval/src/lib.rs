@@ -165,12 +165,15 @@ pub fn majority_label(root: &DataRoot, task: &'static mpt_data::TaskSpec, split_
 }
 
 /// Evaluates the artifact at `artifact_dir` on `config.task`/`config.split`.
-pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalConfig, device: &Device) -> Result<EvalResult> {
+pub fn run(
+    model: &Model,
+    root: &DataRoot,
+    artifact_dir: &Path,
+    config: &EvalConfig,
+    device: &Device,
+) -> Result<EvalResult> {
     if config.batch_size == 0 {
-        return Err(EvalError::Config {
-            field: "batch_size".into(),
-            message: "must be at least 1".into(),
-        });
+        return Err(EvalError::Config { field: "batch_size".into(), message: "must be at least 1".into() });
     }
     config.data.validate("data.")?;
     config.lengths.validate("")?;
@@ -208,11 +211,22 @@ pub fn run(model: &Model, root: &DataRoot, artifact_dir: &Path, config: &EvalCon
     let examples = mpt_train::select::cap(examples, cap, config.data.sample_seed.wrapping_add(2));
     let data = TaskData::encode(task, examples, tokenizer, backbone.arch(), config.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&data], config.head, device)?;
-    let (_, scores) = evaluate(backbone, &heads, 0, &data, Some(&prompt), head.as_ref(), config.batch_size, config.decoding, tokenizer)?;
+    let (_, scores) = evaluate(
+        backbone,
+        &heads,
+        0,
+        &data,
+        Some(&prompt),
+        head.as_ref(),
+        config.batch_size,
+        config.decoding,
+        tokenizer,
+    )?;
     let baselines = if config.baselines {
         let label = majority_label(root, task, config.data.split_seed)?;
         let constant = mpt_data::metrics::evaluate(task, &data.examples, &vec![label; data.len()])?;
-        let (_, bare) = evaluate(backbone, &heads, 0, &data, None, None, config.batch_size, config.decoding, tokenizer)?;
+        let (_, bare) =
+            evaluate(backbone, &heads, 0, &data, None, None, config.batch_size, config.decoding, tokenizer)?;
         Some(Baselines {
             majority_label: task.labels.get(label).map_or_else(String::new, |l| l.to_string()),
             majority: constant.primary(),

@@ -183,7 +183,8 @@ fn bad_inputs_are_errors() {
     assert!(matches!(err, EvalError::Core(CoreError::BackboneMismatch { .. })), "{err:?}");
     let err = run(&model, &data_root(), &tmp.path().join("absent"), &config("rte", Split::Test), &device).unwrap_err();
     assert!(matches!(err, EvalError::Core(_)), "{err:?}");
-    let err = run(&model, &mpt_data::DataRoot::new(tmp.path()), &t.dir, &config("rte", Split::Test), &device).unwrap_err();
+    let err =
+        run(&model, &mpt_data::DataRoot::new(tmp.path()), &t.dir, &config("rte", Split::Test), &device).unwrap_err();
     assert!(err.to_string().contains("missing file"), "{err}");
 }
 
@@ -239,7 +240,8 @@ fn write_results_writes_json_and_markdown() {
     write_results(&results[..1], &json, &md).unwrap();
     let back: Vec<EvalResult> = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
     assert_eq!(back.len(), 1);
-    let mut names: Vec<String> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> =
+        std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     names.sort();
     assert_eq!(names, ["r.json", "r.md"]);
     // An unwritable destination is an error, not a panic.

@@ -224,10 +224,7 @@ impl Arch {
     }
 
     fn spec(&self) -> &'static ArchSpec {
-        REGISTRY
-            .iter()
-            .find(|s| s.name == self.0)
-            .expect("an Arch is only made from a registered name")
+        REGISTRY.iter().find(|s| s.name == self.0).expect("an Arch is only made from a registered name")
     }
 
     /// The registered names, comma-separated (for error messages).
@@ -274,14 +271,9 @@ pub struct ModelConfig {
 impl ModelConfig {
     /// Reads and parses `path`, dispatching on `model_type` through [`REGISTRY`].
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let parse_err = |source| ModelError::ConfigParse {
-            path: path.to_path_buf(),
-            source,
-        };
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+        let parse_err = |source| ModelError::ConfigParse { path: path.to_path_buf(), source };
         let value: serde_json::Value = serde_json::from_str(&text).map_err(parse_err)?;
         let model_type = value.get("model_type").and_then(|v| v.as_str()).unwrap_or("").to_string();
         let Some(spec) = REGISTRY.iter().find(|s| s.model_types.contains(&model_type.as_str())) else {
@@ -291,10 +283,7 @@ impl ModelConfig {
                 supported: REGISTRY.iter().flat_map(|s| s.model_types.iter().copied()).collect::<Vec<_>>().join(", "),
             });
         };
-        Ok(Self {
-            arch: Arch(spec.name),
-            config: (spec.parse)(value).map_err(parse_err)?,
-        })
+        Ok(Self { arch: Arch(spec.name), config: (spec.parse)(value).map_err(parse_err)? })
     }
 
     /// Architecture.

@@ -111,10 +111,7 @@ impl BertConfig {
         if self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return Err(bad(
                 "num_attention_heads",
-                format!(
-                    "{} does not divide hidden_size {}",
-                    self.num_attention_heads, self.hidden_size
-                ),
+                format!("{} does not divide hidden_size {}", self.num_attention_heads, self.hidden_size),
             ));
         }
         if self.position_embedding_type != "absolute" {
@@ -180,7 +177,9 @@ impl Bert {
     pub fn load(config: BertConfig, config_path: &Path, mut w: Weights) -> Result<Self> {
         config.validate(config_path)?;
         let act = config.act(config_path)?;
-        let prefix = if w.contains("embeddings.word_embeddings.weight") || !w.contains("bert.embeddings.word_embeddings.weight") {
+        let prefix = if w.contains("embeddings.word_embeddings.weight")
+            || !w.contains("bert.embeddings.word_embeddings.weight")
+        {
             ""
         } else {
             "bert."
@@ -215,19 +214,9 @@ impl Bert {
         w.finish("bert", |name| {
             let name = name.strip_prefix("bert.").unwrap_or(name);
             name == "embeddings.position_ids"
-                || ["pooler.", "cls.", "classifier.", "qa_outputs."]
-                    .iter()
-                    .any(|head| name.starts_with(head))
+                || ["pooler.", "cls.", "classifier.", "qa_outputs."].iter().any(|head| name.starts_with(head))
         })?;
-        Ok(Self {
-            config,
-            word_embeddings,
-            position_embeddings,
-            token_type_embeddings,
-            embeddings_norm,
-            layers,
-            act,
-        })
+        Ok(Self { config, word_embeddings, position_embeddings, token_type_embeddings, embeddings_norm, layers, act })
     }
 
     /// Model width d.
@@ -295,9 +284,7 @@ impl Bert {
         }
         let positions = self.position_embeddings.clone().slice([0..l]).unsqueeze::<3>();
         let types = burn::tensor::module::embedding(self.token_type_embeddings.clone(), token_type_ids);
-        let mut hidden = self
-            .embeddings_norm
-            .forward(inputs_embeds + positions + types);
+        let mut hidden = self.embeddings_norm.forward(inputs_embeds + positions + types);
         let bias = mask_bias(attention_mask);
         let heads = self.config.num_attention_heads;
         let last = self.layers.len().saturating_sub(1);
@@ -313,9 +300,7 @@ impl Bert {
             let k = split_heads(layer.key.forward(hidden.clone()), heads);
             let v = split_heads(layer.value.forward(hidden), heads);
             let context = merge_heads(attend(q, k, v, bias.clone()));
-            let attended = layer
-                .attention_norm
-                .forward(layer.attention_output.forward(context) + rows);
+            let attended = layer.attention_norm.forward(layer.attention_output.forward(context) + rows);
             let inner = self.act.apply(layer.intermediate.forward(attended.clone()));
             hidden = layer.output_norm.forward(layer.output.forward(inner) + attended);
         }

@@ -7,10 +7,7 @@
 use crate::error::{ModelError, Result};
 
 fn input(name: &str, message: String) -> ModelError {
-    ModelError::Input {
-        name: name.into(),
-        message,
-    }
+    ModelError::Input { name: name.into(), message }
 }
 
 /// Token ids (or embeddings) `[B, S, ..]`: at least one row and one position per row.

@@ -103,7 +103,9 @@ pub enum ModelError {
         message: String,
     },
     /// `MPT_BLAS` names a library that cannot be used for flex's linear products.
-    #[error("MPT_BLAS={setting}: {reason}; expected `auto`, `off` or the path of a 32-bit-integer OpenBLAS (libopenblas.so.0) at version 0.3.7 or later")]
+    #[error(
+        "MPT_BLAS={setting}: {reason}; expected `auto`, `off` or the path of a 32-bit-integer OpenBLAS (libopenblas.so.0) at version 0.3.7 or later"
+    )]
     Blas {
         /// The variable's value.
         setting: String,

@@ -19,10 +19,7 @@ use crate::io::HostTensor;
 use crate::{FamilyModel, Model};
 
 fn input_err(name: &str, message: String) -> ModelError {
-    ModelError::Input {
-        name: name.into(),
-        message,
-    }
+    ModelError::Input { name: name.into(), message }
 }
 
 /// An int64 input of rank 2, ids checked against `0..limit` when `limit` is given.

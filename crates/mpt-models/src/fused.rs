@@ -30,9 +30,7 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, NodeGuard, Ops, OpsKind, unary};
 use burn::backend::flex::FlexTensor;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{
-    Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension,
-};
+use burn::backend::{Autodiff, AutodiffBackend, Backend, Dispatch, DispatchDevice, Flex, backend_extension};
 use burn::prelude::*;
 use burn::tensor::DType;
 
@@ -62,11 +60,7 @@ pub trait FusedOps: Backend {
         eps: f64,
     ) -> FloatTensor<Self>;
     /// `x / sqrt(mean_last(x²) + eps) · weight` (T5's layer norm; `weight`: `[d]`).
-    fn fused_rms_norm(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        eps: f64,
-    ) -> FloatTensor<Self>;
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self>;
     /// Input gradient of [`FusedOps::fused_rms_norm`].
     fn fused_rms_norm_backward(
         x: FloatTensor<Self>,
@@ -75,18 +69,11 @@ pub trait FusedOps: Backend {
         eps: f64,
     ) -> FloatTensor<Self>;
     /// `x W + b` with `W` stored `[d_in, d_out]`; gradients reach `x` only.
-    fn fused_linear(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    fn fused_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `x W` (no bias); gradients reach `x` only.
     fn fused_linear_no_bias(x: FloatTensor<Self>, weight: FloatTensor<Self>) -> FloatTensor<Self>;
     /// Input gradient of [`FusedOps::fused_linear`] and [`FusedOps::fused_linear_no_bias`]: `grad Wᵀ`.
-    fn fused_linear_backward(
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self>;
+    fn fused_linear_backward(weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self>;
     /// `softmax(q kᵀ + bias) v`, unscaled, over `[B, H, L, dh]` heads; `bias` broadcasts to
     /// `[B, H, Lq, Lk]` and gets no gradient.
     fn fused_attention(
@@ -185,12 +172,7 @@ pub fn softmax_last<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 }
 
 /// LayerNorm over the last axis: `x` `[.., d]`, `gamma`, `beta` `[d]`.
-pub fn layer_norm<const D: usize>(
-    x: Tensor<D>,
-    gamma: Tensor<1>,
-    beta: Tensor<1>,
-    eps: f64,
-) -> Tensor<D> {
+pub fn layer_norm<const D: usize>(x: Tensor<D>, gamma: Tensor<1>, beta: Tensor<1>, eps: f64) -> Tensor<D> {
     if is_empty(&x) {
         return x;
     }
@@ -212,11 +194,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
         return x;
     }
     if fusable(&x) && frozen_f32(&weight) {
-        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            eps,
-        ))
+        Tensor::from_dispatch(<Dispatch as FusedOps>::fused_rms_norm(x.into_dispatch(), weight.into_dispatch(), eps))
     } else {
         let variance = x.clone().square().mean_dim(D - 1);
         x * (variance + eps).sqrt().recip() * weight.unsqueeze::<D>()
@@ -228,11 +206,7 @@ pub fn rms_norm<const D: usize>(x: Tensor<D>, weight: Tensor<1>, eps: f64) -> Te
 /// PyTorch's `F.linear`); on flex row blocks of single-threaded gemm calls ([`cpu::linear`]).
 /// An empty operand (no rows, `d_in = 0` or `d_out = 0`) reaches no kernel: the result is
 /// `[.., d_out]` zeros (plus the bias), computed here.
-pub fn linear<const D: usize>(
-    x: Tensor<D>,
-    weight: Tensor<2>,
-    bias: Option<Tensor<1>>,
-) -> Tensor<D> {
+pub fn linear<const D: usize>(x: Tensor<D>, weight: Tensor<2>, bias: Option<Tensor<1>>) -> Tensor<D> {
     if is_empty(&x) || is_empty(&weight) {
         let mut dims = x.dims();
         dims[D - 1] = weight.dims()[1];
@@ -246,14 +220,10 @@ pub fn linear<const D: usize>(
         return burn::tensor::module::linear(x, weight, bias);
     }
     let out = match bias {
-        Some(bias) => <Dispatch as FusedOps>::fused_linear(
-            x.into_dispatch(),
-            weight.into_dispatch(),
-            bias.into_dispatch(),
-        ),
-        None => {
-            <Dispatch as FusedOps>::fused_linear_no_bias(x.into_dispatch(), weight.into_dispatch())
+        Some(bias) => {
+            <Dispatch as FusedOps>::fused_linear(x.into_dispatch(), weight.into_dispatch(), bias.into_dispatch())
         }
+        None => <Dispatch as FusedOps>::fused_linear_no_bias(x.into_dispatch(), weight.into_dispatch()),
     };
     Tensor::from_dispatch(out)
 }
@@ -280,8 +250,7 @@ pub fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> T
 
 /// Contiguous f32 data of `t`.
 fn values(t: &FlexTensor) -> &[f32] {
-    t.as_slice::<f32>()
-        .expect("fused ops take contiguous f32 tensors")
+    t.as_slice::<f32>().expect("fused ops take contiguous f32 tensors")
 }
 
 /// `t` as a contiguous tensor whose buffer holds exactly its elements, to be overwritten in
@@ -327,12 +296,7 @@ fn zeros_or_bias(rows: usize, d_out: usize, bias: Option<&FlexTensor>) -> Vec<f3
 /// `x W (+ b)`, or `x Wᵀ` when `transposed` (the input gradient), with [`cpu::linear`]. An
 /// empty operand reaches no kernel (burn-flex's own linear hands it to gemm, which crashes):
 /// the result, empty or zeros (plus the bias), is built here.
-fn flex_linear(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: Option<FlexTensor>,
-    transposed: bool,
-) -> FlexTensor {
+fn flex_linear(x: FlexTensor, weight: FlexTensor, bias: Option<FlexTensor>, transposed: bool) -> FlexTensor {
     let [d_in, d_out] = [weight.layout().shape()[0], weight.layout().shape()[1]];
     if x.layout().num_elements() == 0 || d_in == 0 || d_out == 0 {
         let mut dims = x.layout().shape().to_vec();
@@ -381,28 +345,14 @@ impl FusedOps for Flex {
         in_place(grad, |g| cpu::softmax_backward(values(&y), g, n))
     }
 
-    fn fused_layer_norm(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        beta: FlexTensor,
-        eps: f64,
-    ) -> FlexTensor {
+    fn fused_layer_norm(x: FlexTensor, gamma: FlexTensor, beta: FlexTensor, eps: f64) -> FlexTensor {
         let (gamma, beta) = (gamma.to_contiguous(), beta.to_contiguous());
-        in_place(x, |y| {
-            cpu::layer_norm_forward(y, values(&gamma), values(&beta), eps as f32)
-        })
+        in_place(x, |y| cpu::layer_norm_forward(y, values(&gamma), values(&beta), eps as f32))
     }
 
-    fn fused_layer_norm_backward(
-        x: FlexTensor,
-        gamma: FlexTensor,
-        grad: FlexTensor,
-        eps: f64,
-    ) -> FlexTensor {
+    fn fused_layer_norm_backward(x: FlexTensor, gamma: FlexTensor, grad: FlexTensor, eps: f64) -> FlexTensor {
         let (x, gamma) = (x.to_contiguous(), gamma.to_contiguous());
-        in_place(grad, |g| {
-            cpu::layer_norm_backward(values(&x), values(&gamma), g, eps as f32)
-        })
+        in_place(grad, |g| cpu::layer_norm_backward(values(&x), values(&gamma), g, eps as f32))
     }
 
     fn fused_rms_norm(x: FlexTensor, weight: FlexTensor, eps: f64) -> FlexTensor {
@@ -410,16 +360,9 @@ impl FusedOps for Flex {
         in_place(x, |y| cpu::rms_norm_forward(y, values(&weight), eps as f32))
     }
 
-    fn fused_rms_norm_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        grad: FlexTensor,
-        eps: f64,
-    ) -> FlexTensor {
+    fn fused_rms_norm_backward(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, eps: f64) -> FlexTensor {
         let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
-        in_place(grad, |g| {
-            cpu::rms_norm_backward(values(&x), values(&weight), g, eps as f32)
-        })
+        in_place(grad, |g| cpu::rms_norm_backward(values(&x), values(&weight), g, eps as f32))
     }
 
     fn fused_linear(x: FlexTensor, weight: FlexTensor, bias: FlexTensor) -> FlexTensor {
@@ -434,12 +377,7 @@ impl FusedOps for Flex {
         flex_linear(grad, weight, None, true)
     }
 
-    fn fused_attention(
-        q: FlexTensor,
-        k: FlexTensor,
-        v: FlexTensor,
-        bias: FlexTensor,
-    ) -> FlexTensor {
+    fn fused_attention(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor) -> FlexTensor {
         Self::attention_forward(q, k, v, bias).0
     }
 }
@@ -466,26 +404,16 @@ fn heads_from_rows(buf: Vec<f32>, [b, h, l, dh]: [usize; 4]) -> FlexTensor {
 /// Flex: one (batch, head) pair per task ([`cpu::attention`]); the probabilities are kept for
 /// the backward pass.
 impl AttentionKernels for Flex {
-    fn attention_forward(
-        q: FlexTensor,
-        k: FlexTensor,
-        v: FlexTensor,
-        bias: FlexTensor,
-    ) -> (FlexTensor, FlexTensor) {
+    fn attention_forward(q: FlexTensor, k: FlexTensor, v: FlexTensor, bias: FlexTensor) -> (FlexTensor, FlexTensor) {
         let [b, h, lq, dh] = view4(&q).shape;
         let lk = k.layout().shape()[2];
         if [&q, &k, &v].iter().any(|t| t.layout().num_elements() == 0) {
-            let zeros = |shape: [usize; 4]| {
-                FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape))
-            };
+            let zeros =
+                |shape: [usize; 4]| FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape));
             return (zeros([b, h, lq, dh]), zeros([b, h, lq, lk]));
         }
-        let (out, p) =
-            cpu::attention::attention_forward(view4(&q), view4(&k), view4(&v), view4(&bias));
-        (
-            heads_from_rows(out, [b, h, lq, dh]),
-            FlexTensor::from_data(TensorData::new(p, [b, h, lq, lk])),
-        )
+        let (out, p) = cpu::attention::attention_forward(view4(&q), view4(&k), view4(&v), view4(&bias));
+        (heads_from_rows(out, [b, h, lq, dh]), FlexTensor::from_data(TensorData::new(p, [b, h, lq, lk])))
     }
 
     fn attention_backward(
@@ -500,24 +428,14 @@ impl AttentionKernels for Flex {
         let [b, h, lq, dh] = view4(&q).shape;
         let lk = k.layout().shape()[2];
         if [&q, &k, &v, &grad].iter().any(|t| t.layout().num_elements() == 0) {
-            let zeros = |shape: [usize; 4]| {
-                FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape))
-            };
+            let zeros =
+                |shape: [usize; 4]| FlexTensor::from_data(TensorData::new(vec![0.0f32; shape.iter().product()], shape));
             return [zeros([b, h, lq, dh]), zeros([b, h, lk, dh]), zeros([b, h, lk, dh])];
         }
         let p = p.to_contiguous();
-        let (dq, dk, dv) = cpu::attention::attention_backward(
-            view4(&q),
-            view4(&k),
-            view4(&v),
-            values(&p),
-            view4(&grad),
-        );
-        [
-            heads_from_rows(dq, [b, h, lq, dh]),
-            heads_from_rows(dk, [b, h, lk, dh]),
-            heads_from_rows(dv, [b, h, lk, dh]),
-        ]
+        let (dq, dk, dv) =
+            cpu::attention::attention_backward(view4(&q), view4(&k), view4(&v), values(&p), view4(&grad));
+        [heads_from_rows(dq, [b, h, lq, dh]), heads_from_rows(dk, [b, h, lk, dh]), heads_from_rows(dv, [b, h, lk, dh])]
     }
 }
 
@@ -537,18 +455,11 @@ mod torch {
     }
 
     fn last_dim(t: &Tensor) -> i64 {
-        *t.size()
-            .last()
-            .expect("fused ops take tensors of rank >= 1")
+        *t.size().last().expect("fused ops take tensors of rank >= 1")
     }
 
     impl super::AttentionKernels for LibTorch {
-        fn attention_forward(
-            q: TchTensor,
-            k: TchTensor,
-            v: TchTensor,
-            bias: TchTensor,
-        ) -> (TchTensor, TchTensor) {
+        fn attention_forward(q: TchTensor, k: TchTensor, v: TchTensor, bias: TchTensor) -> (TchTensor, TchTensor) {
             let (out, logsumexp) = Tensor::internal_scaled_dot_product_flash_attention_for_cpu(
                 &q.tensor,
                 &k.tensor,
@@ -616,40 +527,17 @@ mod torch {
         }
 
         fn fused_softmax_backward(y: TchTensor, grad: TchTensor) -> TchTensor {
-            TchTensor::new(Tensor::internal_softmax_backward_data(
-                &grad.tensor,
-                &y.tensor,
-                -1,
-                Kind::Float,
-            ))
+            TchTensor::new(Tensor::internal_softmax_backward_data(&grad.tensor, &y.tensor, -1, Kind::Float))
         }
 
-        fn fused_layer_norm(
-            x: TchTensor,
-            gamma: TchTensor,
-            beta: TchTensor,
-            eps: f64,
-        ) -> TchTensor {
+        fn fused_layer_norm(x: TchTensor, gamma: TchTensor, beta: TchTensor, eps: f64) -> TchTensor {
             let d = last_dim(&x.tensor);
-            TchTensor::new(x.tensor.layer_norm(
-                [d],
-                Some(&gamma.tensor),
-                Some(&beta.tensor),
-                eps,
-                true,
-            ))
+            TchTensor::new(x.tensor.layer_norm([d], Some(&gamma.tensor), Some(&beta.tensor), eps, true))
         }
 
-        fn fused_layer_norm_backward(
-            x: TchTensor,
-            gamma: TchTensor,
-            grad: TchTensor,
-            eps: f64,
-        ) -> TchTensor {
+        fn fused_layer_norm_backward(x: TchTensor, gamma: TchTensor, grad: TchTensor, eps: f64) -> TchTensor {
             let d = last_dim(&x.tensor);
-            let (xhat, _, rstd) =
-                x.tensor
-                    .native_layer_norm([d], None::<Tensor>, None::<Tensor>, eps);
+            let (xhat, _, rstd) = x.tensor.native_layer_norm([d], None::<Tensor>, None::<Tensor>, eps);
             let gg = &grad.tensor * &gamma.tensor;
             let a = mean_last(&gg);
             let b = mean_last(&(&gg * &xhat));
@@ -661,12 +549,7 @@ mod torch {
             TchTensor::new(&x.tensor * r * &weight.tensor)
         }
 
-        fn fused_rms_norm_backward(
-            x: TchTensor,
-            weight: TchTensor,
-            grad: TchTensor,
-            eps: f64,
-        ) -> TchTensor {
+        fn fused_rms_norm_backward(x: TchTensor, weight: TchTensor, grad: TchTensor, eps: f64) -> TchTensor {
             let r = (mean_last(&x.tensor.square()) + eps).rsqrt();
             let gw = &grad.tensor * &weight.tensor;
             let b = mean_last(&(&gw * &x.tensor)) * r.square();
@@ -701,9 +584,7 @@ impl<B: Backend> Backward<B, 1> for NormBackward<B> {
 
     fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, _: &mut Checkpointer) {
         let (x, weight, eps) = ops.state;
-        unary::<B, _>(ops.parents, ops.node, grads, |grad| {
-            (self.0)(x, weight, grad, eps)
-        });
+        unary::<B, _>(ops.parents, ops.node, grads, |grad| (self.0)(x, weight, grad, eps));
     }
 }
 
@@ -743,11 +624,7 @@ impl<B: FusedOps + AttentionKernels> Backward<B, 3> for AttentionBackward {
 /// The forward ops record one node each; the backward ops are evaluated untracked (no
 /// second-order gradients).
 impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodiff<B, C> {
-    fn fused_linear(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
+    fn fused_linear(x: FloatTensor<Self>, weight: FloatTensor<Self>, bias: FloatTensor<Self>) -> FloatTensor<Self> {
         let (x, node) = x.into_parts();
         let weight = weight.into_primitive();
         let out = B::fused_linear(x, weight.clone(), bias.into_primitive());
@@ -761,14 +638,8 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
         record::<B, C, _>(SavedOne(B::fused_linear_backward), node, out, || weight)
     }
 
-    fn fused_linear_backward(
-        weight: FloatTensor<Self>,
-        grad: FloatTensor<Self>,
-    ) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::fused_linear_backward(
-            weight.into_primitive(),
-            grad.into_primitive(),
-        ))
+    fn fused_linear_backward(weight: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
+        <Self as AutodiffBackend>::from_inner(B::fused_linear_backward(weight.into_primitive(), grad.into_primitive()))
     }
 
     fn fused_attention(
@@ -778,26 +649,11 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
         bias: FloatTensor<Self>,
     ) -> FloatTensor<Self> {
         let bias = bias.into_primitive();
-        let (out, saved) = B::attention_forward(
-            q.primitive().clone(),
-            k.primitive().clone(),
-            v.primitive().clone(),
-            bias.clone(),
-        );
-        match AttentionBackward
-            .prepare::<C>([q.node(), k.node(), v.node()])
-            .compute_bound()
-            .stateful()
-        {
+        let (out, saved) =
+            B::attention_forward(q.primitive().clone(), k.primitive().clone(), v.primitive().clone(), bias.clone());
+        match AttentionBackward.prepare::<C>([q.node(), k.node(), v.node()]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let state = [
-                    q.into_primitive(),
-                    k.into_primitive(),
-                    v.into_primitive(),
-                    bias,
-                    out.clone(),
-                    saved,
-                ];
+                let state = [q.into_primitive(), k.into_primitive(), v.into_primitive(), bias, out.clone(), saved];
                 prep.finish(state, out)
             }
             OpsKind::UnTracked(prep) => prep.finish(out),
@@ -806,16 +662,11 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
 
     fn fused_gelu(x: FloatTensor<Self>) -> FloatTensor<Self> {
         let out = B::fused_gelu(x.primitive().clone());
-        record::<B, C, _>(SavedOne(B::fused_gelu_backward), x.node(), out, || {
-            x.into_primitive()
-        })
+        record::<B, C, _>(SavedOne(B::fused_gelu_backward), x.node(), out, || x.into_primitive())
     }
 
     fn fused_gelu_backward(x: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::fused_gelu_backward(
-            x.into_primitive(),
-            grad.into_primitive(),
-        ))
+        <Self as AutodiffBackend>::from_inner(B::fused_gelu_backward(x.into_primitive(), grad.into_primitive()))
     }
 
     fn fused_softmax(x: FloatTensor<Self>) -> FloatTensor<Self> {
@@ -828,10 +679,7 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
     }
 
     fn fused_softmax_backward(y: FloatTensor<Self>, grad: FloatTensor<Self>) -> FloatTensor<Self> {
-        <Self as AutodiffBackend>::from_inner(B::fused_softmax_backward(
-            y.into_primitive(),
-            grad.into_primitive(),
-        ))
+        <Self as AutodiffBackend>::from_inner(B::fused_softmax_backward(y.into_primitive(), grad.into_primitive()))
     }
 
     fn fused_layer_norm(
@@ -841,18 +689,10 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
         eps: f64,
     ) -> FloatTensor<Self> {
         let gamma = gamma.into_primitive();
-        let out = B::fused_layer_norm(
-            x.primitive().clone(),
-            gamma.clone(),
-            beta.into_primitive(),
-            eps,
-        );
-        record::<B, C, _>(
-            NormBackward(B::fused_layer_norm_backward),
-            x.node(),
-            out,
-            || (x.into_primitive(), gamma, eps),
-        )
+        let out = B::fused_layer_norm(x.primitive().clone(), gamma.clone(), beta.into_primitive(), eps);
+        record::<B, C, _>(NormBackward(B::fused_layer_norm_backward), x.node(), out, || {
+            (x.into_primitive(), gamma, eps)
+        })
     }
 
     fn fused_layer_norm_backward(
@@ -869,19 +709,10 @@ impl<B: FusedOps + AttentionKernels, C: CheckpointStrategy> FusedOps for Autodif
         ))
     }
 
-    fn fused_rms_norm(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        eps: f64,
-    ) -> FloatTensor<Self> {
+    fn fused_rms_norm(x: FloatTensor<Self>, weight: FloatTensor<Self>, eps: f64) -> FloatTensor<Self> {
         let weight = weight.into_primitive();
         let out = B::fused_rms_norm(x.primitive().clone(), weight.clone(), eps);
-        record::<B, C, _>(
-            NormBackward(B::fused_rms_norm_backward),
-            x.node(),
-            out,
-            || (x.into_primitive(), weight, eps),
-        )
+        record::<B, C, _>(NormBackward(B::fused_rms_norm_backward), x.node(), out, || (x.into_primitive(), weight, eps))
     }
 
     fn fused_rms_norm_backward(

@@ -70,46 +70,29 @@ impl HostTensor {
     /// A `[rows][cols]` i64 matrix.
     pub fn from_rows(rows: &[Vec<i64>]) -> Self {
         let cols = rows.first().map_or(0, Vec::len);
-        HostTensor::I64 {
-            data: rows.iter().flatten().copied().collect(),
-            shape: vec![rows.len(), cols],
-        }
+        HostTensor::I64 { data: rows.iter().flatten().copied().collect(), shape: vec![rows.len(), cols] }
     }
 }
 
 /// Reads every tensor of a safetensors file.
 pub fn read_safetensors(path: &Path) -> Result<BTreeMap<String, HostTensor>> {
-    let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let st = SafeTensors::deserialize(&bytes).map_err(|source| ModelError::Safetensors {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|source| ModelError::Safetensors { path: path.to_path_buf(), source })?;
     let mut out = BTreeMap::new();
     for (name, view) in st.tensors() {
         let shape = view.shape().to_vec();
         let data = view.data();
         let tensor = match view.dtype() {
             Dtype::F32 => HostTensor::F32 {
-                data: data
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
+                data: data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
                 shape,
             },
             Dtype::I64 => HostTensor::I64 {
-                data: data
-                    .chunks_exact(8)
-                    .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")))
-                    .collect(),
+                data: data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes"))).collect(),
                 shape,
             },
-            other => HostTensor::Other {
-                dtype: format!("{other:?}"),
-                shape,
-            },
+            other => HostTensor::Other { dtype: format!("{other:?}"), shape },
         };
         out.insert(name, tensor);
     }
@@ -142,24 +125,16 @@ pub fn to_safetensors_bytes(
     let views: Vec<(String, TensorView<'_>)> = buffers
         .iter()
         .map(|(name, dtype, shape, bytes)| {
-            (
-                name.clone(),
-                TensorView::new(*dtype, shape.clone(), bytes).expect("consistent buffer"),
-            )
+            (name.clone(), TensorView::new(*dtype, shape.clone(), bytes).expect("consistent buffer"))
         })
         .collect();
-    safetensors::serialize(views, metadata).map_err(|source| ModelError::Safetensors {
-        path: "<memory>".into(),
-        source,
-    })
+    safetensors::serialize(views, metadata)
+        .map_err(|source| ModelError::Safetensors { path: "<memory>".into(), source })
 }
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let io = |source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| ModelError::Io { path: path.to_path_buf(), source };
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));

@@ -22,20 +22,13 @@ impl Linear {
     /// Loads `{prefix}.weight` (and `{prefix}.bias` when `bias`) from an HF `nn.Linear`.
     pub fn load(w: &mut Weights, prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Result<Self> {
         let weight = w.linear_weight(&format!("{prefix}.weight"), d_in, d_out)?;
-        let bias = if bias {
-            Some(w.tensor(&format!("{prefix}.bias"), [d_out])?)
-        } else {
-            None
-        };
+        let bias = if bias { Some(w.tensor(&format!("{prefix}.bias"), [d_out])?) } else { None };
         Ok(Self { weight, bias })
     }
 
     /// The same map times `factor`: `y = x (factor W) + factor b`.
     pub fn scaled(self, factor: f64) -> Self {
-        Self {
-            weight: self.weight * factor,
-            bias: self.bias.map(|b| b * factor),
-        }
+        Self { weight: self.weight * factor, bias: self.bias.map(|b| b * factor) }
     }
 
     /// `[.., d_in] -> [.., d_out]`.
@@ -95,10 +88,7 @@ pub struct RmsNorm {
 impl RmsNorm {
     /// Loads `{prefix}.weight`.
     pub fn load(w: &mut Weights, prefix: &str, d: usize, eps: f64) -> Result<Self> {
-        Ok(Self {
-            weight: w.tensor(&format!("{prefix}.weight"), [d])?,
-            eps,
-        })
+        Ok(Self { weight: w.tensor(&format!("{prefix}.weight"), [d])?, eps })
     }
 
     /// `[B, L, d] -> [B, L, d]`.

@@ -85,12 +85,7 @@ impl ModelFiles {
             });
         }
         let tokenizer = Some(dir.join("tokenizer.json")).filter(|p| p.is_file());
-        Ok(Self {
-            dir: dir.to_path_buf(),
-            config,
-            weights,
-            tokenizer,
-        })
+        Ok(Self { dir: dir.to_path_buf(), config, weights, tokenizer })
     }
 }
 
@@ -109,17 +104,12 @@ pub struct Model {
 
 /// sha256 of a file, hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let mut file = std::fs::File::open(path).map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = std::io::Read::read(&mut file, &mut buf).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let n = std::io::Read::read(&mut file, &mut buf)
+            .map_err(|source| ModelError::Io { path: path.to_path_buf(), source })?;
         if n == 0 {
             break;
         }
@@ -137,11 +127,7 @@ pub fn fingerprint(files: &ModelFiles) -> Result<Fingerprint> {
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    Ok(Fingerprint {
-        name,
-        config_sha256: sha256_file(&files.config)?,
-        weights_sha256: sha256_file(&files.weights)?,
-    })
+    Ok(Fingerprint { name, config_sha256: sha256_file(&files.config)?, weights_sha256: sha256_file(&files.weights)? })
 }
 
 impl Model {
@@ -152,19 +138,10 @@ impl Model {
         let config = ModelConfig::read(&files.config)?;
         let weights = weights::Weights::open(&files.weights, device)?;
         let backbone = config.load(&files.config, weights)?;
-        let tokenizer = files
-            .tokenizer
-            .as_deref()
-            .map(TextTokenizer::from_file)
-            .transpose()?;
+        let tokenizer = files.tokenizer.as_deref().map(TextTokenizer::from_file).transpose()?;
         let fingerprint = fingerprint(&files)?;
         tracing::debug!(dir = %dir.display(), arch = %backbone.arch(), params = backbone.num_params(), "loaded backbone");
-        Ok(Self {
-            files,
-            backbone,
-            tokenizer,
-            fingerprint,
-        })
+        Ok(Self { files, backbone, tokenizer, fingerprint })
     }
 
     /// The tokenizer, or an error saying the folder lacks `tokenizer.json`.

@@ -164,9 +164,7 @@ impl T5Config {
                 return Err(ModelError::ConfigValue {
                     path: path.to_path_buf(),
                     field: "feed_forward_proj".into(),
-                    message: format!(
-                        "{proj:?} is not supported; expected relu, gelu, gated-gelu or gated-silu"
-                    ),
+                    message: format!("{proj:?} is not supported; expected relu, gelu, gated-gelu or gated-silu"),
                 });
             }
         };
@@ -259,9 +257,7 @@ impl FeedForward {
     fn forward(&self, x: Tensor<3>, act: Act) -> Tensor<3> {
         match self {
             FeedForward::Plain { wi, wo } => wo.forward(act.apply(wi.forward(x))),
-            FeedForward::Gated { wi_0, wi_1, wo } => {
-                wo.forward(act.apply(wi_0.forward(x.clone())) * wi_1.forward(x))
-            }
+            FeedForward::Gated { wi_0, wi_1, wo } => wo.forward(act.apply(wi_0.forward(x.clone())) * wi_1.forward(x)),
         }
     }
 }
@@ -315,11 +311,8 @@ impl Stack {
 
     /// Relative position bias `[1, H, Lq, Lk]` from the first block's table.
     fn position_bias(&self, c: &T5Config, lq: usize, lk: usize, device: &Device) -> Tensor<4> {
-        let table = self.blocks[0]
-            .self_attn
-            .relative_bias
-            .clone()
-            .expect("first block carries the relative attention bias");
+        let table =
+            self.blocks[0].self_attn.relative_bias.clone().expect("first block carries the relative attention bias");
         let buckets: Vec<i64> = (0..lq)
             .flat_map(|q| (0..lk).map(move |k| (q, k)))
             .map(|(q, k)| {
@@ -332,11 +325,7 @@ impl Stack {
             })
             .collect();
         let ids = Tensor::<1, Int>::from_data(TensorData::new(buckets, [lq * lk]), device);
-        table
-            .select(0, ids)
-            .reshape([lq, lk, c.num_heads])
-            .permute([2, 0, 1])
-            .unsqueeze::<4>()
+        table.select(0, ids).reshape([lq, lk, c.num_heads]).permute([2, 0, 1]).unsqueeze::<4>()
     }
 
     fn forward(
@@ -385,8 +374,7 @@ pub fn relative_position_bucket(
     if rp < max_exact {
         bucket + rp
     } else {
-        let ratio = (rp as f32 / max_exact as f32).ln()
-            / ((max_distance as f64 / max_exact as f64).ln() as f32)
+        let ratio = (rp as f32 / max_exact as f32).ln() / ((max_distance as f64 / max_exact as f64).ln() as f32)
             * (num_buckets - max_exact) as f32;
         let large = (max_exact + ratio as i64).min(num_buckets - 1);
         bucket + large
@@ -421,14 +409,8 @@ impl T5 {
         let encoder = Stack::load(&mut w, "encoder", &config, config.num_layers, gated)?;
         let decoder = Stack::load(&mut w, "decoder", &config, config.decoder_layers(), gated)?;
         let separate_head = w.contains("lm_head.weight");
-        let lm_head = if separate_head {
-            w.linear_weight("lm_head.weight", d, v)?
-        } else {
-            shared.clone().transpose()
-        };
-        w.finish("t5", |name| {
-            name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight"
-        })?;
+        let lm_head = if separate_head { w.linear_weight("lm_head.weight", d, v)? } else { shared.clone().transpose() };
+        w.finish("t5", |name| name == "decoder.block.0.layer.1.EncDecAttention.relative_attention_bias.weight")?;
         let inner = config.num_heads * config.d_kv;
         let attn = 4 * d * inner;
         let ff = if gated { 3 * d * config.d_ff } else { 2 * d * config.d_ff };
@@ -437,16 +419,7 @@ impl T5 {
         let dec = config.decoder_layers() * (2 * attn + ff + 3 * d) + bias + d;
         let head = if separate_head { v * d } else { 0 };
         let num_params = v * d + enc + dec + head;
-        Ok(Self {
-            config,
-            shared,
-            encoder,
-            decoder,
-            lm_head,
-            act,
-            num_params,
-            separate_head,
-        })
+        Ok(Self { config, shared, encoder, decoder, lm_head, act, num_params, separate_head })
     }
 
     /// Model width d.
@@ -526,20 +499,12 @@ impl T5 {
     ) -> Tensor<3> {
         let [_, t] = decoder_input_ids.dims();
         let device = decoder_input_ids.device();
-        let causal: Vec<f32> = (0..t)
-            .flat_map(|q| (0..t).map(move |k| if k > q { f32::MIN } else { 0.0 }))
-            .collect();
+        let causal: Vec<f32> = (0..t).flat_map(|q| (0..t).map(move |k| if k > q { f32::MIN } else { 0.0 })).collect();
         let causal = Tensor::<2>::from_data(TensorData::new(causal, [t, t]), &device).unsqueeze::<4>();
         let self_bias = self.decoder.position_bias(&self.config, t, t, &device) + causal;
         let cross_bias = mask_bias(encoder_mask.clone());
         let embeds = self.embed_tokens(decoder_input_ids);
-        self.decoder.forward(
-            &self.config,
-            self.act,
-            embeds,
-            self_bias,
-            Some((encoder_states, &cross_bias)),
-        )
+        self.decoder.forward(&self.config, self.act, embeds, self_bias, Some((encoder_states, &cross_bias)))
     }
 
     /// LM logits `[B, T, V]` from decoder hidden states `[B, T, d]`.
@@ -620,10 +585,7 @@ impl T5 {
             let logits = self.decode(ids, encoder_states, encoder_mask);
             let vocab = logits.dims()[2];
             let last = logits.slice([0..b, t - 1..t, 0..vocab]).reshape([b, vocab]);
-            let next: Vec<i64> = last
-                .argmax(1)
-                .try_into_vec_as::<i64>()
-                .expect("argmax gives integers");
+            let next: Vec<i64> = last.argmax(1).try_into_vec_as::<i64>().expect("argmax gives integers");
             for (row, (&token, finished)) in rows.iter_mut().zip(next.iter().zip(done.iter_mut())) {
                 if *finished {
                     row.push(pad);

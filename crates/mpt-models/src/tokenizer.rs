@@ -52,15 +52,10 @@ impl std::fmt::Debug for TextTokenizer {
 impl TextTokenizer {
     /// Loads `path` (a `tokenizer.json`).
     pub fn from_file(path: &Path) -> Result<Self> {
-        let mut inner = Tokenizer::from_file(path).map_err(|e| ModelError::Tokenizer {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+        let mut inner = Tokenizer::from_file(path)
+            .map_err(|e| ModelError::Tokenizer { path: path.to_path_buf(), message: e.to_string() })?;
         inner.with_padding(None);
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-        })
+        Ok(Self { inner, path: path.to_path_buf() })
     }
 
     /// The file it came from.
@@ -79,19 +74,12 @@ impl TextTokenizer {
     }
 
     fn err(&self, e: impl std::fmt::Display) -> ModelError {
-        ModelError::Tokenizer {
-            path: self.path.clone(),
-            message: e.to_string(),
-        }
+        ModelError::Tokenizer { path: self.path.clone(), message: e.to_string() }
     }
 
     /// Encodes single texts or pairs with special tokens, truncating each (pair: longest
     /// first) to `max_len` tokens. Returns unpadded `(ids, token_type_ids)` rows.
-    pub fn encode_rows(
-        &self,
-        inputs: &[(&str, Option<&str>)],
-        max_len: usize,
-    ) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
+    pub fn encode_rows(&self, inputs: &[(&str, Option<&str>)], max_len: usize) -> Result<Vec<(Vec<i64>, Vec<i64>)>> {
         let mut tokenizer = self.inner.clone();
         tokenizer
             .with_truncation(Some(TruncationParams {
@@ -118,23 +106,14 @@ impl TextTokenizer {
     }
 
     /// [`encode_rows`](Self::encode_rows), then pads the batch with `pad_id` to its longest row.
-    pub fn encode_batch(
-        &self,
-        inputs: &[(&str, Option<&str>)],
-        max_len: usize,
-        pad_id: i64,
-    ) -> Result<EncodedBatch> {
+    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], max_len: usize, pad_id: i64) -> Result<EncodedBatch> {
         let rows = self.encode_rows(inputs, max_len)?;
         Ok(pad_rows(rows.iter().map(|(ids, types)| (ids.as_slice(), types.as_slice())), pad_id))
     }
 
     /// Token ids of `text` with special tokens (for T5 targets this appends `</s>`).
     pub fn encode_ids(&self, text: &str, max_len: usize) -> Result<Vec<i64>> {
-        Ok(self
-            .encode_batch(&[(text, None)], max_len, 0)?
-            .input_ids
-            .pop()
-            .unwrap_or_default())
+        Ok(self.encode_batch(&[(text, None)], max_len, 0)?.input_ids.pop().unwrap_or_default())
     }
 
     /// Text for `ids`, special tokens skipped.
@@ -148,11 +127,7 @@ impl TextTokenizer {
 /// the attention mask.
 pub fn pad_rows<'a>(rows: impl Iterator<Item = (&'a [i64], &'a [i64])> + Clone, pad_id: i64) -> EncodedBatch {
     let len = rows.clone().map(|(ids, _)| ids.len()).max().unwrap_or(0);
-    let mut batch = EncodedBatch {
-        input_ids: Vec::new(),
-        attention_mask: Vec::new(),
-        token_type_ids: Vec::new(),
-    };
+    let mut batch = EncodedBatch { input_ids: Vec::new(), attention_mask: Vec::new(), token_type_ids: Vec::new() };
     for (ids, types) in rows {
         let mut ids = ids.to_vec();
         let mut types = types.to_vec();

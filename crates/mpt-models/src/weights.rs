@@ -25,31 +25,19 @@ pub struct Weights {
 impl Weights {
     /// Maps `path` into memory and indexes its tensors.
     pub fn open(path: &Path, device: &Device) -> Result<Self> {
-        let io = |source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io = |source| ModelError::Io { path: path.to_path_buf(), source };
         let file = std::fs::File::open(path).map_err(io)?;
         // SAFETY: the mapping is read-only; like every reader of model files (safetensors'
         // own documentation maps them the same way) we assume nobody truncates or rewrites the
         // file while the model loads.
         let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
         let names = SafeTensors::deserialize(&bytes)
-            .map_err(|source| ModelError::Safetensors {
-                path: path.to_path_buf(),
-                source,
-            })?
+            .map_err(|source| ModelError::Safetensors { path: path.to_path_buf(), source })?
             .names()
             .into_iter()
             .map(str::to_string)
             .collect();
-        Ok(Self {
-            path: path.to_path_buf(),
-            bytes,
-            names,
-            used: BTreeSet::new(),
-            device: device.clone(),
-        })
+        Ok(Self { path: path.to_path_buf(), bytes, names, used: BTreeSet::new(), device: device.clone() })
     }
 
     /// The file these weights come from.
@@ -68,10 +56,8 @@ impl Weights {
     }
 
     fn view(&self) -> Result<SafeTensors<'_>> {
-        SafeTensors::deserialize(&self.bytes).map_err(|source| ModelError::Safetensors {
-            path: self.path.clone(),
-            source,
-        })
+        SafeTensors::deserialize(&self.bytes)
+            .map_err(|source| ModelError::Safetensors { path: self.path.clone(), source })
     }
 
     /// Reads `name` as f32 values, checking its shape against `expected`.
@@ -92,18 +78,9 @@ impl Weights {
         }
         let data = view.data();
         let values = match view.dtype() {
-            Dtype::F32 => data
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::F16 => data
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            Dtype::BF16 => data
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
+            Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             other => {
                 return Err(ModelError::TensorDtype {
                     path: self.path.clone(),
@@ -124,13 +101,8 @@ impl Weights {
         if let Some(offset) = (data.as_ptr() as usize).checked_sub(self.bytes.as_ptr() as usize) {
             // SAFETY: a read-only shared file mapping: dropping its pages loses nothing, and
             // the range lies inside the map (`data` is a slice of it). Advice is best-effort.
-            let _ = unsafe {
-                self.bytes.unchecked_advise_range(
-                    memmap2::UncheckedAdvice::DontNeed,
-                    offset,
-                    data.len(),
-                )
-            };
+            let _ =
+                unsafe { self.bytes.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, offset, data.len()) };
         }
         #[cfg(not(unix))]
         let _ = data;
@@ -152,10 +124,7 @@ impl Weights {
                 transposed[i * d_out + o] = values[o * d_in + i];
             }
         }
-        Ok(Tensor::from_data(
-            TensorData::new(transposed, [d_in, d_out]),
-            &self.device,
-        ))
+        Ok(Tensor::from_data(TensorData::new(transposed, [d_in, d_out]), &self.device))
     }
 
     /// Marks `name` as known but unused (e.g. a duplicate of a tied tensor).
@@ -181,11 +150,7 @@ impl Weights {
         if leftover.is_empty() {
             Ok(())
         } else {
-            Err(ModelError::UnexpectedTensors {
-                path: self.path.clone(),
-                arch,
-                names: leftover.join(", "),
-            })
+            Err(ModelError::UnexpectedTensors { path: self.path.clone(), arch, names: leftover.join(", ") })
         }
     }
 }

@@ -61,7 +61,10 @@ fn fused_row_ops_and_attention_on_empty_tensors() {
     assert_eq!(fused::layer_norm(x.clone(), g.clone(), g.clone() * 0.0, 1e-12).dims(), [0, 5, 8]);
     assert_eq!(fused::rms_norm(x, g, 1e-6).dims(), [0, 5, 8]);
     let q = Tensor::<4>::zeros([0, 2, 5, 4], &device);
-    assert_eq!(fused::attention(q.clone(), q.clone(), q.clone(), Tensor::zeros([0, 1, 1, 5], &device)).dims(), [0, 2, 5, 4]);
+    assert_eq!(
+        fused::attention(q.clone(), q.clone(), q.clone(), Tensor::zeros([0, 1, 1, 5], &device)).dims(),
+        [0, 2, 5, 4]
+    );
     // Queries but no keys: zeros, not a softmax over nothing.
     let q = Tensor::<4>::ones([1, 2, 3, 4], &device);
     let kv = Tensor::<4>::zeros([1, 2, 0, 4], &device);
@@ -89,7 +92,12 @@ fn flex_fused_ops_take_empty_operands_without_a_kernel() {
     assert_eq!(out.layout().shape().to_vec(), [0, 4]);
     let out = <Flex as FusedOps>::fused_softmax(flex(vec![], &[3, 0]));
     assert_eq!(out.layout().shape().to_vec(), [3, 0]);
-    let out = <Flex as FusedOps>::fused_layer_norm(flex(vec![], &[0, 2]), flex(vec![1.0; 2], &[2]), flex(vec![0.0; 2], &[2]), 1e-12);
+    let out = <Flex as FusedOps>::fused_layer_norm(
+        flex(vec![], &[0, 2]),
+        flex(vec![1.0; 2], &[2]),
+        flex(vec![0.0; 2], &[2]),
+        1e-12,
+    );
     assert_eq!(out.layout().shape().to_vec(), [0, 2]);
     let q = flex(vec![], &[0, 2, 3, 4]);
     let bias = flex(vec![], &[0, 1, 1, 3]);
@@ -107,10 +115,13 @@ fn bert_refuses_empty_batches_rows_and_prompts() {
     let (model, device) = load("bert-tiny");
     let bert = model.backbone.as_any().downcast_ref::<mpt_models::bert::Bert>().expect("bert-tiny is a BERT");
     for (shape, needle) in [([0, 5], "empty batch"), ([2, 0], "rows of length 0")] {
-        let (name, message) = input_err(bert.forward(ids(shape, &device), ids(shape, &device), ids(shape, &device), None).unwrap_err());
+        let (name, message) =
+            input_err(bert.forward(ids(shape, &device), ids(shape, &device), ids(shape, &device), None).unwrap_err());
         assert_eq!(name, "input_ids");
         assert!(message.contains(needle) && message.contains(&format!("{shape:?}")), "{message}");
-        let (name, _) = input_err(bert.forward_inputs(ids(shape, &device), ids(shape, &device), ids(shape, &device), None).unwrap_err());
+        let (name, _) = input_err(
+            bert.forward_inputs(ids(shape, &device), ids(shape, &device), ids(shape, &device), None).unwrap_err(),
+        );
         assert_eq!(name, "input_ids");
     }
     let good = ids([2, 3], &device);
@@ -123,9 +134,14 @@ fn bert_refuses_empty_batches_rows_and_prompts() {
         let (name, message) = input_err(bert.forward(good.clone(), good.clone(), good.clone(), Some(p)).unwrap_err());
         assert!(name == "prompt" && message.contains(&format!("{prompt:?}")), "{name}: {message}");
     }
-    let (name, _) = input_err(bert.forward_embeds(Tensor::zeros([0, 3, 32], &device), ids([0, 3], &device), ids([0, 3], &device)).unwrap_err());
+    let (name, _) = input_err(
+        bert.forward_embeds(Tensor::zeros([0, 3, 32], &device), ids([0, 3], &device), ids([0, 3], &device))
+            .unwrap_err(),
+    );
     assert_eq!(name, "inputs_embeds");
-    let (name, _) = input_err(bert.forward_embeds_from(Tensor::zeros([2, 3, 32], &device), good.clone(), good.clone(), 3).unwrap_err());
+    let (name, _) = input_err(
+        bert.forward_embeds_from(Tensor::zeros([2, 3, 32], &device), good.clone(), good.clone(), 3).unwrap_err(),
+    );
     assert_eq!(name, "from");
     // A valid call still works.
     assert_eq!(bert.forward(good.clone(), good.clone() + 1, good, None).unwrap().dims(), [2, 3, 32]);
@@ -142,7 +158,8 @@ fn t5_refuses_empty_batches_rows_and_decoder_inputs() {
     let good = ids([2, 3], &device);
     let (name, _) = input_err(t5.try_encode(good.clone(), ids([2, 2], &device), None).unwrap_err());
     assert_eq!(name, "attention_mask");
-    let (name, _) = input_err(t5.try_encode(good.clone(), good.clone(), Some(Tensor::zeros([2, 0, 32], &device))).unwrap_err());
+    let (name, _) =
+        input_err(t5.try_encode(good.clone(), good.clone(), Some(Tensor::zeros([2, 0, 32], &device))).unwrap_err());
     assert_eq!(name, "prompt");
     let (enc, mask) = t5.try_encode(good.clone(), good.clone() + 1, None).unwrap();
     let (name, message) = input_err(t5.try_decode(ids([2, 0], &device), &enc, &mask).unwrap_err());
@@ -163,11 +180,17 @@ fn the_forward_contract_refuses_empty_inputs_naming_the_tensor() {
     for name in ["bert-tiny", "t5-v1_0-tiny"] {
         let (model, device) = load(name);
         for shape in [[0, 5], [2, 0]] {
-            let inputs = BTreeMap::from([("input_ids".to_string(), int_input(shape)), ("attention_mask".to_string(), int_input(shape))]);
+            let inputs = BTreeMap::from([
+                ("input_ids".to_string(), int_input(shape)),
+                ("attention_mask".to_string(), int_input(shape)),
+            ]);
             let (tensor, message) = input_err(forward::forward(&model, &inputs, None, &device).unwrap_err());
             assert!(tensor == "input_ids" && message.contains(&format!("{shape:?}")), "{name}: {tensor}: {message}");
         }
-        let mut inputs = BTreeMap::from([("input_ids".to_string(), int_input([2, 3])), ("attention_mask".to_string(), int_input([2, 3]))]);
+        let mut inputs = BTreeMap::from([
+            ("input_ids".to_string(), int_input([2, 3])),
+            ("attention_mask".to_string(), int_input([2, 3])),
+        ]);
         let mut prompt = vec![0.0f32; 2 * 32];
         prompt[33] = f32::NAN;
         inputs.insert("soft_prompt".into(), HostTensor::F32 { data: prompt, shape: vec![2, 32] });

@@ -61,13 +61,7 @@ fn weights() -> BTreeMap<String, HostTensor> {
     }
     put("pooler.dense.weight", &[D, D]);
     put("pooler.dense.bias", &[D]);
-    w.insert(
-        "embeddings.position_ids".into(),
-        HostTensor::I64 {
-            data: (0..P as i64).collect(),
-            shape: vec![1, P],
-        },
-    );
+    w.insert("embeddings.position_ids".into(), HostTensor::I64 { data: (0..P as i64).collect(), shape: vec![1, P] });
     w
 }
 
@@ -86,20 +80,23 @@ fn load(config: &serde_json::Value, weights: &BTreeMap<String, HostTensor>) -> R
 fn position_ids_and_pooler_do_not_break_loading() {
     let model = load(&config(), &weights()).expect("loads");
     assert_eq!(model.backbone.dim(), D);
-    assert_eq!(model.backbone.num_params(), mpt_models::bert::BertConfig {
-        vocab_size: V,
-        hidden_size: D,
-        num_hidden_layers: 1,
-        num_attention_heads: 2,
-        intermediate_size: FF,
-        hidden_act: "gelu".into(),
-        max_position_embeddings: P,
-        type_vocab_size: 2,
-        layer_norm_eps: 1e-12,
-        pad_token_id: 0,
-        position_embedding_type: "absolute".into(),
-    }
-    .num_params());
+    assert_eq!(
+        model.backbone.num_params(),
+        mpt_models::bert::BertConfig {
+            vocab_size: V,
+            hidden_size: D,
+            num_hidden_layers: 1,
+            num_attention_heads: 2,
+            intermediate_size: FF,
+            hidden_act: "gelu".into(),
+            max_position_embeddings: P,
+            type_vocab_size: 2,
+            layer_norm_eps: 1e-12,
+            pad_token_id: 0,
+            position_embedding_type: "absolute".into(),
+        }
+        .num_params()
+    );
 }
 
 #[test]

@@ -23,11 +23,7 @@ fn fixture(name: &str) -> PathBuf {
 fn minilm_dir() -> PathBuf {
     let root = std::env::var_os("MPT_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("models"));
     let dir = root.join("all-MiniLM-L6-v2");
-    assert!(
-        dir.join("model.safetensors").is_file(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        dir.display()
-    );
+    assert!(dir.join("model.safetensors").is_file(), "{} is missing: run scripts/fetch-models.sh first", dir.display());
     dir
 }
 
@@ -67,10 +63,7 @@ fn assert_close(name: &str, got: &HostTensor, want: &HostTensor, atol: f32, rtol
 }
 
 fn pick(refs: &BTreeMap<String, HostTensor>, names: &[&str]) -> BTreeMap<String, HostTensor> {
-    names
-        .iter()
-        .filter_map(|n| refs.get(*n).map(|t| (n.to_string(), t.clone())))
-        .collect()
+    names.iter().filter_map(|n| refs.get(*n).map(|t| (n.to_string(), t.clone()))).collect()
 }
 
 fn t5_case(name: &str) {
@@ -81,7 +74,13 @@ fn t5_case(name: &str) {
     let n = ints(&refs["generated_ids"]).1[1] - 1;
     let mut inputs = pick(&refs, &["input_ids", "attention_mask", "decoder_input_ids"]);
     let out = forward::forward(&model, &inputs, Some(8), &device).unwrap();
-    assert_close("encoder_last_hidden_state", &out["encoder_last_hidden_state"], &refs["encoder_last_hidden_state"], 1e-4, 1e-4);
+    assert_close(
+        "encoder_last_hidden_state",
+        &out["encoder_last_hidden_state"],
+        &refs["encoder_last_hidden_state"],
+        1e-4,
+        1e-4,
+    );
     assert_close("lm_logits", &out["lm_logits"], &refs["lm_logits"], 1e-4, 1e-4);
     assert_eq!(out["generated_ids"], refs["generated_ids"], "generated_ids (N = {n})");
 
@@ -110,10 +109,7 @@ fn t5_v1_1_matches_transformers_and_peft() {
 
 fn zero_types(t: &HostTensor) -> HostTensor {
     let (data, shape) = ints(t);
-    HostTensor::I64 {
-        data: vec![0; data.len()],
-        shape: shape.to_vec(),
-    }
+    HostTensor::I64 { data: vec![0; data.len()], shape: shape.to_vec() }
 }
 
 fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
@@ -143,8 +139,20 @@ fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
     let types = zero_types(&inputs["token_type_ids"]);
     inputs.insert("token_type_ids".into(), types);
     let out = forward::forward(&model, &inputs, None, &device).unwrap();
-    assert_close("prompted.last_hidden_state", &out["last_hidden_state"], &refs["prompted.last_hidden_state"], 1e-4, 1e-4);
-    assert_close("prompted.sentence_embedding", &out["sentence_embedding"], &refs["prompted.sentence_embedding"], 1e-5, 1e-4);
+    assert_close(
+        "prompted.last_hidden_state",
+        &out["last_hidden_state"],
+        &refs["prompted.last_hidden_state"],
+        1e-4,
+        1e-4,
+    );
+    assert_close(
+        "prompted.sentence_embedding",
+        &out["sentence_embedding"],
+        &refs["prompted.sentence_embedding"],
+        1e-5,
+        1e-4,
+    );
 
     // Training heads read only the input's rows: the last layer skips the prompt rows' queries.
     let bert = model.backbone.as_any().downcast_ref::<mpt_models::bert::Bert>().expect("a BERT model");
@@ -155,9 +163,8 @@ fn bert_case(model_dir: PathBuf, refs_dir: PathBuf) {
     let [l, d] = [prompt_shape[0], prompt_shape[1]];
     let prompt = Tensor::<2>::from_data(TensorData::new(prompt.to_vec(), [l, d]), &device);
     let int = |v: Vec<i64>| Tensor::<2, Int>::from_data(TensorData::new(v, [b, s]), &device);
-    let rows = bert
-        .forward_inputs(int(ids), int(mask), int(types), Some(prompt.unsqueeze::<3>().expand([b, l, d])))
-        .unwrap();
+    let rows =
+        bert.forward_inputs(int(ids), int(mask), int(types), Some(prompt.unsqueeze::<3>().expand([b, l, d]))).unwrap();
     let (want, want_shape) = floats(&refs["prompted.last_hidden_state"]);
     let total = want_shape[1];
     assert_eq!(total, l + s);

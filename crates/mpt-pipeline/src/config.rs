@@ -11,8 +11,8 @@ use mpt_core::init::{PromptInit, TARGET_INIT_FORMS, TargetInit};
 use mpt_data::Split;
 use mpt_distill::SharedStart;
 use mpt_train::{HeadConfig, Selection, TrainConfig};
-use serde::{Deserialize, Serialize};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
 
@@ -175,12 +175,7 @@ fn eval_batch() -> usize {
 
 impl Default for EvalSection {
     fn default() -> Self {
-        Self {
-            split: test_split(),
-            max_examples: None,
-            batch_size: eval_batch(),
-            sources: false,
-        }
+        Self { split: test_split(), max_examples: None, batch_size: eval_batch(), sources: false }
     }
 }
 
@@ -267,19 +262,11 @@ pub struct Pipeline {
 }
 
 fn parse_err(path: &Path, key: impl Into<String>, message: impl Into<String>) -> PipelineError {
-    PipelineError::Parse {
-        path: path.to_path_buf(),
-        key: key.into(),
-        message: message.into(),
-    }
+    PipelineError::Parse { path: path.to_path_buf(), key: key.into(), message: message.into() }
 }
 
 fn invalid(path: &Path, key: impl Into<String>, message: impl Into<String>) -> PipelineError {
-    PipelineError::Invalid {
-        path: path.to_path_buf(),
-        key: key.into(),
-        message: message.into(),
-    }
+    PipelineError::Invalid { path: path.to_path_buf(), key: key.into(), message: message.into() }
 }
 
 /// `base` overlaid with `over`, recursing into sub-tables.
@@ -322,14 +309,13 @@ fn typed<T: DeserializeOwned>(
 /// One line from a toml/serde message: the reason, then where (`line L, column C`) if known.
 fn tidy(message: &str) -> String {
     let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let location = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("TOML parse error at "))
-        .map(|at| format!(" ({at})"));
+    let location = lines.iter().find_map(|l| l.strip_prefix("TOML parse error at ")).map(|at| format!(" ({at})"));
     let reason = lines
         .iter()
         .rev()
-        .find(|l| !l.starts_with("TOML parse error") && !l.starts_with('|') && !l.starts_with("in `") && !l.contains(" | "))
+        .find(|l| {
+            !l.starts_with("TOML parse error") && !l.starts_with('|') && !l.starts_with("in `") && !l.contains(" | ")
+        })
         .copied()
         .unwrap_or(message);
     format!("{reason}{}", location.unwrap_or_default())
@@ -339,10 +325,8 @@ impl Pipeline {
     /// Reads, parses and validates `path` (data-dependent checks included: tasks exist,
     /// data files exist, few-shot k fits every class).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PipelineError::Io { path: path.to_path_buf(), source })?;
         Self::parse(path, &text)
     }
 
@@ -353,7 +337,8 @@ impl Pipeline {
             let key = e.path().to_string();
             parse_err(path, key, tidy(&e.into_inner().to_string()))
         })?;
-        let init: PromptInit = file.prompt.init.parse().map_err(|e: mpt_core::CoreError| invalid(path, "prompt.init", e.to_string()))?;
+        let init: PromptInit =
+            file.prompt.init.parse().map_err(|e: mpt_core::CoreError| invalid(path, "prompt.init", e.to_string()))?;
         let teacher_train = typed(path, "train", &file.train, "sources.train", &file.sources.train)?;
         let teacher_data = typed(path, "data", &file.data, "sources.data", &file.sources.data)?;
         let distill_train = typed(path, "train", &file.train, "distill.train", &file.distill.train)?;
@@ -446,7 +431,9 @@ impl Pipeline {
         }
         self.mpt_inits()?;
         for (i, src) in f.methods.spot.iter().enumerate() {
-            let known = mpt_data::lookup(src).is_ok_and(|spec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name)));
+            let known = mpt_data::lookup(src).is_ok_and(|spec| {
+                f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name))
+            });
             if !known {
                 return Err(invalid(p, format!("methods.spot[{i}]"), format!("{src:?} is not one of sources.tasks")));
             }
@@ -480,37 +467,47 @@ impl Pipeline {
                     return Err(invalid(
                         p,
                         "sources.from",
-                        format!("{} is a {} artifact for {:?}, expected a teacher for {name:?}", dir.display(), meta.kind, meta.tasks),
+                        format!(
+                            "{} is a {} artifact for {:?}, expected a teacher for {name:?}",
+                            dir.display(),
+                            meta.kind,
+                            meta.tasks
+                        ),
                     ));
                 }
             }
         }
         for task in f.targets.few_shot_overrides.keys() {
-            let known = mpt_data::lookup(task).is_ok_and(|spec| f.targets.tasks.iter().any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name)));
+            let known = mpt_data::lookup(task).is_ok_and(|spec| {
+                f.targets.tasks.iter().any(|t| mpt_data::lookup(t).is_ok_and(|x| x.name == spec.name))
+            });
             if !known {
                 return Err(invalid(p, format!("targets.few_shot_overrides.{task}"), "is not one of targets.tasks"));
             }
         }
         for t in &f.targets.tasks {
             let spec = mpt_data::lookup(t).expect("checked above");
-            let (list, list_key) = match f.targets.few_shot_overrides.iter().find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == spec.name)) {
+            let (list, list_key) = match f
+                .targets
+                .few_shot_overrides
+                .iter()
+                .find(|(k, _)| mpt_data::lookup(k).is_ok_and(|x| x.name == spec.name))
+            {
                 Some((k, v)) => (v, format!("targets.few_shot_overrides.{k}")),
                 None => (&f.targets.few_shot, "targets.few_shot".to_string()),
             };
             if list.is_empty() {
                 continue;
             }
-            let (train, _) = root
-                .load_split(spec, Split::Train, self.target_data.split_seed)
-                .map_err(PipelineError::Data)?;
+            let (train, _) =
+                root.load_split(spec, Split::Train, self.target_data.split_seed).map_err(PipelineError::Data)?;
             for (ki, &k) in list.iter().enumerate() {
                 let key = format!("{list_key}[{ki}]");
                 if k == 0 {
                     return Err(invalid(p, key, "k must be at least 1"));
                 }
-                mpt_data::sample_few_shot(spec, &train, k, 0).map_err(|e| {
-                    invalid(p, &key, format!("k = {k} does not fit task {}: {e}", spec.name))
-                })?;
+                mpt_data::sample_few_shot(spec, &train, k, 0)
+                    .map_err(|e| invalid(p, &key, format!("k = {k} does not fit task {}: {e}", spec.name)))?;
             }
         }
         Ok(())
@@ -532,11 +529,17 @@ impl Pipeline {
     /// (an error names the entry that is none of the forms or whose TASK is not a source task).
     pub fn mpt_inits(&self) -> Result<Vec<TargetInit>> {
         let f = &self.file;
-        let is_source = |spec: &mpt_data::TaskSpec| f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name));
+        let is_source = |spec: &mpt_data::TaskSpec| {
+            f.sources.tasks.iter().any(|s| mpt_data::lookup(s).is_ok_and(|x| x.name == spec.name))
+        };
         let mut inits = Vec::with_capacity(f.methods.mpt.len());
         for (i, text) in f.methods.mpt.iter().enumerate() {
             let bad = || {
-                invalid(&self.path, format!("methods.mpt[{i}]"), format!("{text:?}: expected {TARGET_INIT_FORMS} with TASK a source task"))
+                invalid(
+                    &self.path,
+                    format!("methods.mpt[{i}]"),
+                    format!("{text:?}: expected {TARGET_INIT_FORMS} with TASK a source task"),
+                )
             };
             let mut init: TargetInit = text.parse().map_err(|_| bad())?;
             if let TargetInit::Source { task } = &mut init {

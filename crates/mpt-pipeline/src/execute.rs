@@ -62,12 +62,7 @@ pub struct InProcess<'a> {
 impl<'a> InProcess<'a> {
     /// An executor for stages on the backbone folder `backbone` and the data under `data_root`.
     pub fn new(backbone: &'a Path, data_root: &Path, device: &'a Device) -> Self {
-        Self {
-            backbone,
-            root: DataRoot::new(data_root),
-            device,
-            model: OnceCell::new(),
-        }
+        Self { backbone, root: DataRoot::new(data_root), device, model: OnceCell::new() }
     }
 
     fn model(&self) -> Result<&Model> {
@@ -87,10 +82,8 @@ impl Executor for InProcess<'_> {
     fn execute(&self, job: &StageJob<'_>, progress: &dyn Progress) -> Result<StageOutcome> {
         let model = self.model()?;
         let (root, device, stage) = (&self.root, self.device, job.stage);
-        let stage_err = |e: Box<dyn std::error::Error + Send + Sync>| PipelineError::Stage {
-            stage: stage.name.clone(),
-            source: e,
-        };
+        let stage_err =
+            |e: Box<dyn std::error::Error + Send + Sync>| PipelineError::Stage { stage: stage.name.clone(), source: e };
         let output = match &stage.kind {
             StageKind::Provided(dir) => {
                 return Err(PipelineError::Plan(format!(
@@ -100,7 +93,10 @@ impl Executor for InProcess<'_> {
                 )));
             }
             StageKind::Teacher(c) => {
-                mpt_teacher::run(model, root, c, &job.out_dir, device, progress).map_err(|e| stage_err(Box::new(e)))?.meta.id
+                mpt_teacher::run(model, root, c, &job.out_dir, device, progress)
+                    .map_err(|e| stage_err(Box::new(e)))?
+                    .meta
+                    .id
             }
             StageKind::Distill(c) => {
                 mpt_distill::run(model, root, c, &job.parent_dirs, &job.out_dir, device, progress)
@@ -109,19 +105,24 @@ impl Executor for InProcess<'_> {
                     .id
             }
             StageKind::Adapt(c) => {
-                mpt_adapt::run(model, root, c, job.parent_dirs.first().map(PathBuf::as_path), &job.out_dir, device, progress)
-                    .map_err(|e| stage_err(Box::new(e)))?
-                    .meta
-                    .id
+                mpt_adapt::run(
+                    model,
+                    root,
+                    c,
+                    job.parent_dirs.first().map(PathBuf::as_path),
+                    &job.out_dir,
+                    device,
+                    progress,
+                )
+                .map_err(|e| stage_err(Box::new(e)))?
+                .meta
+                .id
             }
             StageKind::Eval(c) => {
-                let result = mpt_eval::run(model, root, &job.parent_dirs[0], c, device).map_err(|e| stage_err(Box::new(e)))?;
+                let result =
+                    mpt_eval::run(model, root, &job.parent_dirs[0], c, device).map_err(|e| stage_err(Box::new(e)))?;
                 let key = eval_key(c, &job.parent_ids[0]);
-                let file = ResultFile {
-                    key: key.clone(),
-                    stage: stage.name.clone(),
-                    result,
-                };
+                let file = ResultFile { key: key.clone(), stage: stage.name.clone(), result };
                 write_result(&job.result_path, &file)?;
                 key
             }
@@ -133,10 +134,7 @@ impl Executor for InProcess<'_> {
 /// Writes an eval stage's result file (atomically, creating its folder).
 fn write_result(path: &Path, file: &ResultFile) -> Result<()> {
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| PipelineError::Io {
-            path: parent.to_path_buf(),
-            source,
-        })?;
+        std::fs::create_dir_all(parent).map_err(|source| PipelineError::Io { path: parent.to_path_buf(), source })?;
     }
     mpt_models::io::write_atomic(path, &serde_json::to_vec_pretty(file).expect("result serialises"))?;
     Ok(())

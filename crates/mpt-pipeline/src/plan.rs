@@ -115,7 +115,10 @@ pub fn build(p: &Pipeline) -> Plan {
 /// the source-task evaluations.
 fn needs_teachers(p: &Pipeline) -> bool {
     let f = &p.file;
-    f.distill.lambda > 0.0 || f.distill.shared_init == SharedStart::TeacherMean || !f.methods.spot.is_empty() || f.eval.sources
+    f.distill.lambda > 0.0
+        || f.distill.shared_init == SharedStart::TeacherMean
+        || !f.methods.spot.is_empty()
+        || f.eval.sources
 }
 
 /// Pushes one teacher per source task (trained, or taken from `sources.from`) when any stage
@@ -139,24 +142,28 @@ fn push_teachers(p: &Pipeline, sources: &[String], stages: &mut Vec<Stage>) -> V
                 data: p.teacher_data.clone(),
             }),
         };
-        stages.push(Stage {
-            name: format!("teacher/{task}"),
-            kind,
-            deps: Vec::new(),
-            cell: None,
-        });
+        stages.push(Stage { name: format!("teacher/{task}"), kind, deps: Vec::new(), cell: None });
     }
     teacher_ids
 }
 
 /// Pushes the MPT distillation and the ablations `methods` asks for; returns each one's name
 /// (`mpt`, `no-distillation`, `no-decomposition`) and index.
-fn push_distills(p: &Pipeline, sources: &[String], teacher_ids: &[usize], stages: &mut Vec<Stage>) -> Vec<(String, usize)> {
+fn push_distills(
+    p: &Pipeline,
+    sources: &[String],
+    teacher_ids: &[usize],
+    stages: &mut Vec<Stage>,
+) -> Vec<(String, usize)> {
     let f = &p.file;
     let kappa = p.kappa();
     let distill = |lambda: f64, decomposition: bool, shared_init: SharedInit| DistillConfig {
         tasks: sources.to_vec(),
-        prompt_length: if matches!(shared_init, SharedInit::Fresh { .. }) && lambda == 0.0 { Some(f.prompt.length) } else { None },
+        prompt_length: if matches!(shared_init, SharedInit::Fresh { .. }) && lambda == 0.0 {
+            Some(f.prompt.length)
+        } else {
+            None
+        },
         rank: f.prompt.rank,
         lambda,
         temperature: f.distill.temperature,
@@ -174,12 +181,7 @@ fn push_distills(p: &Pipeline, sources: &[String], teacher_ids: &[usize], stages
     let mut push = |name: &str, config: DistillConfig| {
         let deps = if config.needs_teachers() { teacher_ids.to_vec() } else { Vec::new() };
         distills.push((name.to_string(), stages.len()));
-        stages.push(Stage {
-            name: format!("distill/{name}"),
-            kind: StageKind::Distill(config),
-            deps,
-            cell: None,
-        });
+        stages.push(Stage { name: format!("distill/{name}"), kind: StageKind::Distill(config), deps, cell: None });
     };
     push("mpt", distill(f.distill.lambda, true, main_init.clone()));
     if f.methods.no_distillation {
@@ -204,7 +206,8 @@ struct MethodPlan {
 /// ablations.
 fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)]) -> Vec<MethodPlan> {
     let f = &p.file;
-    let distill_index = |name: &str| distills.iter().find(|(n, _)| n == name).map(|(_, i)| *i).expect("pushed by push_distills");
+    let distill_index =
+        |name: &str| distills.iter().find(|(n, _)| n == name).map(|(_, i)| *i).expect("pushed by push_distills");
     let mpt = |init: TargetInit| Method::Mpt { init, fresh: FactorInit::Ones };
     let mut methods = Vec::new();
     let inits = p.mpt_inits().expect("validated by Pipeline::parse");
@@ -217,7 +220,11 @@ fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[
         methods.push(MethodPlan { label, method: mpt(init), source: Some(distill_index("mpt")) });
     }
     if f.methods.vanilla {
-        methods.push(MethodPlan { label: "vanilla".into(), method: Method::Vanilla { init: p.init.clone() }, source: None });
+        methods.push(MethodPlan {
+            label: "vanilla".into(),
+            method: Method::Vanilla { init: p.init.clone() },
+            source: None,
+        });
     }
     for src in &f.methods.spot {
         let src = canonical(src);
@@ -246,7 +253,8 @@ fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[
 fn ks_for(p: &Pipeline, group: &[String]) -> Vec<Option<usize>> {
     let mut lists = group.iter().map(|t| p.few_shot_for(t));
     let first = lists.next().unwrap_or_default();
-    let common: Vec<usize> = first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
+    let common: Vec<usize> =
+        first.into_iter().filter(|k| group.iter().all(|t| p.few_shot_for(t).contains(k))).collect();
     if common.is_empty() { vec![None] } else { common.into_iter().map(Some).collect() }
 }
 
@@ -333,7 +341,13 @@ fn push_adaptations(p: &Pipeline, methods: &[MethodPlan], stages: &mut Vec<Stage
 }
 
 /// Pushes, per source task, the evaluation of its teacher and of every distillation on it.
-fn push_source_evals(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)], stages: &mut Vec<Stage>) {
+fn push_source_evals(
+    p: &Pipeline,
+    sources: &[String],
+    teacher_ids: &[usize],
+    distills: &[(String, usize)],
+    stages: &mut Vec<Stage>,
+) {
     let mut source_evals = Vec::new();
     for (i, task) in sources.iter().enumerate() {
         if let Some(&t) = teacher_ids.get(i) {

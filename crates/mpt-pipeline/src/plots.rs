@@ -21,10 +21,7 @@ const COLORS: [RGBColor; 8] = [
 ];
 
 fn plot_err(path: &Path, e: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Io {
-        path: path.to_path_buf(),
-        source: std::io::Error::other(e.to_string()),
-    }
+    PipelineError::Io { path: path.to_path_buf(), source: std::io::Error::other(e.to_string()) }
 }
 
 fn k_label(k: Option<usize>) -> String {
@@ -138,7 +135,9 @@ pub fn draw(run_dir: &Path, summary: &[Summary], curves: &[Curve]) -> Result<Vec
                 })
                 .collect();
             chart
-                .draw_series(bars.iter().map(|&(x, y, _)| Rectangle::new([(x, 0.0), (x + slot * 0.9, y)], color.filled())))
+                .draw_series(
+                    bars.iter().map(|&(x, y, _)| Rectangle::new([(x, 0.0), (x + slot * 0.9, y)], color.filled())),
+                )
                 .map_err(|e| plot_err(&path, e))?
                 .label(m.to_string())
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));

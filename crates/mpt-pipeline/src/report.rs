@@ -116,11 +116,7 @@ pub struct Report {
 fn mean_std(values: &[f64]) -> (f64, f64) {
     let n = values.len() as f64;
     let mean = values.iter().sum::<f64>() / n.max(1.0);
-    let var = if values.len() > 1 {
-        values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)
-    } else {
-        0.0
-    };
+    let var = if values.len() > 1 { values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
     (mean, var.sqrt())
 }
 
@@ -178,7 +174,8 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
         match &stage.kind {
             StageKind::Eval(_) => {
                 let path = plan.result_path(run_dir, i);
-                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok()) else {
+                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
+                else {
                     missing.push(stage.name.clone());
                     continue;
                 };
@@ -207,9 +204,7 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
                         meta.metrics["curve"][key]
                             .as_array()
                             .map(|a| {
-                                a.iter()
-                                    .filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?)))
-                                    .collect()
+                                a.iter().filter_map(|p| Some((p.get(0)?.as_f64()?, p.get(1)?.as_f64()?))).collect()
                             })
                             .unwrap_or_default()
                     };
@@ -229,11 +224,8 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
     }
     let summary = summarize(&rows);
     let state = read_state(run_dir);
-    let stage_seconds: BTreeMap<String, f64> = plan
-        .stages
-        .iter()
-        .filter_map(|s| state.get(&s.name).map(|r| (s.name.clone(), r.seconds)))
-        .collect();
+    let stage_seconds: BTreeMap<String, f64> =
+        plan.stages.iter().filter_map(|s| state.get(&s.name).map(|r| (s.name.clone(), r.seconds))).collect();
     let total_seconds = stage_seconds.values().sum();
     let plots = crate::plots::draw(run_dir, &summary, &curves)?;
     let report = Report {
@@ -291,7 +283,8 @@ pub fn markdown(r: &Report) -> String {
         let mut tasks: Vec<String> = r.summary.iter().filter(|s| s.k == *k).map(|s| s.task.clone()).collect();
         tasks.sort();
         tasks.dedup();
-        let cols: Vec<&String> = methods.iter().filter(|m| r.summary.iter().any(|s| s.k == *k && &s.method == *m)).collect();
+        let cols: Vec<&String> =
+            methods.iter().filter(|m| r.summary.iter().any(|s| s.k == *k && &s.method == *m)).collect();
         md.push_str(&format!("## {}\n\n| task | majority | no prompt |", k_label(*k)));
         for m in &cols {
             md.push_str(&format!(" {m} |"));

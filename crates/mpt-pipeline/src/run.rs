@@ -51,7 +51,9 @@ impl RunOptions {
     fn check_patterns(&self, plan: &Plan) -> Result<()> {
         for pattern in self.only.iter().chain(&self.force) {
             if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
-                return Err(PipelineError::Plan(format!("no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names")));
+                return Err(PipelineError::Plan(format!(
+                    "no stage matches {pattern:?}; see `mpt run --dry-run` for the stage names"
+                )));
             }
         }
         Ok(())
@@ -100,10 +102,7 @@ pub struct ResultFile {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
-    move |source| PipelineError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PipelineError::Io { path: path.to_path_buf(), source }
 }
 
 /// Whether `name` is selected by `pattern` (exact, `/`-prefix, or stage kind).
@@ -122,10 +121,7 @@ pub(crate) fn eval_key(config: &mpt_eval::EvalConfig, artifact_id: &str) -> Stri
 
 /// The state file of a run folder.
 pub fn read_state(run_dir: &Path) -> BTreeMap<String, StageRecord> {
-    std::fs::read(run_dir.join("state.json"))
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default()
+    std::fs::read(run_dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
 fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<()> {
@@ -156,12 +152,7 @@ impl<'a> Runner<'a> {
             Err(e) if require_backbone => return Err(e.into()),
             Err(_) => None,
         };
-        Ok(Self {
-            pipeline,
-            plan,
-            backbone,
-            outputs: vec![None; plan.stages.len()],
-        })
+        Ok(Self { pipeline, plan, backbone, outputs: vec![None; plan.stages.len()] })
     }
 
     fn run_dir(&self) -> &Path {
@@ -181,7 +172,8 @@ impl<'a> Runner<'a> {
         match &stage.kind {
             StageKind::Eval(config) => {
                 let path = self.plan.result_path(self.run_dir(), i);
-                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok()) else {
+                let Some(file) = std::fs::read(&path).ok().and_then(|b| serde_json::from_slice::<ResultFile>(&b).ok())
+                else {
                     return Status::Pending("no result yet".into());
                 };
                 if file.key == eval_key(config, &parents[0]) {
@@ -369,11 +361,7 @@ pub fn check_data(pipeline: &Pipeline) -> Result<()> {
                 }
                 other => (section.to_string(), other.to_string()),
             };
-            PipelineError::Invalid {
-                path: pipeline.path.clone(),
-                key,
-                message,
-            }
+            PipelineError::Invalid { path: pipeline.path.clone(), key, message }
         })?;
     }
     Ok(())
@@ -409,7 +397,13 @@ pub fn run(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, device: &Devi
 /// Runs (or, with `dry_run`, describes) `plan`, each stage that must run handed to `executor`:
 /// the statuses of the plan, then stages in the [`Scheduler`]'s order, each settled by the
 /// coordinator (not selected, already done, or executed and recorded), then the report.
-pub fn run_with(pipeline: &Pipeline, plan: &Plan, options: &RunOptions, executor: &dyn Executor, ui: &dyn Ui) -> Result<RunSummary> {
+pub fn run_with(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    options: &RunOptions,
+    executor: &dyn Executor,
+    ui: &dyn Ui,
+) -> Result<RunSummary> {
     let Some(mut coordinator) = open(pipeline, plan, options)? else {
         return Ok(RunSummary::default());
     };
@@ -436,7 +430,9 @@ fn open<'a>(pipeline: &'a Pipeline, plan: &'a Plan, options: &'a RunOptions) -> 
 
 fn check_settled(plan: &Plan, schedule: &Scheduler) -> Result<()> {
     match schedule.unsettled().first() {
-        Some(&i) => Err(PipelineError::Plan(format!("stage {} waits on inputs that never finish", plan.stages[i].name))),
+        Some(&i) => {
+            Err(PipelineError::Plan(format!("stage {} waits on inputs that never finish", plan.stages[i].name)))
+        }
         None => Ok(()),
     }
 }
@@ -539,15 +535,7 @@ impl<'a> Coordinator<'a> {
             .zip(&statuses)
             .filter(|(s, st)| options.selects(&s.name) && (options.forces(&s.name) || **st != Status::Done))
             .count();
-        Ok(Self {
-            runner,
-            options,
-            state,
-            summary: RunSummary::default(),
-            total,
-            started: 0,
-            _lock: lock,
-        })
+        Ok(Self { runner, options, state, summary: RunSummary::default(), total, started: 0, _lock: lock })
     }
 
     /// Settles stage `i` (its inputs settled): not selected, already done, or run by

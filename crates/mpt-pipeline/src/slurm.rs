@@ -81,10 +81,7 @@ impl Slurm {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {
-    move |source| PipelineError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| PipelineError::Io { path: path.to_path_buf(), source }
 }
 
 impl Executor for Slurm {
@@ -102,10 +99,7 @@ impl Executor for Slurm {
             .arg(&script_path)
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| PipelineError::Io {
-                path: self.sbatch.clone(),
-                source,
-            })?;
+            .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let job_id = stdout.lines().next().unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
         if !out.status.success() {
@@ -124,7 +118,8 @@ impl Executor for Slurm {
         }
         crate::subprocess::stage_output(job).ok_or_else(|| PipelineError::Stage {
             stage: name.clone(),
-            source: format!("Slurm job {job_id} succeeded but left no readable output; its log is {}", log.display()).into(),
+            source: format!("Slurm job {job_id} succeeded but left no readable output; its log is {}", log.display())
+                .into(),
         })
     }
 }

@@ -87,12 +87,7 @@ impl Executor for Subprocess {
         }
         let file = std::fs::File::create(&log).map_err(io(&log))?;
         let err_file = file.try_clone().map_err(io(&log))?;
-        let status = self
-            .command(name)
-            .stdout(file)
-            .stderr(err_file)
-            .status()
-            .map_err(io(&self.exe))?;
+        let status = self.command(name).stdout(file).stderr(err_file).status().map_err(io(&self.exe))?;
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
@@ -109,7 +104,8 @@ impl Executor for Subprocess {
         }
         stage_output(job).ok_or_else(|| PipelineError::Stage {
             stage: name.clone(),
-            source: format!("the stage's process succeeded but left no readable output; its log is {}", log.display()).into(),
+            source: format!("the stage's process succeeded but left no readable output; its log is {}", log.display())
+                .into(),
         })
     }
 }
@@ -129,7 +125,13 @@ pub(crate) fn stage_output(job: &StageJob<'_>) -> Option<StageOutcome> {
 /// The child's side (`mpt run PIPELINE --stage NAME`): runs stage `name` of `plan` in this
 /// process, its inputs read from the run folder (they must be done), without taking the run
 /// folder's lock or writing its state (the coordinator that started this process holds both).
-pub fn run_stage(pipeline: &Pipeline, plan: &Plan, name: &str, device: &Device, progress: &dyn Progress) -> Result<StageOutcome> {
+pub fn run_stage(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    name: &str,
+    device: &Device,
+    progress: &dyn Progress,
+) -> Result<StageOutcome> {
     let i = plan.stages.iter().position(|s| s.name == name).ok_or_else(|| {
         PipelineError::Plan(format!("no stage is called {name:?}; see `mpt run --dry-run` for the stage names"))
     })?;
@@ -145,7 +147,11 @@ pub fn run_stage(pipeline: &Pipeline, plan: &Plan, name: &str, device: &Device, 
     for &d in &stage.deps {
         let dir = plan.artifact_dir(run_dir, d);
         let id = Artifact::read_meta(&dir).map_err(|e| {
-            PipelineError::Plan(format!("stage {name} needs {}, which has no artifact at {}: {e}", plan.stages[d].name, dir.display()))
+            PipelineError::Plan(format!(
+                "stage {name} needs {}, which has no artifact at {}: {e}",
+                plan.stages[d].name,
+                dir.display()
+            ))
         })?;
         parent_ids.push(id.id);
     }

@@ -41,7 +41,11 @@ fn check_graph(plan: &Plan) {
             StageKind::Distill(c) => {
                 assert!(dep_kinds.iter().all(|k| *k == "teacher"));
                 if !s.deps.is_empty() {
-                    let tasks: Vec<String> = s.deps.iter().map(|&d| plan.stages[d].name.trim_start_matches("teacher/").to_string()).collect();
+                    let tasks: Vec<String> = s
+                        .deps
+                        .iter()
+                        .map(|&d| plan.stages[d].name.trim_start_matches("teacher/").to_string())
+                        .collect();
                     assert_eq!(tasks, c.tasks, "{}: teachers in task order", s.name);
                 }
             }
@@ -100,7 +104,10 @@ fn the_scheduler_hands_out_a_plan_in_plan_order_and_readies_what_its_inputs_allo
     let mut schedule = Scheduler::for_plan(&plan);
     let ready = |s: &Scheduler| s.ready().into_iter().map(|i| plan.stages[i].name.as_str()).collect::<Vec<_>>();
     // Nothing settled: the teachers and the stages that start from scratch.
-    assert_eq!(ready(&schedule), ["teacher/mnli", "teacher/qnli", "adapt/vanilla/rte/full-s0", "adapt/vanilla/cb/full-s0"]);
+    assert_eq!(
+        ready(&schedule),
+        ["teacher/mnli", "teacher/qnli", "adapt/vanilla/rte/full-s0", "adapt/vanilla/cb/full-s0"]
+    );
     let mut order = Vec::new();
     while let Some(i) = schedule.next_ready() {
         order.push(i);
@@ -158,7 +165,11 @@ fn seeds_and_few_shot_multiply_the_target_stages() {
 
 #[test]
 fn ablations_spot_multitask_and_source_evals_appear_when_enabled() {
-    let text = with(&quickstart_like(), "methods", "no_distillation = true\nno_decomposition = true\nmultitask = true\nspot = [\"qnli\"]");
+    let text = with(
+        &quickstart_like(),
+        "methods",
+        "no_distillation = true\nno_decomposition = true\nmultitask = true\nspot = [\"qnli\"]",
+    );
     let text = set(&text, "methods", "mpt", "mpt = [\"average\", \"source:mnli\"]");
     let text = with(&text, "eval", "sources = true");
     let plan = build(&parse(&text).unwrap());
@@ -193,9 +204,13 @@ fn ablations_spot_multitask_and_source_evals_appear_when_enabled() {
     assert_eq!(deps_of(&plan, "adapt/mpt-no-decomposition/cb/full-s0"), ["distill/no-decomposition"]);
     assert_eq!(deps_of(&plan, "adapt/spot-qnli/rte/full-s0"), ["teacher/qnli"]);
     assert_eq!(deps_of(&plan, "adapt/mpt-multitask/rte+cb/full-s0"), ["distill/mpt"]);
-    let StageKind::Adapt(mt) = &plan.stages[plan.index("adapt/mpt-multitask/rte+cb/full-s0").unwrap()].kind else { panic!() };
+    let StageKind::Adapt(mt) = &plan.stages[plan.index("adapt/mpt-multitask/rte+cb/full-s0").unwrap()].kind else {
+        panic!()
+    };
     assert_eq!(mt.targets, ["rte", "cb"]);
-    let StageKind::Adapt(src) = &plan.stages[plan.index("adapt/mpt-source-mnli/cb/full-s0").unwrap()].kind else { panic!() };
+    let StageKind::Adapt(src) = &plan.stages[plan.index("adapt/mpt-source-mnli/cb/full-s0").unwrap()].kind else {
+        panic!()
+    };
     assert!(matches!(&src.method, Method::Mpt { init: TargetInit::Source { task }, .. } if task == "mnli"));
     assert_eq!(deps_of(&plan, "eval/teacher/mnli"), ["teacher/mnli"]);
     assert_eq!(deps_of(&plan, "eval/distill-mpt/qnli"), ["distill/mpt"]);

@@ -46,12 +46,7 @@ fn setup(edit: impl Fn(String) -> String) -> Setup {
     std::fs::write(&path, &text).unwrap();
     let pipeline = Pipeline::load(&path).unwrap();
     let plan = build(&pipeline);
-    Setup {
-        _tmp: tmp,
-        run_dir,
-        pipeline,
-        plan,
-    }
+    Setup { _tmp: tmp, run_dir, pipeline, plan }
 }
 
 fn go(s: &Setup, options: RunOptions) -> Result<RunSummary, PipelineError> {
@@ -59,17 +54,11 @@ fn go(s: &Setup, options: RunOptions) -> Result<RunSummary, PipelineError> {
 }
 
 fn only(patterns: &[&str]) -> RunOptions {
-    RunOptions {
-        only: patterns.iter().map(|p| p.to_string()).collect(),
-        ..RunOptions::default()
-    }
+    RunOptions { only: patterns.iter().map(|p| p.to_string()).collect(), ..RunOptions::default() }
 }
 
 fn force(patterns: &[&str]) -> RunOptions {
-    RunOptions {
-        force: patterns.iter().map(|p| p.to_string()).collect(),
-        ..RunOptions::default()
-    }
+    RunOptions { force: patterns.iter().map(|p| p.to_string()).collect(), ..RunOptions::default() }
 }
 
 fn artifact(s: &Setup, name: &str) -> Artifact {
@@ -157,7 +146,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
 
     // Run folder files.
     assert_eq!(std::fs::read_to_string(s.run_dir.join("pipeline.toml")).unwrap(), s.pipeline.text);
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("state.json")).unwrap()).unwrap();
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_dir.join("state.json")).unwrap()).unwrap();
     for name in EXPECTED {
         assert!(state[name]["seconds"].is_number(), "state.json lacks {name}");
     }
@@ -166,7 +156,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     assert_eq!(first.report.as_deref(), Some(s.run_dir.join("report.md").as_path()));
 
     // report.json: one row per (method, seed), summary over the 2 seeds.
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["pipeline"], "tiny");
     assert_eq!(report["prompt_length"], 4);
     assert_eq!(report["split"], "test");
@@ -211,7 +202,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     assert!(md.contains(" mpt |"), "{md}");
     assert!(md.contains("vanilla"), "{md}");
     assert!(md.contains("(2)"), "n = 2 seeds shown: {md}");
-    let plots: Vec<String> = report["plots"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let plots: Vec<String> =
+        report["plots"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
     assert!(!plots.is_empty());
     for p in &plots {
         assert!(p.ends_with(".svg"), "{p}");
@@ -221,7 +213,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     }
 
     // Second run: everything is done.
-    let ids_before: Vec<String> = EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
+    let ids_before: Vec<String> =
+        EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
     let second = go(&s, RunOptions::default()).unwrap();
     assert!(second.ran.is_empty(), "{:?}", second.ran);
     assert_eq!(second.skipped, EXPECTED);
@@ -235,7 +228,8 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
     assert_eq!(third.ran.first().map(String::as_str), Some(victim), "{:?}", third.ran);
     assert!(third.ran.iter().all(|n| n == victim || n == "eval/vanilla/rte/k2-s1"), "{:?}", third.ran);
     assert_eq!(third.ran.len() + third.skipped.len(), EXPECTED.len());
-    let ids_after: Vec<String> = EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
+    let ids_after: Vec<String> =
+        EXPECTED.iter().filter(|n| !n.starts_with("eval/")).map(|n| artifact(&s, n).meta.id).collect();
     assert_eq!(ids_before, ids_after, "the rerun stage is deterministic");
 
     // Delete one result: only that evaluation runs again.
@@ -265,7 +259,8 @@ fn a_changed_config_reruns_the_stages_it_affects() {
     std::fs::write(&path, text).unwrap();
     let changed = Pipeline::load(&path).unwrap();
     let plan = build(&changed);
-    let summary = run(&changed, &plan, &only(&["adapt/vanilla/rte/k2-s0"]), &Device::flex(), &TestUi::default()).unwrap();
+    let summary =
+        run(&changed, &plan, &only(&["adapt/vanilla/rte/k2-s0"]), &Device::flex(), &TestUi::default()).unwrap();
     assert_eq!(summary.ran, ["adapt/vanilla/rte/k2-s0"]);
     let a = artifact(&s, "adapt/vanilla/rte/k2-s0");
     assert_eq!(a.meta.config["train"]["max_steps"], 3);
@@ -284,7 +279,8 @@ fn only_vanilla_on_a_fresh_run_dir_runs_just_those_stages() {
         artifact(&s, &format!("adapt/vanilla/rte/k2-s{seed}"));
     }
     // The report lists the evaluations that have no result yet.
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.run_dir.join("report.json")).unwrap()).unwrap();
     assert!(report["rows"].as_array().unwrap().is_empty());
     assert_eq!(report["missing"].as_array().unwrap().len(), 4);
     // Then their evaluations alone.
@@ -321,14 +317,7 @@ fn patterns_that_match_nothing_are_rejected_before_work() {
 #[test]
 fn dry_run_writes_nothing() {
     let s = setup(|t| t);
-    let summary = go(
-        &s,
-        RunOptions {
-            dry_run: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let summary = go(&s, RunOptions { dry_run: true, ..RunOptions::default() }).unwrap();
     assert!(summary.ran.is_empty() && summary.report.is_none());
     assert!(!s.run_dir.exists());
 }

@@ -10,8 +10,7 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, Tas
 use mpt_data::DataRoot;
 use mpt_models::Model;
 use mpt_train::{
-    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
-    train,
+    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task, train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -55,7 +54,12 @@ pub type Result<T> = std::result::Result<T, TeacherError>;
 /// Writes `dir/trace.json`: `{"config", "labels", "train": [{"input_ids", "token_type_ids",
 /// "label"}], "dev": [...], "steps": [[example index, ...] per step]}` and
 /// `dir/init.safetensors` (the prompt and any head before the first step).
-pub fn write_trace(dir: &Path, config: &TeacherConfig, splits: &mpt_train::TaskSplits, prompt: &SoftPrompt) -> Result<()> {
+pub fn write_trace(
+    dir: &Path,
+    config: &TeacherConfig,
+    splits: &mpt_train::TaskSplits,
+    prompt: &SoftPrompt,
+) -> Result<()> {
     let io = |source: std::io::Error| TeacherError::Trace { path: dir.to_path_buf(), source };
     std::fs::create_dir_all(dir).map_err(io)?;
     let rows = |data: &mpt_train::TaskData| -> Vec<serde_json::Value> {
@@ -111,10 +115,7 @@ impl TeacherConfig {
     pub fn validate(&self) -> Result<()> {
         mpt_data::lookup(&self.task)?;
         if self.prompt_length == 0 {
-            return Err(TeacherError::Config {
-                field: "prompt_length".into(),
-                message: "must be at least 1".into(),
-            });
+            return Err(TeacherError::Config { field: "prompt_length".into(), message: "must be at least 1".into() });
         }
         self.train.validate("train.")?;
         self.data.validate("data.")?;

@@ -44,11 +44,7 @@ fn config(task: &str, l: usize, steps: usize) -> TeacherConfig {
             ..TrainConfig::default()
         },
         head: HeadConfig::default(),
-        data: Selection {
-            max_train: Some(24),
-            max_dev: Some(8),
-            ..Selection::default()
-        },
+        data: Selection { max_train: Some(24), max_dev: Some(8), ..Selection::default() },
     }
 }
 
@@ -139,7 +135,12 @@ fn bert_teacher_writes_a_verified_artifact() {
     assert_eq!(recorded, cfg);
     // Loading verifies kind, checksum, shapes and backbone, and gives the same artifact.
     let backbone = BackboneRef::new(model.backbone.arch(), &model.fingerprint);
-    let loaded = Artifact::load(&out, Some(ArtifactKind::Teacher), Some(InUse { backbone: &backbone, dim: model.backbone.dim() })).unwrap();
+    let loaded = Artifact::load(
+        &out,
+        Some(ArtifactKind::Teacher),
+        Some(InUse { backbone: &backbone, dim: model.backbone.dim() }),
+    )
+    .unwrap();
     // (metrics hold f32 losses as f64; serde_json's default parser may change their last
     // digit, so everything but the curve is compared exactly)
     let mut on_disk = loaded.meta.clone();

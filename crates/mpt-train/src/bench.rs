@@ -101,7 +101,14 @@ pub fn peak_rss_mb() -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-fn synthetic_batch(backbone: &dyn Backbone, cfg: &BenchConfig, label_ids: &[Vec<i64>], tasks: usize, rng: &mut ChaCha8Rng, device: &Device) -> Batch {
+fn synthetic_batch(
+    backbone: &dyn Backbone,
+    cfg: &BenchConfig,
+    label_ids: &[Vec<i64>],
+    tasks: usize,
+    rng: &mut ChaCha8Rng,
+    device: &Device,
+) -> Batch {
     let vocab = backbone.vocab_size() as i64;
     let lo = (vocab / 4).max(5);
     let (b, s) = (cfg.batch, cfg.seq_len);
@@ -143,7 +150,12 @@ fn synthetic_batch(backbone: &dyn Backbone, cfg: &BenchConfig, label_ids: &[Vec<
 }
 
 /// Runs the benchmark on `backbone` (non-autodiff `device`).
-pub fn run(backbone: &dyn Backbone, tokenizer: &TextTokenizer, cfg: &BenchConfig, device: &Device) -> Result<BenchResult> {
+pub fn run(
+    backbone: &dyn Backbone,
+    tokenizer: &TextTokenizer,
+    cfg: &BenchConfig,
+    device: &Device,
+) -> Result<BenchResult> {
     if cfg.steps == 0 || cfg.batch == 0 || cfg.seq_len == 0 || cfg.prompt_len == 0 {
         return Err(TrainError::Config {
             field: "bench".into(),

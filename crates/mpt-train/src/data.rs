@@ -19,10 +19,7 @@ pub struct Lengths {
 
 impl Default for Lengths {
     fn default() -> Self {
-        Self {
-            max_input: 128,
-            max_target: 16,
-        }
+        Self { max_input: 128, max_target: 16 }
     }
 }
 
@@ -83,11 +80,8 @@ impl TaskData {
         let label_ids = match arch.family() {
             Family::Seq2Seq => {
                 let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
-                let ids: Vec<Vec<i64>> = tokenizer
-                    .encode_rows(&labels, lengths.max_target)?
-                    .into_iter()
-                    .map(|(ids, _)| ids)
-                    .collect();
+                let ids: Vec<Vec<i64>> =
+                    tokenizer.encode_rows(&labels, lengths.max_target)?.into_iter().map(|(ids, _)| ids).collect();
                 if let Some((i, _)) = ids.iter().enumerate().find(|(_, ids)| ids.is_empty()) {
                     return Err(TrainError::Encode {
                         task: task.name.to_string(),
@@ -98,13 +92,7 @@ impl TaskData {
             }
             Family::Encoder => Vec::new(),
         };
-        Ok(Self {
-            task,
-            examples,
-            input_ids,
-            token_type_ids,
-            label_ids,
-        })
+        Ok(Self { task, examples, input_ids, token_type_ids, label_ids })
     }
 
     /// Number of examples.
@@ -176,11 +164,8 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
     let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
     let (decoder_input_ids, target_ids, target_mask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {
-            let targets: Vec<&Vec<i64>> = rows
-                .iter()
-                .zip(&labels)
-                .map(|(&(t, _), &label)| &tasks[t].label_ids[label])
-                .collect();
+            let targets: Vec<&Vec<i64>> =
+                rows.iter().zip(&labels).map(|(&(t, _), &label)| &tasks[t].label_ids[label]).collect();
             let t_len = targets.iter().map(|t| t.len()).max().unwrap_or(1);
             let start = m.decoder_start();
             let mut dec = Vec::with_capacity(rows.len());

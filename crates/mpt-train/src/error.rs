@@ -4,7 +4,9 @@
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
     /// The loss became NaN or infinite; nothing is written.
-    #[error("{stage}: loss is {value} at step {step}; stopping without writing an artifact (try a lower learning rate or gradient clipping)")]
+    #[error(
+        "{stage}: loss is {value} at step {step}; stopping without writing an artifact (try a lower learning rate or gradient clipping)"
+    )]
     NonFinite {
         /// Stage name.
         stage: String,

@@ -68,7 +68,9 @@ pub fn predict(
             FamilyModel::Seq2Seq(m) => {
                 let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt_b);
                 match decoding {
-                    Decoding::Rank => rank_labels(m, backbone.pad_token_id(), &enc, &enc_mask, &data.label_ids, &device),
+                    Decoding::Rank => {
+                        rank_labels(m, backbone.pad_token_id(), &enc, &enc_mask, &data.label_ids, &device)
+                    }
                     Decoding::Greedy => {
                         let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
                         let generated = m.generate_greedy(&enc, &enc_mask, max_len);
@@ -76,11 +78,7 @@ pub fn predict(
                             .iter()
                             .map(|ids| {
                                 let text = tokenizer.decode(&ids[1..]).unwrap_or_default();
-                                data.task
-                                    .labels
-                                    .iter()
-                                    .position(|label| *label == text.trim())
-                                    .unwrap_or(NO_LABEL)
+                                data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL)
                             })
                             .collect()
                     }
@@ -95,13 +93,7 @@ pub fn predict(
 }
 
 fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
-    scores
-        .argmax(1)
-        .try_into_vec_as::<i64>()
-        .expect("argmax gives integers")
-        .into_iter()
-        .map(|v| v as usize)
-        .collect()
+    scores.argmax(1).try_into_vec_as::<i64>().expect("argmax gives integers").into_iter().map(|v| v as usize).collect()
 }
 
 /// Rank classification: for each of the B encoded inputs, the label whose ids have the

@@ -28,7 +28,11 @@ pub fn few_shot_dev(task: &TaskSpec, pool: &[Example], taken: &[Example], k: usi
         groups.dedup();
         groups.shuffle(&mut rng);
         let keep: HashSet<&str> = groups.into_iter().take(2 * k).collect();
-        return Ok(rest.into_iter().filter(|e| e.group.as_deref().is_some_and(|g| keep.contains(g))).cloned().collect());
+        return Ok(rest
+            .into_iter()
+            .filter(|e| e.group.as_deref().is_some_and(|g| keep.contains(g)))
+            .cloned()
+            .collect());
     }
     rest.shuffle(&mut rng);
     let mut counts: Vec<usize> = Vec::new();

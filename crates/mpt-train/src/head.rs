@@ -68,10 +68,7 @@ fn default_tau() -> f64 {
 
 impl Default for HeadConfig {
     fn default() -> Self {
-        Self {
-            kind: HeadKind::default(),
-            tau: default_tau(),
-        }
+        Self { kind: HeadKind::default(), tau: default_tau() }
     }
 }
 
@@ -140,11 +137,7 @@ impl Heads {
                 Some((table, spans))
             }
         };
-        Ok(Self {
-            labels,
-            tau: config.tau,
-            device: device.clone(),
-        })
+        Ok(Self { labels, tau: config.tau, device: device.clone() })
     }
 
     /// The (non-autodiff) device the heads were built on.
@@ -256,7 +249,13 @@ pub fn trainable((w, b): LinearHead, device: &Device) -> mpt_core::Classifier {
 
 /// `[B, width]`: row i scored by its task's head, classes beyond that task's count left at 0
 /// (the caller masks them).
-fn linear_logits(pooled: &Tensor<2>, linear: &[LinearHead], tasks: &[usize], width: usize, device: &Device) -> Tensor<2> {
+fn linear_logits(
+    pooled: &Tensor<2>,
+    linear: &[LinearHead],
+    tasks: &[usize],
+    width: usize,
+    device: &Device,
+) -> Tensor<2> {
     let b = tasks.len();
     let mut total: Option<Tensor<2>> = None;
     for (t, (w, bias)) in linear.iter().enumerate() {
@@ -281,10 +280,7 @@ fn linear_logits(pooled: &Tensor<2>, linear: &[LinearHead], tasks: &[usize], wid
 
 fn int_rows(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
     let cols = rows.first().map_or(0, Vec::len);
-    Tensor::from_data(
-        TensorData::new(rows.iter().flatten().copied().collect::<Vec<_>>(), [rows.len(), cols]),
-        device,
-    )
+    Tensor::from_data(TensorData::new(rows.iter().flatten().copied().collect::<Vec<_>>(), [rows.len(), cols]), device)
 }
 
 fn masked_mean(values: Tensor<2>, mask: Tensor<2>) -> Tensor<1> {

@@ -17,7 +17,9 @@ pub use data::{Batch, Lengths, TaskData, make_batch};
 pub use error::{Result, TrainError};
 pub use eval::{Decoding, evaluate, predict};
 pub use head::{HeadConfig, HeadKind, Heads, LinearHead, Output, cross_entropy, hidden_mse, kl_divergence};
-pub use trainer::{EvalPoint, History, Objective, OptimizerKind, Progress, Silent, StepLoss, TrainConfig, TrainOutcome, train};
-pub use select::{BucketSampler, EpochSampler, Selection, TaskSplits, load_task};
 pub use objective::{Distill, RowSource, TaskObjective};
 pub use report::final_metrics;
+pub use select::{BucketSampler, EpochSampler, Selection, TaskSplits, load_task};
+pub use trainer::{
+    EvalPoint, History, Objective, OptimizerKind, Progress, Silent, StepLoss, TrainConfig, TrainOutcome, train,
+};

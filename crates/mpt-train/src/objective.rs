@@ -100,8 +100,12 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
             Some(d) => {
                 let ids: Vec<i64> = batch.tasks.iter().map(|&t| t as i64).collect();
                 let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [batch.len()]), &self.device);
-                let teacher =
-                    self.heads.forward_with(self.backbone, Some(d.teacher_prompts.clone().select(0, ids)), &d.teacher_heads, &batch)?;
+                let teacher = self.heads.forward_with(
+                    self.backbone,
+                    Some(d.teacher_prompts.clone().select(0, ids)),
+                    &d.teacher_heads,
+                    &batch,
+                )?;
                 let kl = kl_divergence(&teacher.logits, &out.logits, &out.mask, d.temperature);
                 let mut extra = kl.clone();
                 parts.push(("kl", kl.into_scalar::<f32>() as f64));
@@ -114,11 +118,7 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
                 task_loss + extra * d.lambda
             }
         };
-        Ok(StepLoss {
-            total,
-            parts,
-            examples: rows.len(),
-        })
+        Ok(StepLoss { total, parts, examples: rows.len() })
     }
 
     fn evaluate(&mut self, module: &M, step: usize) -> Result<EvalPoint> {
@@ -141,10 +141,6 @@ impl<M: TaskPrompts> Objective<M> for TaskObjective<'_> {
             sum += scores.primary();
             per_task.insert(data.task.name.to_string(), serde_json::to_value(&scores.0).unwrap_or_default());
         }
-        Ok(EvalPoint {
-            step,
-            score: sum / self.dev.len().max(1) as f64,
-            details: serde_json::Value::Object(per_task),
-        })
+        Ok(EvalPoint { step, score: sum / self.dev.len().max(1) as f64, details: serde_json::Value::Object(per_task) })
     }
 }

@@ -60,10 +60,7 @@ impl Selection {
             ("max_test", self.max_test),
         ] {
             if value == Some(0) {
-                return Err(TrainError::Config {
-                    field: format!("{prefix}{field}"),
-                    message: AT_LEAST_ONE.into(),
-                });
+                return Err(TrainError::Config { field: format!("{prefix}{field}"), message: AT_LEAST_ONE.into() });
             }
         }
         Ok(())
@@ -142,10 +139,7 @@ pub fn load_task(
         });
     }
     let encode = |examples| TaskData::encode(task, examples, tokenizer, arch, lengths);
-    Ok(TaskSplits {
-        train: encode(train)?,
-        dev: encode(dev)?,
-    })
+    Ok(TaskSplits { train: encode(train)?, dev: encode(dev)? })
 }
 
 /// Endless seeded pass over `0..n`, reshuffled every epoch.
@@ -160,12 +154,7 @@ pub struct EpochSampler {
 impl EpochSampler {
     /// A sampler over `n` items.
     pub fn new(n: usize, seed: u64) -> Self {
-        let mut s = Self {
-            n,
-            order: (0..n).collect(),
-            pos: n,
-            rng: ChaCha8Rng::seed_from_u64(seed),
-        };
+        let mut s = Self { n, order: (0..n).collect(), pos: n, rng: ChaCha8Rng::seed_from_u64(seed) };
         s.reshuffle();
         s
     }

@@ -248,10 +248,7 @@ pub fn clip_global_norm<M: Module>(module: &M, grads: &mut GradientsParams, max_
     module.visit(&mut norm);
     let total = norm.sum_sq.sqrt();
     if total > max_norm {
-        let mut scale = ScaleGrads {
-            grads,
-            factor: max_norm / (total + 1e-6),
-        };
+        let mut scale = ScaleGrads { grads, factor: max_norm / (total + 1e-6) };
         module.visit(&mut scale);
     }
     total
@@ -267,10 +264,9 @@ pub fn train<M: Module + Clone>(
 ) -> Result<TrainOutcome<M>> {
     config.validate("")?;
     let mut optimizer = match config.optimizer {
-        OptimizerKind::Adamw => AdamWConfig::new()
-            .with_epsilon(1e-8)
-            .with_weight_decay(config.weight_decay as f32)
-            .init(),
+        OptimizerKind::Adamw => {
+            AdamWConfig::new().with_epsilon(1e-8).with_weight_decay(config.weight_decay as f32).init()
+        }
         OptimizerKind::Adafactor => AdafactorConfig::new()
             .with_relative_step(false)
             .with_scale_parameter(false)
@@ -290,11 +286,7 @@ pub fn train<M: Module + Clone>(
         let value = loss.total.clone().into_scalar::<f32>();
         if !value.is_finite() {
             progress.end();
-            return Err(TrainError::NonFinite {
-                stage: stage.into(),
-                step,
-                value,
-            });
+            return Err(TrainError::NonFinite { stage: stage.into(), step, value });
         }
         let grads = loss.total.backward();
         let mut grads = GradientsParams::from_grads(grads, &module);
@@ -310,7 +302,8 @@ pub fn train<M: Module + Clone>(
         if steps % config.eval_every == 0 || steps == config.max_steps {
             let point = objective.evaluate(&module, steps)?;
             let improved = best.as_ref().is_none_or(|(_, b)| point.score > b.score);
-            progress.eval(&point, if improved { point.score } else { best.as_ref().map_or(point.score, |(_, b)| b.score) });
+            progress
+                .eval(&point, if improved { point.score } else { best.as_ref().map_or(point.score, |(_, b)| b.score) });
             tracing::info!(stage, step = steps, score = point.score, improved, "eval");
             history.evals.push(point.clone());
             if improved {
@@ -327,12 +320,5 @@ pub fn train<M: Module + Clone>(
     }
     progress.end();
     let (best, best_eval) = best.expect("the last step always evaluates");
-    Ok(TrainOutcome {
-        best,
-        best_eval,
-        history,
-        steps,
-        stopped_early,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(TrainOutcome { best, best_eval, history, steps, stopped_early, seconds: started.elapsed().as_secs_f64() })
 }

@@ -28,9 +28,8 @@ fn root() -> DataRoot {
 }
 
 fn prompt(l: usize, d: usize, seed: u64, device: &Device) -> Tensor<2> {
-    let values: Vec<f32> = (0..l * d)
-        .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5) * 0.2)
-        .collect();
+    let values: Vec<f32> =
+        (0..l * d).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5) * 0.2).collect();
     Tensor::from_data(TensorData::new(values, [l, d]), device)
 }
 
@@ -38,7 +37,8 @@ fn outputs(model: &Model, task: &str, p: Tensor<2>) -> (Output, mpt_train::Batch
     let device = Device::flex();
     let spec = mpt_data::lookup(task).unwrap();
     let tok = model.require_tokenizer().unwrap();
-    let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let splits =
+        load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
     let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let rows: Vec<(usize, usize)> = (0..6).map(|i| (0, i)).collect();
     let batch = make_batch(&[&splits.train], &rows, &*model.backbone, &device);
@@ -89,19 +89,16 @@ fn cross_entropy_and_kl_match_hand_computation() {
         v.map(|x| (x / t).exp() / z)
     };
     let kl = |p: [f64; 3], q: [f64; 3]| p.iter().zip(q).map(|(a, b)| a * (a / b).ln()).sum::<f64>();
-    let want = (kl(softmax([0.0, 1.0, 0.0]), softmax([1.0, 2.0, 0.5])) + kl(softmax([2.0, 0.0, 0.0]), softmax([0.0, -1.0, 3.0]))) / 2.0;
+    let want = (kl(softmax([0.0, 1.0, 0.0]), softmax([1.0, 2.0, 0.5]))
+        + kl(softmax([2.0, 0.0, 0.0]), softmax([0.0, -1.0, 3.0])))
+        / 2.0;
     let got = kl_divergence(&teacher, &logits, &out.mask, t).into_scalar::<f32>() as f64;
     assert!((got - want).abs() < 1e-5, "KL {got} vs {want}");
 }
 
 #[test]
 fn schedule_warms_up_then_decays_linearly_to_zero() {
-    let c = TrainConfig {
-        max_steps: 10,
-        warmup_steps: Some(2),
-        learning_rate: 1.0,
-        ..TrainConfig::default()
-    };
+    let c = TrainConfig { max_steps: 10, warmup_steps: Some(2), learning_rate: 1.0, ..TrainConfig::default() };
     let lrs: Vec<f64> = (0..10).map(|s| c.lr_at(s)).collect();
     let want = [0.0, 0.5, 1.0, 0.875, 0.75, 0.625, 0.5, 0.375, 0.25, 0.125];
     for (got, want) in lrs.iter().zip(want) {
@@ -186,13 +183,8 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
         distill: None,
         device: device.clone(),
     };
-    let config = TrainConfig {
-        max_steps: 40,
-        batch_size: 8,
-        learning_rate: 0.05,
-        eval_every: 40,
-        ..TrainConfig::default()
-    };
+    let config =
+        TrainConfig { max_steps: 40, batch_size: 8, learning_rate: 0.05, eval_every: 40, ..TrainConfig::default() };
     let outcome = train(module, &mut objective, &config, "fit", &Silent).unwrap();
     let losses = &outcome.history.losses;
     let first = losses[..5].iter().map(|l| l.1).sum::<f64>() / 5.0;
@@ -201,11 +193,7 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
     assert!(outcome.best_eval.score >= 0.75, "fits its 8 training examples: {}", outcome.best_eval.score);
     let moved = (outcome.best.value().without_autodiff() - start.without_autodiff()).abs().max().into_scalar::<f32>();
     assert!(moved > 1e-3, "prompt moved by {moved}");
-    model
-        .backbone
-        .word_embedding_matrix()
-        .into_data()
-        .assert_eq(&embeddings_before, true);
+    model.backbone.word_embedding_matrix().into_data().assert_eq(&embeddings_before, true);
     assert_eq!(outcome.best.num_params(), 4 * 32, "the trained module is the prompt alone");
 }
 
@@ -219,7 +207,8 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
     let heads = Heads::new(&*model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
     let p = prompt(3, 32, 5, &device);
-    let predicted = mpt_train::predict(&*model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
+    let predicted =
+        mpt_train::predict(&*model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
     let mpt_models::FamilyModel::Seq2Seq(t5) = model.backbone.family() else { panic!("a seq2seq fixture") };
     // Reference: score every (example, label) pair with its own teacher-forced pass.
     for (i, &pred) in predicted.iter().enumerate() {
@@ -228,11 +217,13 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
             let mut data = splits.dev.clone();
             data.examples[i].label = c;
             let batch = make_batch(&[&data], &[(0, i)], &*model.backbone, &device);
-            let (enc, mask) = t5.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(p.clone().unsqueeze::<3>()));
+            let (enc, mask) =
+                t5.encode(batch.input_ids.clone(), batch.attention_mask.clone(), Some(p.clone().unsqueeze::<3>()));
             let logits = t5.lm_logits(t5.decode_hidden(batch.decoder_input_ids.clone().unwrap(), &enc, &mask));
             let logp = burn::tensor::activation::log_softmax(logits, 2);
             let t = ids.len();
-            let picked = logp.gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1])).sum().into_scalar::<f32>() as f64;
+            let picked =
+                logp.gather(2, batch.target_ids.clone().unwrap().reshape([1, t, 1])).sum().into_scalar::<f32>() as f64;
             if picked > best.0 {
                 best = (picked, c);
             }
@@ -269,8 +260,8 @@ fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
     shifted[1].1 = Tensor::from_data(TensorData::new(vec![0.0f32, 2.5], [2]), &device);
     let moved = heads.forward_with(&*model.backbone, Some(p), &shifted, &batch).unwrap();
     let diff: Vec<f32> = (moved.logits - out.logits).into_data().try_to_vec::<f32>().unwrap();
-    let expect: Vec<f32> = [[0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 2.5, 0.0]]
-        .concat();
+    let expect: Vec<f32> =
+        [[0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 0.0, 0.0], [0.0, 2.5, 0.0], [0.0, 2.5, 0.0]].concat();
     for (i, (got, want)) in diff.iter().zip(&expect).enumerate() {
         assert!((got - want).abs() < 1e-4, "logit {i}: moved by {got}, expected {want}");
     }
@@ -283,10 +274,12 @@ fn linear_head_parameters_receive_gradients() {
     let autodiff = device.clone().autodiff();
     let tok = model.require_tokenizer().unwrap();
     let spec = mpt_data::lookup("rte").unwrap();
-    let splits = load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
+    let splits =
+        load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
     let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
     let d = model.backbone.dim();
-    let module = SoftPrompt::new(prompt(4, d, 5, &autodiff).require_grad()).with_classifiers(heads.initial_classifiers(&autodiff));
+    let module = SoftPrompt::new(prompt(4, d, 5, &autodiff).require_grad())
+        .with_classifiers(heads.initial_classifiers(&autodiff));
     assert_eq!(module.num_tunable(), 4 * d + 2 * d + 2);
     let rows: Vec<(usize, usize)> = (0..4).map(|i| (0, i)).collect();
     let batch = make_batch(&[&splits.train], &rows, &*model.backbone, &device);
@@ -306,11 +299,7 @@ fn linear_head_parameters_receive_gradients() {
 
 #[test]
 fn warmup_defaults_to_a_tenth_of_the_steps() {
-    let c = TrainConfig {
-        max_steps: 20,
-        learning_rate: 1.0,
-        ..TrainConfig::default()
-    };
+    let c = TrainConfig { max_steps: 20, learning_rate: 1.0, ..TrainConfig::default() };
     assert_eq!((c.warmup_steps, c.warmup()), (None, 2));
     assert_eq!((c.lr_at(0), c.lr_at(1), c.lr_at(2)), (0.0, 0.5, 1.0));
     assert_eq!(TrainConfig { max_steps: 3, ..c.clone() }.warmup(), 0, "0.3 rounds to no warm-up");

@@ -21,17 +21,12 @@ pub fn backbone() -> BackboneRef {
 /// Values that are small multiples of 1/8 (exact in f32, so products of two and sums of a few
 /// are exact too), varied by `seed`, never all equal.
 pub fn dyadic(n: usize, seed: usize) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 8.0)
-        .collect()
+    (0..n).map(|i| (((i * 7 + seed * 13) % 17) as f32 - 8.0) / 8.0).collect()
 }
 
 /// An f32 host tensor of `shape` filled by [`dyadic`].
 pub fn host(shape: &[usize], seed: usize) -> HostTensor {
-    HostTensor::F32 {
-        data: dyadic(shape.iter().product(), seed),
-        shape: shape.to_vec(),
-    }
+    HostTensor::F32 { data: dyadic(shape.iter().product(), seed), shape: shape.to_vec() }
 }
 
 /// `prompt_embeddings` `[l, d]` only.

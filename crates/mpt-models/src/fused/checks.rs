@@ -16,22 +16,12 @@ fn normal(shape: [usize; 3], device: &Device, mean: f64, std: f64) -> Tensor<3> 
 }
 
 fn assert_close<const D: usize>(op: &str, what: &str, got: Tensor<D>, want: Tensor<D>, tol: f32) {
-    assert_eq!(
-        got.dims(),
-        want.dims(),
-        "fused {op}: {what} has the wrong shape"
-    );
+    assert_eq!(got.dims(), want.dims(), "fused {op}: {what} has the wrong shape");
     let values = |t: Tensor<D>| t.into_data().try_to_vec::<f32>().expect("f32 tensors");
     let (got, want) = (values(got), values(want));
-    let worst = got
-        .iter()
-        .zip(&want)
-        .map(|(g, w)| (g - w).abs())
-        .fold(0.0f32, |m, d| if d.is_nan() || d > m { d } else { m });
-    assert!(
-        worst <= tol,
-        "fused {op}: {what} differs from burn's ops by up to {worst} (tolerance {tol})"
-    );
+    let worst =
+        got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0.0f32, |m, d| if d.is_nan() || d > m { d } else { m });
+    assert!(worst <= tol, "fused {op}: {what} differs from burn's ops by up to {worst} (tolerance {tol})");
 }
 
 /// `fused` against `reference` on inputs `[2, 5, d]` and `[3, 17, d]` drawn with `std`.
@@ -68,49 +58,30 @@ fn check_map<const N: usize>(
         let want = x.grad(&(expected * probe).sum().backward());
         match (got, want) {
             (Some(got), Some(want)) => assert_close(op, "input gradient", got, want, tol),
-            (got, want) => panic!(
-                "fused {op}: input gradient present: fused {}, burn {}",
-                got.is_some(),
-                want.is_some()
-            ),
+            (got, want) => {
+                panic!("fused {op}: input gradient present: fused {}, burn {}", got.is_some(), want.is_some())
+            }
         }
     }
 }
 
 /// Exact GELU.
 pub fn check_gelu(device: &Device) {
-    check_unary(
-        "gelu",
-        device,
-        384,
-        3.0,
-        1e-5,
-        gelu,
-        burn::tensor::activation::gelu,
-    );
+    check_unary("gelu", device, 384, 3.0, 1e-5, gelu, burn::tensor::activation::gelu);
 }
 
 /// Softmax over the last axis, plain and with `f32::MIN`-masked entries.
 pub fn check_softmax(device: &Device) {
     for d in WIDTHS {
-        check_unary("softmax", device, d, 4.0, 1e-5, softmax_last, |x| {
-            burn::tensor::activation::softmax(x, 2)
-        });
+        check_unary("softmax", device, d, 4.0, 1e-5, softmax_last, |x| burn::tensor::activation::softmax(x, 2));
     }
     let inner = device.clone().inner();
     let mut mask = vec![0.0f32; 9];
     for i in [2, 4, 8] {
         mask[i] = f32::MIN;
     }
-    let x = normal([2, 4, 9], &inner, 0.0, 1.0)
-        + Tensor::<1>::from_floats(mask.as_slice(), &inner).reshape([1, 1, 9]);
-    assert_close(
-        "softmax",
-        "masked output",
-        softmax_last(x.clone()),
-        burn::tensor::activation::softmax(x, 2),
-        1e-6,
-    );
+    let x = normal([2, 4, 9], &inner, 0.0, 1.0) + Tensor::<1>::from_floats(mask.as_slice(), &inner).reshape([1, 1, 9]);
+    assert_close("softmax", "masked output", softmax_last(x.clone()), burn::tensor::activation::softmax(x, 2), 1e-6);
 }
 
 /// LayerNorm with random affine weights.
@@ -180,9 +151,8 @@ pub fn check_linear(device: &Device) {
 pub fn check_attention(device: &Device) {
     let inner = device.clone().inner();
     let [b, h, l, dh] = [2, 3, 9, 8];
-    let normal4 = |shape: [usize; 4], device: &Device| {
-        Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device)
-    };
+    let normal4 =
+        |shape: [usize; 4], device: &Device| Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), device);
     let mut keep = vec![1.0f32; b * l];
     keep[l - 1] = 0.0;
     keep[2 * l - 3] = 0.0;
@@ -213,17 +183,10 @@ fn compare_attention<const D: usize>(qkv: [Tensor<D>; 3], bias: Tensor<4>, split
         }
     };
     let [q, k, v] = qkv;
-    let out = attention(
-        as_heads(q.clone()),
-        as_heads(k.clone()),
-        as_heads(v.clone()),
-        bias.clone(),
-    );
-    let expected = burn::tensor::activation::softmax(
-        as_heads(q.clone()).matmul(as_heads(k.clone()).swap_dims(2, 3)) + bias,
-        3,
-    )
-    .matmul(as_heads(v.clone()));
+    let out = attention(as_heads(q.clone()), as_heads(k.clone()), as_heads(v.clone()), bias.clone());
+    let expected =
+        burn::tensor::activation::softmax(as_heads(q.clone()).matmul(as_heads(k.clone()).swap_dims(2, 3)) + bias, 3)
+            .matmul(as_heads(v.clone()));
     assert_close("attention", "output", out.clone(), expected.clone(), 1e-5);
     // Merge the heads back as the models do (a reshape of the transposed heads).
     let merge = |x: Tensor<4>| {
@@ -243,12 +206,7 @@ fn compare_attention<const D: usize>(qkv: [Tensor<D>; 3], bias: Tensor<4>, split
 
 /// A transposed (non-contiguous) input.
 pub fn check_non_contiguous(device: &Device) {
-    let x = Tensor::<3>::random(
-        [4, 6, 10],
-        Distribution::Normal(0.0, 2.0),
-        &device.clone().inner(),
-    )
-    .swap_dims(1, 2);
+    let x = Tensor::<3>::random([4, 6, 10], Distribution::Normal(0.0, 2.0), &device.clone().inner()).swap_dims(1, 2);
     assert_close(
         "softmax",
         "output on a transposed input",
@@ -256,13 +214,7 @@ pub fn check_non_contiguous(device: &Device) {
         burn::tensor::activation::softmax(x.clone(), 2),
         1e-6,
     );
-    assert_close(
-        "gelu",
-        "output on a transposed input",
-        gelu(x.clone()),
-        burn::tensor::activation::gelu(x),
-        1e-5,
-    );
+    assert_close("gelu", "output on a transposed input", gelu(x.clone()), burn::tensor::activation::gelu(x), 1e-5);
 }
 
 /// Every check above on `device` (an autodiff device).

@@ -124,9 +124,7 @@ fn exp_nonpositive(x: f32) -> f32 {
 fn erf(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
-    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
-        + 0.254_829_6)
-        * t;
+    let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t + 0.254_829_6) * t;
     (1.0 - poly * exp_nonpositive(-a * a)).copysign(x)
 }
 
@@ -164,12 +162,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0.0f32; 8];
     let ca = a.chunks_exact(8);
     let cb = b.chunks_exact(8);
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
+    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
     for (x, y) in ca.zip(cb) {
         for i in 0..8 {
             acc[i] += x[i] * y[i];
@@ -202,9 +195,7 @@ fn max(row: &[f32]) -> f32 {
             acc[i] = if c[i] > acc[i] { c[i] } else { acc[i] };
         }
     }
-    acc.iter()
-        .chain(tail)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+    acc.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 /// Compiles `$body` (a closure call) twice: with AVX2+FMA, taken when the CPU has them, and for
@@ -338,44 +329,35 @@ pub fn gelu_backward(x: &[f32], g: &mut [f32]) {
 
 /// `y ← softmax(y)` over rows of length `n`.
 pub fn softmax_forward(y: &mut [f32], n: usize) {
-    y.par_chunks_mut(rows_per_task(n) * n)
-        .for_each(|y| softmax_rows(y, n));
+    y.par_chunks_mut(rows_per_task(n) * n).for_each(|y| softmax_rows(y, n));
 }
 
 /// `g ← y ⊙ (g - Σ y g)` per row of length `n` (`y`: the softmax output).
 pub fn softmax_backward(y: &[f32], g: &mut [f32], n: usize) {
     let step = rows_per_task(n) * n;
-    g.par_chunks_mut(step)
-        .zip(y.par_chunks(step))
-        .for_each(|(g, y)| softmax_backward_rows(y, g, n));
+    g.par_chunks_mut(step).zip(y.par_chunks(step)).for_each(|(g, y)| softmax_backward_rows(y, g, n));
 }
 
 /// `y ← LayerNorm(y)` over rows of length `gamma.len()` (biased variance, as PyTorch).
 pub fn layer_norm_forward(y: &mut [f32], gamma: &[f32], beta: &[f32], eps: f32) {
-    y.par_chunks_mut(rows_per_task(gamma.len()) * gamma.len())
-        .for_each(|y| layer_norm_rows(y, gamma, beta, eps));
+    y.par_chunks_mut(rows_per_task(gamma.len()) * gamma.len()).for_each(|y| layer_norm_rows(y, gamma, beta, eps));
 }
 
 /// `g ←` the input gradient of LayerNorm at `x` (mean and variance recomputed from `x`).
 pub fn layer_norm_backward(x: &[f32], gamma: &[f32], g: &mut [f32], eps: f32) {
     let step = rows_per_task(gamma.len()) * gamma.len();
-    g.par_chunks_mut(step)
-        .zip(x.par_chunks(step))
-        .for_each(|(g, x)| layer_norm_backward_rows(x, gamma, g, eps));
+    g.par_chunks_mut(step).zip(x.par_chunks(step)).for_each(|(g, x)| layer_norm_backward_rows(x, gamma, g, eps));
 }
 
 /// `y ← y / sqrt(mean(y²) + eps) · weight` over rows of length `weight.len()`.
 pub fn rms_norm_forward(y: &mut [f32], weight: &[f32], eps: f32) {
-    y.par_chunks_mut(rows_per_task(weight.len()) * weight.len())
-        .for_each(|y| rms_norm_rows(y, weight, eps));
+    y.par_chunks_mut(rows_per_task(weight.len()) * weight.len()).for_each(|y| rms_norm_rows(y, weight, eps));
 }
 
 /// `g ←` the input gradient of the RMS norm at `x`.
 pub fn rms_norm_backward(x: &[f32], weight: &[f32], g: &mut [f32], eps: f32) {
     let step = rows_per_task(weight.len()) * weight.len();
-    g.par_chunks_mut(step)
-        .zip(x.par_chunks(step))
-        .for_each(|(g, x)| rms_norm_backward_rows(x, weight, g, eps));
+    g.par_chunks_mut(step).zip(x.par_chunks(step)).for_each(|(g, x)| rms_norm_backward_rows(x, weight, g, eps));
 }
 
 #[cfg(test)]

@@ -106,7 +106,9 @@ pub fn parse(text: &str) -> Result<Pipeline, PipelineError> {
 /// The key path of a parse or validation error.
 pub fn error_key(text: &str) -> (String, String) {
     match parse(text) {
-        Err(PipelineError::Parse { key, message, .. }) | Err(PipelineError::Invalid { key, message, .. }) => (key, message),
+        Err(PipelineError::Parse { key, message, .. }) | Err(PipelineError::Invalid { key, message, .. }) => {
+            (key, message)
+        }
         Err(other) => panic!("expected a parse/validation error, got {other:?}"),
         Ok(_) => panic!("the pipeline was accepted:\n{text}"),
     }

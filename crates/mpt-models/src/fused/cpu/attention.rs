@@ -31,11 +31,7 @@ impl View<'_> {
     /// view broadcast.
     fn gather(&self, b: usize, h: usize, rows: usize, cols: usize, dst: &mut [MaybeUninit<f32>]) {
         let stride = |a: usize| {
-            if self.shape[a] == 1 {
-                0
-            } else {
-                self.strides[a]
-            }
+            if self.shape[a] == 1 { 0 } else { self.strides[a] }
         };
         let base = self.offset as isize + b as isize * stride(0) + h as isize * stride(1);
         let (rs, cs) = (stride(2), stride(3));
@@ -86,10 +82,7 @@ struct Output {
 
 impl Output {
     fn new(len: usize) -> Self {
-        Self {
-            buf: Vec::with_capacity(len),
-            len,
-        }
+        Self { buf: Vec::with_capacity(len), len }
     }
 
     fn ptr(&mut self) -> Shared {
@@ -139,11 +132,7 @@ pub fn attention_forward(q: View, k: View, v: View, bias: View) -> (Vec<f32>, Ve
     let fill = |p: &mut [MaybeUninit<f32>]| {
         p.par_chunks_mut(lq * lk).enumerate().for_each(|(bh, ph)| {
             let (b, h) = (bh / nh, bh % nh);
-            let (qh, kh, vh) = (
-                q.block(b, h, lq, dh),
-                k.block(b, h, lk, dh),
-                v.block(b, h, lk, dh),
-            );
+            let (qh, kh, vh) = (q.block(b, h, lq, dh), k.block(b, h, lk, dh), v.block(b, h, lk, dh));
             bias.gather(b, h, lq, lk, ph);
             // SAFETY: `gather` initialised all of `ph`.
             let ph = unsafe { &mut *(ph as *mut [MaybeUninit<f32>] as *mut [f32]) };
@@ -177,24 +166,11 @@ pub fn attention_forward(q: View, k: View, v: View, bias: View) -> (Vec<f32>, Ve
 /// Gradients of [`attention_forward`] to `q`, `k`, `v` given the saved probabilities `p`
 /// (row-major `[B, H, Lq, Lk]`) and the output gradient `grad` (`[B, H, Lq, dh]`). Returns
 /// `dq` as a row-major `[B, Lq, H, dh]` buffer, `dk` and `dv` as `[B, Lk, H, dh]` buffers.
-pub fn attention_backward(
-    q: View,
-    k: View,
-    v: View,
-    p: &[f32],
-    grad: View,
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+pub fn attention_backward(q: View, k: View, v: View, p: &[f32], grad: View) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let (nb, nh, lq, lk, dh) = dims(&q, &k, &v);
-    assert_eq!(
-        p.len(),
-        nb * nh * lq * lk,
-        "attention backward: probabilities"
-    );
-    let (mut dq, mut dk, mut dv) = (
-        Output::new(nb * lq * nh * dh),
-        Output::new(nb * lk * nh * dh),
-        Output::new(nb * lk * nh * dh),
-    );
+    assert_eq!(p.len(), nb * nh * lq * lk, "attention backward: probabilities");
+    let (mut dq, mut dk, mut dv) =
+        (Output::new(nb * lq * nh * dh), Output::new(nb * lk * nh * dh), Output::new(nb * lk * nh * dh));
     if lq * lk == 0 {
         return (dq.zeros(), dk.zeros(), dv.zeros());
     }
@@ -202,11 +178,7 @@ pub fn attention_backward(
     let row = (nh * dh) as isize;
     (0..nb * nh).into_par_iter().for_each(|bh| {
         let (b, h) = (bh / nh, bh % nh);
-        let (qh, kh, vh) = (
-            q.block(b, h, lq, dh),
-            k.block(b, h, lk, dh),
-            v.block(b, h, lk, dh),
-        );
+        let (qh, kh, vh) = (q.block(b, h, lq, dh), k.block(b, h, lk, dh), v.block(b, h, lk, dh));
         let gh = grad.block(b, h, lq, dh);
         let ph = &p[bh * lq * lk..(bh + 1) * lq * lk];
         let mut ds = Vec::<f32>::with_capacity(lq * lk);
@@ -227,13 +199,7 @@ pub fn attention_backward(
             if dh == 0 {
                 ds.resize(lq * lk, 0.0);
             } else {
-                matmul(
-                    (lq, lk, dh),
-                    (ds.as_mut_ptr(), 1, lk_s),
-                    false,
-                    (gh.as_ptr(), 1, dh_s),
-                    (vh.as_ptr(), dh_s, 1),
-                );
+                matmul((lq, lk, dh), (ds.as_mut_ptr(), 1, lk_s), false, (gh.as_ptr(), 1, dh_s), (vh.as_ptr(), dh_s, 1));
                 ds.set_len(lq * lk);
             }
             softmax_backward_rows(ph, &mut ds, lk);
@@ -266,12 +232,7 @@ mod tests {
     fn view(data: &[f32], shape: [usize; 4]) -> View<'_> {
         let [_, h, l, d] = shape;
         let strides = [(h * l * d) as isize, (l * d) as isize, d as isize, 1];
-        View {
-            data,
-            offset: 0,
-            shape,
-            strides,
-        }
+        View { data, offset: 0, shape, strides }
     }
 
     /// Heads of width 0: the scores are the bias alone, the outputs and gradients empty.
@@ -284,14 +245,7 @@ mod tests {
         assert!(out.is_empty());
         let e: Vec<f32> = [0.0f32, 1.0, 2.0].iter().map(|x| x.exp()).collect();
         let total: f32 = e.iter().sum();
-        let want = [
-            e[0] / total,
-            e[1] / total,
-            e[2] / total,
-            1.0 / 3.0,
-            1.0 / 3.0,
-            1.0 / 3.0,
-        ];
+        let want = [e[0] / total, e[1] / total, e[2] / total, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 3.0];
         for (got, want) in p.iter().zip(want) {
             assert!((got - want).abs() < 1e-6, "{p:?}");
         }

@@ -14,9 +14,8 @@ use std::sync::OnceLock;
 use crate::ModelError;
 
 /// `cblas_sgemm(layout, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)`.
-type Sgemm = unsafe extern "C" fn(
-    i32, i32, i32, i32, i32, i32, f32, *const f32, i32, *const f32, i32, f32, *mut f32, i32,
-);
+type Sgemm =
+    unsafe extern "C" fn(i32, i32, i32, i32, i32, i32, f32, *const f32, i32, *const f32, i32, f32, *mut f32, i32);
 
 const ROW_MAJOR: i32 = 101;
 const NO_TRANS: i32 = 111;
@@ -135,9 +134,8 @@ fn open(name: &str) -> Result<OpenBlas, String> {
     // SAFETY: loading runs the library's initialisers (OpenBLAS's start its thread pool, which
     // stays idle at one thread).
     let lib = unsafe { libloading::Library::new(name) }.map_err(|e| e.to_string())?;
-    let symbol_error = |symbol: &str, e: libloading::Error| {
-        format!("{name} is not an OpenBLAS library (no `{symbol}`: {e})")
-    };
+    let symbol_error =
+        |symbol: &str, e: libloading::Error| format!("{name} is not an OpenBLAS library (no `{symbol}`: {e})");
     // SAFETY: the symbols are looked up with OpenBLAS's C signatures.
     let (config, set_threads, sgemm) = unsafe {
         let config = lib
@@ -164,11 +162,8 @@ pub fn check_config(config: &str) -> Result<(), String> {
         (Some("OpenBLAS"), Some(version)) => version,
         _ => return Err(format!("unrecognised build string {config:?}; expected \"OpenBLAS <version> ...\"")),
     };
-    let numbers: Vec<u32> = version
-        .split(|c: char| !c.is_ascii_digit())
-        .take(3)
-        .map(|part| part.parse().unwrap_or(0))
-        .collect();
+    let numbers: Vec<u32> =
+        version.split(|c: char| !c.is_ascii_digit()).take(3).map(|part| part.parse().unwrap_or(0)).collect();
     if numbers.len() < 3 || (numbers[0], numbers[1], numbers[2]) < (0, 3, 7) {
         return Err(format!("OpenBLAS {version} is too old; 0.3.7 or later is needed (calls from several threads)"));
     }
@@ -237,7 +232,14 @@ mod tests {
 
     /// One product `[m, k] · [k, n]` (each operand stored transposed or not, the output with a
     /// row stride `ldc >= n`) on OpenBLAS and on gemm; returns the largest difference.
-    fn compare(blas: &OpenBlas, (m, n, k): (usize, usize, usize), ta: bool, tb: bool, accumulate: bool, seed: u64) -> f32 {
+    fn compare(
+        blas: &OpenBlas,
+        (m, n, k): (usize, usize, usize),
+        ta: bool,
+        tb: bool,
+        accumulate: bool,
+        seed: u64,
+    ) -> f32 {
         let (lhs, rhs) = (values(m * k, seed), values(k * n, seed + 1));
         let ldc = n + 3;
         let start = values(m * ldc, seed + 2);
@@ -246,12 +248,28 @@ mod tests {
         let (mut want, mut got) = (start.clone(), start);
         // SAFETY: buffers of the stated shapes and strides.
         unsafe {
-            super::super::matmul((m, n, k), (want.as_mut_ptr(), 1, ldc as isize), accumulate, (lhs.as_ptr(), lhs_s.0, lhs_s.1), (rhs.as_ptr(), rhs_s.0, rhs_s.1));
-            assert!(blas.matmul((m, n, k), (got.as_mut_ptr(), 1, ldc as isize), accumulate, (lhs.as_ptr(), lhs_s.0, lhs_s.1), (rhs.as_ptr(), rhs_s.0, rhs_s.1)));
+            super::super::matmul(
+                (m, n, k),
+                (want.as_mut_ptr(), 1, ldc as isize),
+                accumulate,
+                (lhs.as_ptr(), lhs_s.0, lhs_s.1),
+                (rhs.as_ptr(), rhs_s.0, rhs_s.1),
+            );
+            assert!(blas.matmul(
+                (m, n, k),
+                (got.as_mut_ptr(), 1, ldc as isize),
+                accumulate,
+                (lhs.as_ptr(), lhs_s.0, lhs_s.1),
+                (rhs.as_ptr(), rhs_s.0, rhs_s.1)
+            ));
         }
         // Padding columns past `n` are not touched.
         for row in 0..m {
-            assert_eq!(want[row * ldc + n..(row + 1) * ldc], got[row * ldc + n..(row + 1) * ldc], "padding of row {row}");
+            assert_eq!(
+                want[row * ldc + n..(row + 1) * ldc],
+                got[row * ldc + n..(row + 1) * ldc],
+                "padding of row {row}"
+            );
         }
         want.iter().zip(&got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
     }
@@ -261,7 +279,13 @@ mod tests {
         let Some(blas) = system_openblas() else { return };
         let shapes = [(228, 384, 384), (228, 1536, 384), (200, 384, 1536), (1, 1, 1), (7, 13, 5), (3, 1, 17)];
         for (i, &dims) in shapes.iter().enumerate() {
-            for (ta, tb, acc) in [(false, false, false), (false, true, false), (true, false, true), (true, true, true), (false, false, true)] {
+            for (ta, tb, acc) in [
+                (false, false, false),
+                (false, true, false),
+                (true, false, true),
+                (true, true, true),
+                (false, false, true),
+            ] {
                 let diff = compare(&blas, dims, ta, tb, acc, i as u64 * 10);
                 // Sums of k products of values in [-1, 1): rounding differences grow like √k.
                 assert!(diff <= 1e-6 * (dims.2 as f32).sqrt() * 4.0, "{dims:?} ta {ta} tb {tb} acc {acc}: {diff}");
@@ -286,7 +310,8 @@ mod tests {
         let (a, b) = (values(4, 1), values(4, 2));
         let mut c = vec![0.0; 4];
         // SAFETY: 2 x 2 buffers; the column-major output is declined before anything is read.
-        let ran = unsafe { blas.matmul((2, 2, 2), (c.as_mut_ptr(), 2, 1), false, (a.as_ptr(), 1, 2), (b.as_ptr(), 1, 2)) };
+        let ran =
+            unsafe { blas.matmul((2, 2, 2), (c.as_mut_ptr(), 2, 1), false, (a.as_ptr(), 1, 2), (b.as_ptr(), 1, 2)) };
         assert!(!ran);
         assert_eq!(c, [0.0; 4]);
     }
