@@ -84,6 +84,7 @@ from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
+    PreTrainedTokenizerFast,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -181,7 +182,9 @@ class Model:
     def __init__(self, folder: Path) -> None:
         self.folder = folder
         self.config = json.loads((folder / "config.json").read_text())
-        self.arch = "t5" if self.config["model_type"] in ("t5", "mt5") else "bert"
+        model_type = self.config["model_type"]
+        self.arch = {"t5": "t5", "mt5": "t5", "llama": "llama", "qwen2": "qwen2"}.get(model_type, "bert")
+        self.causal = self.arch in ("llama", "qwen2")
         self.name = folder.resolve().name
         self.backbone = {
             "name": self.name,
@@ -189,7 +192,10 @@ class Model:
             "config_sha256": sha256_file(folder / "config.json"),
             "weights_sha256": sha256_file(folder / "model.safetensors"),
         }
-        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        if (folder / "tokenizer_config.json").is_file():
+            self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        else:  # the decoder-only fixtures ship tokenizer.json alone
+            self.tokenizer = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), pad_token="<pad>")
         base = self.load(None)
         self.dim = base.get_input_embeddings().weight.shape[1]
         self.emb_std = float(base.get_input_embeddings().weight.detach().std())
@@ -198,7 +204,7 @@ class Model:
         kw = {"attn_implementation": "eager"}
         if self.arch == "t5":
             return AutoModelForSeq2SeqLM.from_pretrained(self.folder, **kw).eval()
-        if task_type == "CAUSAL_LM":
+        if task_type == "CAUSAL_LM" or self.causal:
             # BertLMHeadModel: the same BertModel (bidirectional, is_decoder stays false) plus an
             # unused random LM head; only its last hidden state is read.
             return AutoModelForCausalLM.from_pretrained(self.folder, **kw).eval()
@@ -241,6 +247,8 @@ def peft_forward(peft_model, model: Model, inputs: dict[str, np.ndarray], task_i
             return {"encoder_last_hidden_state": out.encoder_last_hidden_state.numpy(), "lm_logits": out.logits.numpy()}
         out = peft_model(input_ids=t["input_ids"], attention_mask=t["attention_mask"], output_hidden_states=True, **kw)
         hidden = out.hidden_states[-1]
+        if model.causal:
+            return {"logits": out.logits.numpy(), "last_hidden_state": hidden.numpy()}
         mask = t["attention_mask"].unsqueeze(-1).float()
         pooled = (hidden[:, L:] * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return {"last_hidden_state": hidden.numpy(), "sentence_embedding": F.normalize(pooled, p=2, dim=1).numpy()}
@@ -280,7 +288,7 @@ def check_model(mpt: Path, folder: Path, work: Path, chk: Checker) -> None:
     info = json.loads(run([mpt, "inspect", "--json", plain]).stdout)
     chk.result(info["verified"] and (info["prompt_length"], info["dim"], info["rank"]) == (L, d, 0),
                f"{tag} plain: mpt inspect verifies the Python-written artifact")
-    task_type = "SEQ_2_SEQ_LM" if model.arch == "t5" else "FEATURE_EXTRACTION"
+    task_type = "SEQ_2_SEQ_LM" if model.arch == "t5" else "CAUSAL_LM" if model.causal else "FEATURE_EXTRACTION"
     exp = work / f"{tag}-plain-peft"
     run([mpt, "export", "--format", "peft", plain, exp])
     cfg = json.loads((exp / "adapter_config.json").read_text())
@@ -411,6 +419,8 @@ def main() -> int:
         REPO / "tests/fixtures/bert-tiny",
         REPO / "tests/fixtures/t5-v1_0-tiny",
         REPO / "tests/fixtures/t5-v1_1-tiny",
+        REPO / "tests/fixtures/llama-tiny",
+        REPO / "tests/fixtures/qwen2-tiny",
     ] + ([REPO / "models/all-MiniLM-L6-v2"] if (REPO / "models/all-MiniLM-L6-v2/model.safetensors").is_file() else [])
     work = args.workdir or Path(tempfile.mkdtemp(prefix="mpt-peft-check-"))
     work.mkdir(parents=True, exist_ok=True)

@@ -633,6 +633,32 @@ fn the_slurm_executor_on_a_real_cluster_makes_the_sequential_artifacts() {
 }
 
 #[test]
+fn a_tiny_decoder_only_pipeline_runs_end_to_end() {
+    for (name, arch) in [("llama-tiny", "llama"), ("qwen2-tiny", "qwen2")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let text = pipeline_toml("tiny").replace(s(&fixture("bert-tiny")), s(&fixture(name)));
+        std::fs::write(dir.join("tiny.toml"), &text).unwrap();
+        let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+        assert!(out.contains("tiny: 7 stage(s) ran"), "{name}: {out}");
+        let run = dir.join("runs/tiny");
+        let target = inspect_json(dir, &run.join("artifacts/adapt/mpt/rte/k2-s0"));
+        assert_eq!(target["backbone"]["arch"], arch, "{target}");
+        assert_eq!(target["verified"], true);
+        let result: Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap())
+                .unwrap();
+        assert_eq!(result["result"]["artifact_id"], target["id"]);
+        // A causal LM's adapter is PEFT CAUSAL_LM prompt tuning.
+        let peft = dir.join("peft");
+        ok_in(dir, &["export", "--format", "peft", s(&run.join("artifacts/teacher/mnli")), s(&peft)]);
+        let config: Value =
+            serde_json::from_str(&std::fs::read_to_string(peft.join("adapter_config.json")).unwrap()).unwrap();
+        assert_eq!(config["task_type"], "CAUSAL_LM", "{config}");
+    }
+}
+
+#[test]
 fn run_dry_run_prints_the_plan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

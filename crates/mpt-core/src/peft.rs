@@ -52,11 +52,13 @@ pub struct PeftExportOptions {
     pub overwrite: bool,
 }
 
-/// `SEQ_2_SEQ_LM` for encoder-decoders (T5), `FEATURE_EXTRACTION` for encoders (BERT).
+/// `SEQ_2_SEQ_LM` for encoder-decoders (T5), `FEATURE_EXTRACTION` for encoders (BERT), `CAUSAL_LM`
+/// for decoder-only models (Llama, Qwen2).
 pub fn default_task_type(arch: Arch) -> &'static str {
     match arch.family() {
         Family::Seq2Seq => "SEQ_2_SEQ_LM",
         Family::Encoder => "FEATURE_EXTRACTION",
+        Family::CausalLm => "CAUSAL_LM",
     }
 }
 

@@ -1,7 +1,7 @@
 //! The backbone seam: what the workspace asks of a frozen model, by family, and the registry
 //! that maps a `config.json` `model_type` to the file that implements it.
 //!
-//! Outside this crate code branches on the [`Family`] (encoder, seq2seq), never on the
+//! Outside this crate code branches on the [`Family`] (encoder, seq2seq, causal LM), never on the
 //! architecture. A new architecture is one file that implements [`Backbone`] and its family
 //! trait, plus one [`ArchSpec`] line in [`REGISTRY`].
 
@@ -24,6 +24,8 @@ pub enum Family {
     Encoder,
     /// Encoder-decoder (T5 family): text-to-text, the decoder scores label strings.
     Seq2Seq,
+    /// Decoder-only causal LM (Llama family): the label string continues the input.
+    CausalLm,
 }
 
 impl fmt::Display for Family {
@@ -31,6 +33,7 @@ impl fmt::Display for Family {
         f.write_str(match self {
             Family::Encoder => "encoder",
             Family::Seq2Seq => "seq2seq",
+            Family::CausalLm => "causal_lm",
         })
     }
 }
@@ -42,6 +45,8 @@ pub enum FamilyModel<'a> {
     Encoder(&'a dyn Encoder),
     /// An encoder-decoder.
     Seq2Seq(&'a dyn Seq2Seq),
+    /// A decoder-only causal LM.
+    CausalLm(&'a dyn CausalLm),
 }
 
 impl FamilyModel<'_> {
@@ -50,6 +55,7 @@ impl FamilyModel<'_> {
         match self {
             FamilyModel::Encoder(_) => Family::Encoder,
             FamilyModel::Seq2Seq(_) => Family::Seq2Seq,
+            FamilyModel::CausalLm(_) => Family::CausalLm,
         }
     }
 }
@@ -160,6 +166,39 @@ pub trait Seq2Seq {
     ) -> Vec<Vec<i64>>;
 }
 
+/// A decoder-only causal LM: prompt and input in, hidden states and next-token logits out.
+pub trait CausalLm {
+    /// The end-of-sequence id, if the config has one.
+    fn eos_token_id(&self) -> Option<i64>;
+    /// Final hidden states `[B, l+S, d]` for right-padded ids and mask `[B, S]` with an
+    /// optional prompt `[B, l, d]` in front (inputs unchecked).
+    fn forward_hidden(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Tensor<3>;
+    /// [`CausalLm::forward_hidden`] with empty, mismatched or too long inputs refused as
+    /// [`ModelError::Input`].
+    fn try_forward_hidden(
+        &self,
+        input_ids: Tensor<2, Int>,
+        attention_mask: Tensor<2, Int>,
+        prompt: Option<Tensor<3>>,
+    ) -> Result<Tensor<3>>;
+    /// Next-token logits `[B, T, V]` from hidden states `[B, T, d]`.
+    fn lm_logits(&self, hidden: Tensor<3>) -> Tensor<3>;
+    /// Greedy continuation of each row of `input_ids` (its real tokens, no padding) behind
+    /// `prompt` `[l, d]`: `[B][N]` new tokens, the pad id after EOS.
+    fn generate(
+        &self,
+        input_ids: &[Vec<i64>],
+        prompt: Option<&Tensor<2>>,
+        max_new_tokens: usize,
+        device: &Device,
+    ) -> Vec<Vec<i64>>;
+}
+
 /// Prepends `prompt` `[B, l, d]` to `embeds` `[B, S, d]` the way PEFT does it: the mask is
 /// extended with ones and token types (when the family has them) with zeros. Positions are
 /// the family's business (they run over the whole length in every family here). Without a
@@ -201,7 +240,7 @@ pub struct ArchSpec {
 }
 
 /// Every architecture this build knows, one line each.
-pub static REGISTRY: &[ArchSpec] = &[crate::t5::ARCH, crate::bert::ARCH];
+pub static REGISTRY: &[ArchSpec] = &[crate::t5::ARCH, crate::bert::ARCH, crate::llama::ARCH, crate::llama::QWEN2];
 
 /// An architecture name from [`REGISTRY`]; serialised as its name (`"t5"`, `"bert"`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -325,6 +364,6 @@ mod tests {
         assert_eq!(serde_json::to_string(&t5).unwrap(), "\"t5\"");
         assert_eq!(serde_json::from_str::<Arch>("\"bert\"").unwrap().family(), Family::Encoder);
         let err = serde_json::from_str::<Arch>("\"gpt9\"").unwrap_err().to_string();
-        assert!(err.contains("unknown architecture \"gpt9\"") && err.contains("t5, bert"), "{err}");
+        assert!(err.contains("unknown architecture \"gpt9\"") && err.contains("t5, bert, llama, qwen2"), "{err}");
     }
 }

@@ -5,7 +5,10 @@
 //! Outputs (f32 unless said): seq2seq (T5) — `encoder_last_hidden_state` `[B,l+S,d]`, `lm_logits`
 //! `[B,T,V]` when decoder ids are given, `generated_ids` `[B,≤N+1]` int64 with `generate`;
 //! encoders (BERT) — `last_hidden_state` `[B,l+S,d]` and `sentence_embedding` `[B,d]` (mean over the
-//! attended input positions, prompt rows excluded, L2-normalised).
+//! attended input positions, prompt rows excluded, L2-normalised); causal LMs (Llama, Qwen2) —
+//! `logits` `[B,l+S,V]` and `last_hidden_state` `[B,l+S,d]` (prompt rows included; batches
+//! right-padded), `generated_ids` `[B,N]` int64 with `generate` (each row's attended tokens
+//! continued greedily, new tokens only, the pad id after EOS).
 //!
 //! Every input is checked before any kernel runs: dtype, rank, shape (`B, S, T ≥ 1`), id
 //! ranges, a finite soft prompt of `l ≥ 1` rows.
@@ -102,6 +105,7 @@ pub fn forward(
         }
     };
     let l = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+    let raw_ids = input_ids.clone();
     let input_ids = int_tensor(input_ids, [b, s], device);
     let mask_t = int_tensor(mask.clone(), [b, s], device);
     let mut out = BTreeMap::new();
@@ -122,6 +126,29 @@ pub fn forward(
                 out.insert("generated_ids".into(), HostTensor::from_rows(&rows));
             }
             out.insert("encoder_last_hidden_state".into(), HostTensor::from_float(enc));
+        }
+        FamilyModel::CausalLm(m) => {
+            for name in ["token_type_ids", "decoder_input_ids"] {
+                if inputs.contains_key(name) {
+                    return Err(input_err(name, format!("{arch} is a decoder-only causal LM: it takes no {name}")));
+                }
+            }
+            if let Some(n) = generate {
+                let rows: Vec<Vec<i64>> = raw_ids
+                    .chunks(s)
+                    .zip(mask.chunks(s))
+                    .map(|(ids, mask)| ids.iter().zip(mask).filter(|&(_, &m)| m == 1).map(|(&id, _)| id).collect())
+                    .collect();
+                if let Some(r) = rows.iter().position(Vec::is_empty) {
+                    return Err(input_err("attention_mask", format!("row {r} has no attended token to continue")));
+                }
+                let p = prompt.as_ref().map(|p| p.clone().slice([0..1, 0..l, 0..d]).reshape([l, d]));
+                let generated = m.generate(&rows, p.as_ref(), n, device);
+                out.insert("generated_ids".into(), HostTensor::from_rows(&generated));
+            }
+            let hidden = m.try_forward_hidden(input_ids, mask_t, prompt)?;
+            out.insert("logits".into(), HostTensor::from_float(m.lm_logits(hidden.clone())));
+            out.insert("last_hidden_state".into(), HostTensor::from_float(hidden));
         }
         FamilyModel::Encoder(m) => {
             if inputs.contains_key("decoder_input_ids") || generate.is_some() {

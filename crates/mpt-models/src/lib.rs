@@ -17,6 +17,7 @@ pub mod forward;
 pub mod fused;
 pub mod io;
 pub mod layers;
+pub mod llama;
 pub mod t5;
 pub mod tokenizer;
 pub mod weights;
@@ -29,8 +30,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub use backbone::{
-    Arch, ArchConfig, ArchSpec, Backbone, Encoder, Family, FamilyModel, Layout, ModelConfig, REGISTRY, Seq2Seq,
-    prepend_prompt,
+    Arch, ArchConfig, ArchSpec, Backbone, CausalLm, Encoder, Family, FamilyModel, Layout, ModelConfig, REGISTRY,
+    Seq2Seq, prepend_prompt,
 };
 pub use error::{ModelError, Result};
 pub use tokenizer::{EncodedBatch, TextTokenizer, pad_rows};

@@ -107,6 +107,46 @@ fn t5_v1_1_matches_transformers_and_peft() {
     t5_case("t5-v1_1-tiny");
 }
 
+/// A decoder-only fixture (tests/fixtures/make_decoder_fixtures.py): logits and hidden states
+/// at every position of right-padded rows, plain and behind a soft prompt (PEFT CAUSAL_LM), and
+/// greedy continuations.
+fn causal_case(name: &str) {
+    let dir = fixture(name);
+    let device = Device::flex();
+    let model = Model::load(&dir, &device).expect("fixture loads");
+    let refs = read_safetensors(&dir.join("reference.safetensors")).unwrap();
+    let n = ints(&refs["generated_ids"]).1[1];
+    let mut inputs = pick(&refs, &["input_ids", "attention_mask"]);
+    let out = forward::forward(&model, &inputs, Some(n), &device).unwrap();
+    // Padding positions are compared too: their values are well defined (they attend to the
+    // real tokens before them).
+    assert_close("logits", &out["logits"], &refs["logits"], 1e-4, 1e-4);
+    assert_close("last_hidden_state", &out["last_hidden_state"], &refs["last_hidden_state"], 1e-4, 1e-4);
+    assert_eq!(out["generated_ids"], refs["generated_ids"], "generated_ids");
+
+    inputs.insert("soft_prompt".into(), refs["soft_prompt"].clone());
+    let out = forward::forward(&model, &inputs, Some(n), &device).unwrap();
+    assert_close("prompted.logits", &out["logits"], &refs["prompted.logits"], 1e-4, 1e-4);
+    assert_close(
+        "prompted.last_hidden_state",
+        &out["last_hidden_state"],
+        &refs["prompted.last_hidden_state"],
+        1e-4,
+        1e-4,
+    );
+    assert_eq!(out["generated_ids"], refs["prompted.generated_ids"], "prompted.generated_ids");
+}
+
+#[test]
+fn llama_matches_transformers_and_peft() {
+    causal_case("llama-tiny");
+}
+
+#[test]
+fn qwen2_matches_transformers_and_peft() {
+    causal_case("qwen2-tiny");
+}
+
 fn zero_types(t: &HostTensor) -> HostTensor {
     let (data, shape) = ints(t);
     HostTensor::I64 { data: vec![0; data.len()], shape: shape.to_vec() }

@@ -115,6 +115,25 @@ fn synthetic_batch(
     let ids: Vec<i64> = (0..b * s).map(|_| rng.random_range(lo..vocab)).collect();
     let labels: Vec<usize> = (0..b).map(|i| i % 2).collect();
     let int2 = |v: Vec<i64>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
+    let tasks_of = (0..b).map(|i| i % tasks).collect();
+    if let FamilyModel::CausalLm(_) = backbone.family() {
+        // The seq_len input tokens, then the label string.
+        let pairs: Vec<(&[i64], &[i64])> =
+            labels.iter().enumerate().map(|(i, &y)| (&ids[i * s..(i + 1) * s], label_ids[y].as_slice())).collect();
+        let rows = crate::data::causal_rows(&pairs, backbone.pad_token_id(), device);
+        let [_, total] = rows.input_ids.dims();
+        return Batch {
+            input_ids: rows.input_ids,
+            attention_mask: rows.attention_mask,
+            token_type_ids: Tensor::zeros([b, total], device),
+            decoder_input_ids: None,
+            target_ids: Some(rows.target_ids),
+            target_mask: Some(rows.target_mask),
+            target_positions: Some(rows.target_positions),
+            labels,
+            tasks: tasks_of,
+        };
+    }
     let (dec, tgt, tmask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {
             let t = label_ids.iter().map(Vec::len).max().unwrap_or(1);
@@ -135,7 +154,7 @@ fn synthetic_batch(
                 Some(Tensor::<2>::from_data(TensorData::new(mask, [b, t]), device)),
             )
         }
-        FamilyModel::Encoder(_) => (None, None, None),
+        FamilyModel::Encoder(_) | FamilyModel::CausalLm(_) => (None, None, None),
     };
     Batch {
         input_ids: int2(ids, [b, s]),
@@ -144,8 +163,9 @@ fn synthetic_batch(
         decoder_input_ids: dec,
         target_ids: tgt,
         target_mask: tmask,
+        target_positions: None,
         labels,
-        tasks: (0..b).map(|i| i % tasks).collect(),
+        tasks: tasks_of,
     }
 }
 

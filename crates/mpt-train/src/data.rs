@@ -1,5 +1,11 @@
-//! Tasks tokenized once: every example's input ids (and, for T5, its label-string target
-//! ids), kept on the host and padded into device batches on demand.
+//! Tasks tokenized once: every example's input ids (and, for seq2seq and causal LMs, its
+//! label-string target ids), kept on the host and padded into device batches on demand.
+//!
+//! Batches by family: encoders get the input (a sentence pair) alone; seq2seq models get the
+//! input for the encoder and the label string, shifted behind the start id, for the decoder;
+//! causal LMs get one sequence, the input followed by the label string, with the positions
+//! whose next-token logits predict the label's tokens (PEFT's CAUSAL_LM training: the loss is
+//! on the label tokens only).
 
 use burn::prelude::*;
 use mpt_data::{Example, TaskSpec};
@@ -71,14 +77,14 @@ impl TaskData {
         let inputs: Vec<(&str, Option<&str>)> = examples
             .iter()
             .map(|e| match arch.family() {
-                Family::Seq2Seq => (e.input.as_str(), None),
+                Family::Seq2Seq | Family::CausalLm => (e.input.as_str(), None),
                 Family::Encoder => (e.text_a.as_str(), e.text_b.as_deref()),
             })
             .collect();
         let rows = tokenizer.encode_rows(&inputs, lengths.max_input)?;
         let (input_ids, token_type_ids) = rows.into_iter().unzip();
         let label_ids = match arch.family() {
-            Family::Seq2Seq => {
+            Family::Seq2Seq | Family::CausalLm => {
                 let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
                 let ids: Vec<Vec<i64>> =
                     tokenizer.encode_rows(&labels, lengths.max_target)?.into_iter().map(|(ids, _)| ids).collect();
@@ -123,10 +129,14 @@ pub struct Batch {
     pub token_type_ids: Tensor<2, Int>,
     /// T5: `[B, T]` decoder inputs (targets shifted right behind the start id).
     pub decoder_input_ids: Option<Tensor<2, Int>>,
-    /// T5: `[B, T]` target ids (padding positions hold 0; see `target_mask`).
+    /// T5 and causal LMs: `[B, T]` target ids (padding positions hold the pad id; see
+    /// `target_mask`).
     pub target_ids: Option<Tensor<2, Int>>,
-    /// T5: `[B, T]` 1.0 at real target tokens.
+    /// T5 and causal LMs: `[B, T]` 1.0 at real target tokens.
     pub target_mask: Option<Tensor<2>>,
+    /// Causal LMs: `[B, T]` the position in the row (prompt not counted) whose next-token
+    /// logits predict target token j: the input's length − 1 + j.
+    pub target_positions: Option<Tensor<2, Int>>,
     /// Gold class per row.
     pub labels: Vec<usize>,
     /// Task index per row.
@@ -154,6 +164,28 @@ fn int2(rows: &[Vec<i64>], device: &Device) -> Tensor<2, Int> {
 /// Builds a batch from `(task index, example index)` rows over `tasks`.
 pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn Backbone, device: &Device) -> Batch {
     let pad = backbone.pad_token_id();
+    let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
+    let tasks_of = rows.iter().map(|&(t, _)| t).collect();
+    if let FamilyModel::CausalLm(_) = backbone.family() {
+        let pairs: Vec<(&[i64], &[i64])> = rows
+            .iter()
+            .zip(&labels)
+            .map(|(&(t, i), &label)| (tasks[t].input_ids[i].as_slice(), tasks[t].label_ids[label].as_slice()))
+            .collect();
+        let c = causal_rows(&pairs, pad, device);
+        let [b, s] = c.input_ids.dims();
+        return Batch {
+            input_ids: c.input_ids,
+            attention_mask: c.attention_mask,
+            token_type_ids: Tensor::zeros([b, s], device),
+            decoder_input_ids: None,
+            target_ids: Some(c.target_ids),
+            target_mask: Some(c.target_mask),
+            target_positions: Some(c.target_positions),
+            labels,
+            tasks: tasks_of,
+        };
+    }
     let padded = mpt_models::pad_rows(
         rows.iter().map(|&(t, i)| {
             let data = tasks[t];
@@ -161,7 +193,6 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
         }),
         pad,
     );
-    let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
     let (decoder_input_ids, target_ids, target_mask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {
             let targets: Vec<&Vec<i64>> =
@@ -187,7 +218,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
                 Some(Tensor::from_data(TensorData::new(mask, [rows.len(), t_len]), device)),
             )
         }
-        FamilyModel::Encoder(_) => (None, None, None),
+        FamilyModel::Encoder(_) | FamilyModel::CausalLm(_) => (None, None, None),
     };
     Batch {
         input_ids: int2(&padded.input_ids, device),
@@ -196,7 +227,52 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
         decoder_input_ids,
         target_ids,
         target_mask,
+        target_positions: None,
         labels,
-        tasks: rows.iter().map(|&(t, _)| t).collect(),
+        tasks: tasks_of,
+    }
+}
+
+/// Causal-LM rows on a device: each input followed by its target, right-padded.
+#[derive(Debug, Clone)]
+pub struct CausalRows {
+    /// `[B, S]` input then target ids.
+    pub input_ids: Tensor<2, Int>,
+    /// `[B, S]` 1 at real tokens.
+    pub attention_mask: Tensor<2, Int>,
+    /// `[B, T]` target ids (pad beyond a row's target).
+    pub target_ids: Tensor<2, Int>,
+    /// `[B, T]` 1.0 at real target tokens.
+    pub target_mask: Tensor<2>,
+    /// `[B, T]` positions whose next-token logits predict the targets (input length − 1 + j).
+    pub target_positions: Tensor<2, Int>,
+}
+
+/// Lays out `(input, target)` pairs as causal-LM rows (inputs non-empty).
+pub fn causal_rows(pairs: &[(&[i64], &[i64])], pad: i64, device: &Device) -> CausalRows {
+    let s = pairs.iter().map(|(i, t)| i.len() + t.len()).max().unwrap_or(1).max(1);
+    let t_len = pairs.iter().map(|(_, t)| t.len()).max().unwrap_or(1).max(1);
+    let b = pairs.len();
+    let (mut ids, mut mask) = (Vec::with_capacity(b * s), Vec::with_capacity(b * s));
+    let (mut tgt, mut tmask, mut pos) =
+        (Vec::with_capacity(b * t_len), Vec::with_capacity(b * t_len), Vec::with_capacity(b * t_len));
+    for (input, target) in pairs {
+        let n = input.len() + target.len();
+        ids.extend(input.iter().chain(target.iter()).copied().chain(std::iter::repeat_n(pad, s - n)));
+        mask.extend((0..s).map(|j| i64::from(j < n)));
+        for j in 0..t_len {
+            let real = j < target.len();
+            tgt.push(if real { target[j] } else { pad });
+            tmask.push(if real { 1.0f32 } else { 0.0 });
+            pos.push((input.len() - 1 + j.min(target.len().saturating_sub(1))) as i64);
+        }
+    }
+    let int = |v: Vec<i64>, shape: [usize; 2]| Tensor::<2, Int>::from_data(TensorData::new(v, shape), device);
+    CausalRows {
+        input_ids: int(ids, [b, s]),
+        attention_mask: int(mask, [b, s]),
+        target_ids: int(tgt, [b, t_len]),
+        target_mask: Tensor::from_data(TensorData::new(tmask, [b, t_len]), device),
+        target_positions: int(pos, [b, t_len]),
     }
 }

@@ -5,7 +5,7 @@
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use mpt_data::metrics::{NO_LABEL, Scores};
-use mpt_models::{Backbone, FamilyModel, Seq2Seq};
+use mpt_models::{Backbone, CausalLm, FamilyModel, Seq2Seq};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{TaskData, make_batch};
@@ -65,6 +65,20 @@ pub fn predict(
                 let width = out.logits.dims()[2];
                 argmax_rows(out.logits.reshape([b, width]))
             }
+            FamilyModel::CausalLm(m) => match decoding {
+                Decoding::Rank => rank_continuations(m, backbone.pad_token_id(), prompt.as_ref(), chunk, data, &device),
+                Decoding::Greedy => {
+                    let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
+                    let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| data.input_ids[i].clone()).collect();
+                    m.generate(&rows, prompt.as_ref(), max_len, &device)
+                        .iter()
+                        .map(|ids| {
+                            let text = tokenizer.decode(ids).unwrap_or_default();
+                            data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL)
+                        })
+                        .collect()
+                }
+            },
             FamilyModel::Seq2Seq(m) => {
                 let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt_b);
                 match decoding {
@@ -133,6 +147,39 @@ fn rank_labels(
     let logits = m.lm_logits(m.decode_hidden(dec, &enc_r, &mask_r));
     let logp = log_softmax(logits, 2).gather(2, tgt.reshape([b * c, t, 1])).reshape([b * c, t]);
     let scores = (logp * mask).sum_dim(1).reshape([b, c]);
+    argmax_rows(scores)
+}
+
+/// Rank classification on a causal LM: for each example of `chunk`, the label whose ids, as a
+/// continuation of the input (behind `prompt` `[l, d]`), have the highest summed
+/// log-probability. One row per (example, label).
+fn rank_continuations(
+    m: &dyn CausalLm,
+    pad: i64,
+    prompt: Option<&Tensor<2>>,
+    chunk: &[usize],
+    data: &TaskData,
+    device: &Device,
+) -> Vec<usize> {
+    let c = data.label_ids.len();
+    let pairs: Vec<(&[i64], &[i64])> = chunk
+        .iter()
+        .flat_map(|&i| data.label_ids.iter().map(move |label| (data.input_ids[i].as_slice(), label.as_slice())))
+        .collect();
+    let rows = crate::data::causal_rows(&pairs, pad, device);
+    let n = pairs.len();
+    let prompt = prompt.map(|p| {
+        let [l, d] = p.dims();
+        p.clone().unsqueeze::<3>().expand([n, l, d])
+    });
+    let l = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+    let hidden = m.forward_hidden(rows.input_ids, rows.attention_mask, prompt);
+    let [_, t] = rows.target_positions.dims();
+    let d = hidden.dims()[2];
+    let index = (rows.target_positions + l as i64).reshape([n, t, 1]).expand([n, t, d]);
+    let logits = m.lm_logits(hidden.gather(1, index));
+    let logp = log_softmax(logits, 2).gather(2, rows.target_ids.reshape([n, t, 1])).reshape([n, t]);
+    let scores = (logp * rows.target_mask).sum_dim(1).reshape([chunk.len(), c]);
     argmax_rows(scores)
 }
 

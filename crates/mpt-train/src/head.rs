@@ -14,7 +14,11 @@
 //!   and stored in the artifact. W starts as the verbalizer's label table / τ and b at 0, so
 //!   an untrained linear head scores exactly like the verbalizer.
 //!
-//! Both produce an [`Output`] with logits `[B, T, C]` (T5: T target tokens over the
+//! - Causal LMs (Llama, Qwen2): the label string continues the input (PEFT's CAUSAL_LM). Loss =
+//!   token cross-entropy on the label tokens only; prediction = rank classification over the
+//!   label strings, or greedy continuation.
+//!
+//! All produce an [`Output`] with logits `[B, T, C]` (T5: T target tokens over the
 //! vocabulary; verbalizer: T = 1 over the batch's widest label set, missing labels masked),
 //! so losses and distillation are one code path.
 
@@ -103,7 +107,8 @@ pub struct Output {
     /// `[B, T]` 1.0 where a position counts.
     pub mask: Tensor<2>,
     /// `[B, H, d]` hidden states compared in distillation (T5: decoder final states at the
-    /// target positions; verbalizer: encoder final states at the input positions).
+    /// target positions; causal LMs: final states at the positions that predict the targets;
+    /// verbalizer: encoder final states at the input positions).
     pub hidden: Tensor<3>,
     /// `[B, H]` 1.0 where a hidden state counts.
     pub hidden_mask: Tensor<2>,
@@ -119,7 +124,7 @@ impl Heads {
         device: &Device,
     ) -> Result<Self> {
         let labels = match backbone.family() {
-            FamilyModel::Seq2Seq(_) => None,
+            FamilyModel::Seq2Seq(_) | FamilyModel::CausalLm(_) => None,
             FamilyModel::Encoder(encoder) => {
                 let mut all = Vec::new();
                 let mut spans = Vec::with_capacity(tasks.len());
@@ -194,6 +199,23 @@ impl Heads {
                     targets: batch.target_ids.clone().expect("T5 batches carry targets"),
                     mask: mask.clone(),
                     hidden,
+                    hidden_mask: mask,
+                })
+            }
+            FamilyModel::CausalLm(m) => {
+                let l = prompt.as_ref().map_or(0, |p| p.dims()[1]);
+                let hidden = m.forward_hidden(batch.input_ids.clone(), batch.attention_mask.clone(), prompt);
+                let positions = batch.target_positions.clone().expect("causal-LM batches carry target positions");
+                let [_, t] = positions.dims();
+                let d = hidden.dims()[2];
+                let index = (positions + l as i64).reshape([b, t, 1]).expand([b, t, d]);
+                let at_targets = hidden.gather(1, index);
+                let mask = batch.target_mask.clone().expect("causal-LM batches carry a target mask");
+                Ok(Output {
+                    logits: m.lm_logits(at_targets.clone()),
+                    targets: batch.target_ids.clone().expect("causal-LM batches carry targets"),
+                    mask: mask.clone(),
+                    hidden: at_targets,
                     hidden_mask: mask,
                 })
             }

@@ -232,6 +232,68 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     }
 }
 
+/// The logits a causal LM gives label `c` of example `i` when the row runs alone (no padding):
+/// `[T, V]` at the positions that predict the label's tokens, behind prompt `p` `[l, d]`.
+fn causal_label_logits(model: &Model, data: &mpt_train::TaskData, i: usize, c: usize, p: &Tensor<2>) -> Tensor<2> {
+    let mpt_models::FamilyModel::CausalLm(lm) = model.backbone.family() else { panic!("a causal-LM fixture") };
+    let device = p.device();
+    let (input, label) = (&data.input_ids[i], &data.label_ids[c]);
+    let ids: Vec<i64> = input.iter().chain(label).copied().collect();
+    let n = ids.len();
+    let hidden = lm.forward_hidden(
+        Tensor::from_data(TensorData::new(ids, [1, n]), &device),
+        Tensor::ones([1, n], &device),
+        Some(p.clone().unsqueeze::<3>()),
+    );
+    let [l, d] = p.dims();
+    let from = l + input.len() - 1;
+    let t = label.len();
+    lm.lm_logits(hidden.slice([0..1, from..from + t, 0..d])).reshape([t, model.backbone.vocab_size()])
+}
+
+#[test]
+fn causal_lm_batches_score_label_tokens_like_rows_run_alone() {
+    for name in ["llama-tiny", "qwen2-tiny"] {
+        let model = load(name);
+        let device = Device::flex();
+        let tok = model.require_tokenizer().unwrap();
+        let spec = mpt_data::lookup("mnli").unwrap();
+        let selection = Selection { max_dev: Some(5), ..Selection::default() };
+        let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
+        let dev = &splits.dev;
+        let heads = Heads::new(&*model.backbone, tok, &[dev], HeadConfig::default(), &device).unwrap();
+        let p = prompt(3, 32, 7, &device);
+
+        // Training: a right-padded batch's logits at the target positions are the lone rows'.
+        let rows: Vec<(usize, usize)> = (0..dev.len()).map(|i| (0, i)).collect();
+        let batch = make_batch(&[dev], &rows, &*model.backbone, &device);
+        let b = rows.len();
+        let out = heads.forward(&*model.backbone, p.clone().unsqueeze::<3>().expand([b, 3, 32]), &batch).unwrap();
+        for (i, example) in dev.examples.iter().enumerate() {
+            let want = causal_label_logits(&model, dev, i, example.label, &p);
+            let [t, v] = want.dims();
+            let got = out.logits.clone().slice([i..i + 1, 0..t, 0..v]).reshape([t, v]);
+            let diff = (got - want).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "{name} example {i}: batch vs lone row differ by {diff}");
+        }
+
+        // Prediction: rank classification picks the label with the highest summed log-probability.
+        let predicted =
+            mpt_train::predict(&*model.backbone, &heads, 0, dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
+        for (i, &pred) in predicted.iter().enumerate() {
+            let score = |c: usize| {
+                let logp = burn::tensor::activation::log_softmax(causal_label_logits(&model, dev, i, c, &p), 1);
+                let ids = &dev.label_ids[c];
+                let t = ids.len();
+                let index = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [t, 1]), &device);
+                logp.gather(1, index).sum().into_scalar::<f32>()
+            };
+            let best = (0..dev.label_ids.len()).max_by(|&a, &b| score(a).total_cmp(&score(b))).unwrap();
+            assert_eq!(pred, best, "{name} example {i}");
+        }
+    }
+}
+
 #[test]
 fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
     let model = load("bert-tiny");
