@@ -659,6 +659,55 @@ fn a_tiny_decoder_only_pipeline_runs_end_to_end() {
 }
 
 #[test]
+fn predict_labels_jsonl_rows_with_probabilities() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--only", "teacher", "--only", "distill"]);
+    let model = fixture("bert-tiny");
+    let teacher = dir.join("runs/tiny/artifacts/teacher/mnli");
+    let fields = ok_in(dir, &["predict", "--model", s(&model), "--artifact", s(&teacher), "--fields"]);
+    assert_eq!(fields.trim(), "mnli: premise, hypothesis");
+    let input = "{\"premise\": \"a man plays a guitar\", \"hypothesis\": \"a person makes music\", \"id\": 1}\n\n\
+                 {\"premise\": \"the cat sleeps\", \"hypothesis\": \"the cat runs\"}\n";
+    std::fs::write(dir.join("in.jsonl"), input).unwrap();
+    let args =
+        ["predict", "--model", s(&model), "--artifact", s(&teacher), "--input", "in.jsonl", "--output", "out.jsonl"];
+    ok_in(dir, &args);
+    let lines: Vec<Value> = std::fs::read_to_string(dir.join("out.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "the blank line is skipped");
+    assert_eq!(lines[0]["id"], 1, "input fields are kept");
+    for line in &lines {
+        let scores = line["scores"].as_object().unwrap();
+        let labels: Vec<&str> = scores.keys().map(String::as_str).collect();
+        assert_eq!(labels, ["contradiction", "entailment", "neutral"], "{line}");
+        let total: f64 = scores.values().map(|v| v.as_f64().unwrap()).sum();
+        assert!((total - 1.0).abs() < 1e-6, "{line}");
+        let best = scores.iter().max_by(|a, b| a.1.as_f64().unwrap().total_cmp(&b.1.as_f64().unwrap())).unwrap().0;
+        assert_eq!(line["prediction"], best.as_str(), "{line}");
+    }
+    // Bad inputs name the line and what was expected; a multitask artifact needs --task.
+    std::fs::write(dir.join("bad.jsonl"), "{\"premise\": \"x\"}\n").unwrap();
+    let err = fail_in(dir, &["predict", "--model", s(&model), "--artifact", s(&teacher), "--input", "bad.jsonl"]);
+    assert!(err.contains("bad.jsonl: line 1") && err.contains("hypothesis"), "{err}");
+    std::fs::write(dir.join("bad.jsonl"), "not json\n").unwrap();
+    let err = fail_in(dir, &["predict", "--model", s(&model), "--artifact", s(&teacher), "--input", "bad.jsonl"]);
+    assert!(err.contains("bad.jsonl: line 1: not valid JSON"), "{err}");
+    let multitask = dir.join("runs/tiny/artifacts/distill/mpt");
+    let err = fail_in(dir, &["predict", "--model", s(&model), "--artifact", s(&multitask), "--input", "in.jsonl"]);
+    assert!(err.contains("--task") && err.contains("mnli, qnli"), "{err}");
+    let out = ok_in(
+        dir,
+        &["predict", "--model", s(&model), "--artifact", s(&multitask), "--task", "mnli", "--input", "in.jsonl"],
+    );
+    assert_eq!(out.lines().count(), 2, "{out}");
+}
+
+#[test]
 fn run_dry_run_prints_the_plan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod common;
 mod device;
 mod model_cmd;
+mod predict_cmd;
 mod progress;
 mod run_cmd;
 mod stages;
@@ -70,6 +71,8 @@ enum Command {
     Adapt(stages::AdaptArgs),
     /// Stage 4: evaluate an artifact on a task split.
     Eval(stages::EvalArgs),
+    /// Predict labels of new inputs (JSONL) with an artifact.
+    Predict(predict_cmd::PredictArgs),
     /// Run a declared pipeline (TOML) end to end, resuming finished stages.
     Run(run_cmd::RunArgs),
     /// Export an artifact as a PEFT adapter or as one task's plain prompt.
@@ -103,6 +106,7 @@ fn main() -> std::process::ExitCode {
         Command::Distill(args) => stages::distill(args),
         Command::Adapt(args) => stages::adapt(args),
         Command::Eval(args) => stages::eval(args),
+        Command::Predict(args) => predict_cmd::predict(args),
         Command::Run(args) => run_cmd::run(args),
         Command::Bench(args) => bench_cmd::bench(args),
         Command::Export(args) => artifact_cmd::export(args),

@@ -5,6 +5,7 @@
 //! reader produces (field values are whitespace-trimmed first). Every template, segment rule
 //! and label list is listed verbatim in the table of [`TASKS`] below and in `SPLITS.md`.
 
+use crate::example::Example;
 use serde::{Deserialize, Serialize};
 
 use crate::error::DataError;
@@ -781,6 +782,43 @@ pub fn lookup(name: &str) -> Result<&'static TaskSpec, DataError> {
 /// All tasks with the given role, in registry order.
 pub fn tasks_with_role(role: Role) -> impl Iterator<Item = &'static TaskSpec> {
     TASKS.iter().filter(move |t| t.role == role)
+}
+
+impl TaskSpec {
+    /// The `{field}` placeholders its templates read (text-to-text input and encoder
+    /// segments), in order of first use: the fields a prediction input must carry.
+    pub fn fields(&self) -> Vec<&'static str> {
+        let mut out: Vec<&'static str> = Vec::new();
+        for template in [Some(self.template), Some(self.segment_a), self.segment_b].into_iter().flatten() {
+            let mut rest = template;
+            while let Some(open) = rest.find('{') {
+                let after = &rest[open + 1..];
+                let Some(close) = after.find('}') else { break };
+                if !out.contains(&&after[..close]) {
+                    out.push(&after[..close]);
+                }
+                rest = &after[close + 1..];
+            }
+        }
+        out
+    }
+
+    /// An unlabelled example of this task (label 0) from named field values, rendered with
+    /// its templates as the readers do (values whitespace-trimmed). `Err` names the first
+    /// field the templates need and `fields` lacks.
+    pub fn example_from_fields(&self, id: String, fields: &[(&str, String)]) -> Result<Example, String> {
+        let trimmed: Vec<(&str, String)> = fields.iter().map(|(k, v)| (*k, v.trim().to_string())).collect();
+        let fill = |template: &str| render(template, &trimmed);
+        Ok(Example {
+            id,
+            input: fill(self.template)?,
+            text_a: fill(self.segment_a)?,
+            text_b: self.segment_b.map(fill).transpose()?,
+            label: 0,
+            score: None,
+            group: None,
+        })
+    }
 }
 
 /// Fills `{field}` placeholders of `template` from `fields`; `None` names the first

@@ -15,6 +15,9 @@ use mpt_models::Model;
 use mpt_train::{Decoding, HeadConfig, Heads, Lengths, Selection, TaskData, evaluate};
 use serde::{Deserialize, Serialize};
 
+pub mod predict;
+pub use predict::{Prediction, Predictor};
+
 /// Errors of the evaluation stage.
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -164,6 +167,30 @@ pub fn majority_label(root: &DataRoot, task: &'static mpt_data::TaskSpec, split_
     Ok(counts.iter().enumerate().max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i))).map_or(0, |(i, _)| i))
 }
 
+/// The prompt `[l, d]` (and trained head, when stored) `artifact` uses for `task`: the task's
+/// own prompt when the task is among the artifact's tasks, a plain artifact's prompt on any
+/// task (zero-shot transfer), an error for a multitask artifact without the task.
+pub fn task_prompt(
+    artifact: &Artifact,
+    task: &mpt_data::TaskSpec,
+    device: &Device,
+) -> Result<(Tensor<2>, Option<mpt_train::LinearHead>)> {
+    let index = artifact.meta.tasks.iter().position(|t| t == task.name);
+    match (index, artifact.meta.layout) {
+        (Some(k), _) => {
+            let params = artifact.prompt_params(device)?;
+            let head = params.classifier(k).map(|c| c.values());
+            Ok((params.task_prompt(k), head))
+        }
+        (None, Layout::Prompt) => Ok((artifact.tensor::<2>("prompt_embeddings", device)?, None)),
+        (None, Layout::Multitask) => Err(EvalError::NoPrompt {
+            path: artifact.dir.clone(),
+            task: task.name.into(),
+            tasks: artifact.meta.tasks.join(", "),
+        }),
+    }
+}
+
 /// Evaluates the artifact at `artifact_dir` on `config.task`/`config.split`.
 pub fn run(
     model: &Model,
@@ -183,23 +210,7 @@ pub fn run(
     let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
     let in_use = InUse { backbone: &backbone_ref, dim: model.backbone.dim() };
     let artifact = Artifact::load(artifact_dir, None, Some(in_use))?;
-    let index = artifact.meta.tasks.iter().position(|t| t == task.name);
-    let mut head = None;
-    let prompt = match (index, artifact.meta.layout) {
-        (Some(k), _) => {
-            let params = artifact.prompt_params(device)?;
-            head = params.classifier(k).map(|c| c.values());
-            params.task_prompt(k)
-        }
-        (None, Layout::Prompt) => artifact.tensor::<2>("prompt_embeddings", device)?,
-        (None, Layout::Multitask) => {
-            return Err(EvalError::NoPrompt {
-                path: artifact_dir.to_path_buf(),
-                task: task.name.into(),
-                tasks: artifact.meta.tasks.join(", "),
-            });
-        }
-    };
+    let (prompt, head) = task_prompt(&artifact, task, device)?;
     let tokenizer = model.require_tokenizer()?;
     root.check_task(task)?;
     let (examples, _) = root.load_split(task, config.split, config.data.split_seed)?;
@@ -243,7 +254,7 @@ pub fn run(
         artifact_id: artifact.meta.id.clone(),
         artifact: artifact_dir.display().to_string(),
         kind: artifact.meta.kind.to_string(),
-        in_domain: index.is_some(),
+        in_domain: artifact.meta.tasks.iter().any(|t| t == task.name),
         examples: data.len(),
         score: scores.primary(),
         metrics: scores.0,

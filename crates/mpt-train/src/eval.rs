@@ -25,8 +25,9 @@ pub enum Decoding {
 
 /// Predicted class per example of `data` (task `task_index` of `heads`'s task list), with
 /// `prompt` `[l, d]` prepended (none: the backbone alone), scored by `linear` when given (else
-/// the frozen head). A greedy
-/// output that matches no label yields [`mpt_data::metrics::NO_LABEL`].
+/// the frozen head): the argmax of [`label_scores`] with rank decoding (and always on
+/// encoders), the label string a greedy decode spells otherwise. A greedy output that matches
+/// no label yields [`mpt_data::metrics::NO_LABEL`].
 #[allow(clippy::too_many_arguments)]
 pub fn predict(
     backbone: &dyn Backbone,
@@ -39,65 +40,32 @@ pub fn predict(
     decoding: Decoding,
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<Vec<usize>> {
+    let greedy = decoding == Decoding::Greedy && backbone.family().kind() != mpt_models::Family::Encoder;
+    if !greedy {
+        let scores = label_scores(backbone, heads, task_index, data, prompt, linear, batch_size)?;
+        return Ok(scores.iter().map(|row| argmax(row)).collect());
+    }
     let device = heads.device();
     let prompt = prompt.map(|p| p.clone().without_autodiff());
-    let mut order: Vec<usize> = (0..data.len()).collect();
-    order.sort_by_key(|&i| data.input_ids[i].len());
     let mut predictions = vec![NO_LABEL; data.len()];
-    let tasks = [data];
-    // The head of task_index sits at that index of the list forward_with reads.
-    let linear: Vec<LinearHead> = match linear {
-        Some(head) => vec![head.clone(); task_index + 1],
-        None => Vec::new(),
-    };
-    for chunk in order.chunks(batch_size.max(1)) {
-        let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
-        let mut batch = make_batch(&tasks, &rows, backbone, &device);
-        batch.tasks = vec![task_index; rows.len()];
-        let b = rows.len();
-        let prompt_b = prompt.as_ref().map(|p| {
-            let [l, d] = p.dims();
-            p.clone().unsqueeze::<3>().expand([b, l, d])
-        });
+    let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
+    let label_of = |text: String| data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL);
+    for chunk in by_length(data).chunks(batch_size.max(1)) {
         let chosen: Vec<usize> = match backbone.family() {
-            FamilyModel::Encoder(_) => {
-                let out = heads.forward_with(backbone, prompt_b, &linear, &batch)?;
-                let width = out.logits.dims()[2];
-                argmax_rows(out.logits.reshape([b, width]))
+            FamilyModel::CausalLm(m) => {
+                let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| data.input_ids[i].clone()).collect();
+                let generated = m.generate(&rows, prompt.as_ref(), max_len, &device);
+                generated.iter().map(|ids| label_of(tokenizer.decode(ids).unwrap_or_default())).collect()
             }
-            FamilyModel::CausalLm(m) => match decoding {
-                Decoding::Rank => rank_continuations(m, backbone.pad_token_id(), prompt.as_ref(), chunk, data, &device),
-                Decoding::Greedy => {
-                    let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
-                    let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| data.input_ids[i].clone()).collect();
-                    m.generate(&rows, prompt.as_ref(), max_len, &device)
-                        .iter()
-                        .map(|ids| {
-                            let text = tokenizer.decode(ids).unwrap_or_default();
-                            data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL)
-                        })
-                        .collect()
-                }
-            },
             FamilyModel::Seq2Seq(m) => {
-                let (enc, enc_mask) = m.encode(batch.input_ids.clone(), batch.attention_mask.clone(), prompt_b);
-                match decoding {
-                    Decoding::Rank => {
-                        rank_labels(m, backbone.pad_token_id(), &enc, &enc_mask, &data.label_ids, &device)
-                    }
-                    Decoding::Greedy => {
-                        let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
-                        let generated = m.generate_greedy(&enc, &enc_mask, max_len);
-                        generated
-                            .iter()
-                            .map(|ids| {
-                                let text = tokenizer.decode(&ids[1..]).unwrap_or_default();
-                                data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL)
-                            })
-                            .collect()
-                    }
-                }
+                let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
+                let batch = make_batch(&[data], &rows, backbone, &device);
+                let (enc, enc_mask) =
+                    m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), rows.len()));
+                let generated = m.generate_greedy(&enc, &enc_mask, max_len);
+                generated.iter().map(|ids| label_of(tokenizer.decode(&ids[1..]).unwrap_or_default())).collect()
             }
+            FamilyModel::Encoder(_) => unreachable!("encoders are scored above"),
         };
         for (&i, c) in chunk.iter().zip(chosen) {
             predictions[i] = c;
@@ -106,12 +74,86 @@ pub fn predict(
     Ok(predictions)
 }
 
-fn argmax_rows(scores: Tensor<2>) -> Vec<usize> {
-    scores.argmax(1).try_into_vec_as::<i64>().expect("argmax gives integers").into_iter().map(|v| v as usize).collect()
+/// Per example of `data`, a score per label of its task (higher is likelier; a softmax over
+/// them gives the label probabilities): encoders, the head's logits; seq2seq and causal LMs,
+/// the summed log-probability of the label string (rank classification). Arguments as in
+/// [`predict`].
+#[allow(clippy::too_many_arguments)]
+pub fn label_scores(
+    backbone: &dyn Backbone,
+    heads: &Heads,
+    task_index: usize,
+    data: &TaskData,
+    prompt: Option<&Tensor<2>>,
+    linear: Option<&LinearHead>,
+    batch_size: usize,
+) -> Result<Vec<Vec<f32>>> {
+    let device = heads.device();
+    let prompt = prompt.map(|p| p.clone().without_autodiff());
+    let classes = data.task.labels.len();
+    let mut out = vec![Vec::new(); data.len()];
+    // The head of task_index sits at that index of the list forward_with reads.
+    let linear: Vec<LinearHead> = match linear {
+        Some(head) => vec![head.clone(); task_index + 1],
+        None => Vec::new(),
+    };
+    for chunk in by_length(data).chunks(batch_size.max(1)) {
+        let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
+        let b = rows.len();
+        let scores: Tensor<2> = match backbone.family() {
+            FamilyModel::Encoder(_) => {
+                let mut batch = make_batch(&[data], &rows, backbone, &device);
+                batch.tasks = vec![task_index; b];
+                let out = heads.forward_with(backbone, batched(prompt.as_ref(), b), &linear, &batch)?;
+                let width = out.logits.dims()[2];
+                out.logits.reshape([b, width]).slice([0..b, 0..classes.min(width)])
+            }
+            FamilyModel::CausalLm(m) => {
+                rank_continuations(m, backbone.pad_token_id(), prompt.as_ref(), chunk, data, &device)
+            }
+            FamilyModel::Seq2Seq(m) => {
+                let batch = make_batch(&[data], &rows, backbone, &device);
+                let (enc, enc_mask) = m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), b));
+                rank_labels(m, backbone.pad_token_id(), &enc, &enc_mask, &data.label_ids, &device)
+            }
+        };
+        let c = scores.dims()[1];
+        let flat: Vec<f32> = scores.into_data().try_to_vec::<f32>().expect("scores are f32");
+        for (&i, row) in chunk.iter().zip(flat.chunks(c.max(1))) {
+            out[i] = row.to_vec();
+        }
+    }
+    Ok(out)
 }
 
-/// Rank classification: for each of the B encoded inputs, the label whose ids have the
-/// highest summed log-probability. The encoder states are reused for every label.
+/// Example indices of `data`, shortest input first (less padding per batch).
+fn by_length(data: &TaskData) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..data.len()).collect();
+    order.sort_by_key(|&i| data.input_ids[i].len());
+    order
+}
+
+/// `prompt` `[l, d]` repeated for `b` rows: `[b, l, d]`.
+fn batched(prompt: Option<&Tensor<2>>, b: usize) -> Option<Tensor<3>> {
+    prompt.map(|p| {
+        let [l, d] = p.dims();
+        p.clone().unsqueeze::<3>().expand([b, l, d])
+    })
+}
+
+/// Index of the largest value (the first of equal ones).
+fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Rank classification scores `[B, C]`: for each of the B encoded inputs, the summed
+/// log-probability of each label's ids. The encoder states are reused for every label.
 fn rank_labels(
     m: &dyn Seq2Seq,
     pad: i64,
@@ -119,7 +161,7 @@ fn rank_labels(
     enc_mask: &Tensor<2, Int>,
     label_ids: &[Vec<i64>],
     device: &Device,
-) -> Vec<usize> {
+) -> Tensor<2> {
     let b = enc.dims()[0];
     let c = label_ids.len();
     let t = label_ids.iter().map(Vec::len).max().unwrap_or(1);
@@ -146,13 +188,12 @@ fn rank_labels(
     let mask_r = enc_mask.clone().select(0, rows);
     let logits = m.lm_logits(m.decode_hidden(dec, &enc_r, &mask_r));
     let logp = log_softmax(logits, 2).gather(2, tgt.reshape([b * c, t, 1])).reshape([b * c, t]);
-    let scores = (logp * mask).sum_dim(1).reshape([b, c]);
-    argmax_rows(scores)
+    (logp * mask).sum_dim(1).reshape([b, c])
 }
 
-/// Rank classification on a causal LM: for each example of `chunk`, the label whose ids, as a
-/// continuation of the input (behind `prompt` `[l, d]`), have the highest summed
-/// log-probability. One row per (example, label).
+/// Rank classification scores `[B, C]` on a causal LM: for each example of `chunk`, the summed
+/// log-probability of each label's ids as a continuation of the input (behind `prompt`
+/// `[l, d]`). One row per (example, label).
 fn rank_continuations(
     m: &dyn CausalLm,
     pad: i64,
@@ -160,7 +201,7 @@ fn rank_continuations(
     chunk: &[usize],
     data: &TaskData,
     device: &Device,
-) -> Vec<usize> {
+) -> Tensor<2> {
     let c = data.label_ids.len();
     let pairs: Vec<(&[i64], &[i64])> = chunk
         .iter()
@@ -179,8 +220,7 @@ fn rank_continuations(
     let index = (rows.target_positions + l as i64).reshape([n, t, 1]).expand([n, t, d]);
     let logits = m.lm_logits(hidden.gather(1, index));
     let logp = log_softmax(logits, 2).gather(2, rows.target_ids.reshape([n, t, 1])).reshape([n, t]);
-    let scores = (logp * rows.target_mask).sum_dim(1).reshape([chunk.len(), c]);
-    argmax_rows(scores)
+    (logp * rows.target_mask).sum_dim(1).reshape([chunk.len(), c])
 }
 
 /// Predictions and the task's metrics on `data`.

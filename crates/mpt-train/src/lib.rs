@@ -15,7 +15,7 @@ pub mod trainer;
 
 pub use data::{Batch, Lengths, TaskData, make_batch};
 pub use error::{Result, TrainError};
-pub use eval::{Decoding, evaluate, predict};
+pub use eval::{Decoding, evaluate, label_scores, predict};
 pub use head::{HeadConfig, HeadKind, Heads, LinearHead, Output, cross_entropy, hidden_mse, kl_divergence};
 pub use objective::{Distill, RowSource, TaskObjective};
 pub use report::final_metrics;
