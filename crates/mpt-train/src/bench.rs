@@ -120,19 +120,7 @@ fn synthetic_batch(
         // The seq_len input tokens, then the label string.
         let pairs: Vec<(&[i64], &[i64])> =
             labels.iter().enumerate().map(|(i, &y)| (&ids[i * s..(i + 1) * s], label_ids[y].as_slice())).collect();
-        let rows = crate::data::causal_rows(&pairs, backbone.pad_token_id(), device);
-        let [_, total] = rows.input_ids.dims();
-        return Batch {
-            input_ids: rows.input_ids,
-            attention_mask: rows.attention_mask,
-            token_type_ids: Tensor::zeros([b, total], device),
-            decoder_input_ids: None,
-            target_ids: Some(rows.target_ids),
-            target_mask: Some(rows.target_mask),
-            target_positions: Some(rows.target_positions),
-            labels,
-            tasks: tasks_of,
-        };
+        return crate::data::causal_rows(&pairs, backbone.pad_token_id(), device).into_batch(labels, tasks_of);
     }
     let (dec, tgt, tmask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {

@@ -172,19 +172,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
             .zip(&labels)
             .map(|(&(t, i), &label)| (tasks[t].input_ids[i].as_slice(), tasks[t].label_ids[label].as_slice()))
             .collect();
-        let c = causal_rows(&pairs, pad, device);
-        let [b, s] = c.input_ids.dims();
-        return Batch {
-            input_ids: c.input_ids,
-            attention_mask: c.attention_mask,
-            token_type_ids: Tensor::zeros([b, s], device),
-            decoder_input_ids: None,
-            target_ids: Some(c.target_ids),
-            target_mask: Some(c.target_mask),
-            target_positions: Some(c.target_positions),
-            labels,
-            tasks: tasks_of,
-        };
+        return causal_rows(&pairs, pad, device).into_batch(labels, tasks_of);
     }
     let padded = mpt_models::pad_rows(
         rows.iter().map(|&(t, i)| {
@@ -246,6 +234,25 @@ pub struct CausalRows {
     pub target_mask: Tensor<2>,
     /// `[B, T]` positions whose next-token logits predict the targets (input length − 1 + j).
     pub target_positions: Tensor<2, Int>,
+}
+
+impl CausalRows {
+    /// The batch these rows make, with gold class `labels` and task index `tasks` per row.
+    pub fn into_batch(self, labels: Vec<usize>, tasks: Vec<usize>) -> Batch {
+        let [b, s] = self.input_ids.dims();
+        let device = self.input_ids.device();
+        Batch {
+            input_ids: self.input_ids,
+            attention_mask: self.attention_mask,
+            token_type_ids: Tensor::zeros([b, s], &device),
+            decoder_input_ids: None,
+            target_ids: Some(self.target_ids),
+            target_mask: Some(self.target_mask),
+            target_positions: Some(self.target_positions),
+            labels,
+            tasks,
+        }
+    }
 }
 
 /// Lays out `(input, target)` pairs as causal-LM rows (inputs non-empty).
