@@ -560,11 +560,21 @@ fn jobs_2_reports_a_failed_stage_with_its_log_and_skips_its_dependents() {
     let state: Value = std::fs::read_to_string(run.join("state.json"))
         .map_or(serde_json::json!({}), |text| serde_json::from_str(&text).unwrap());
     assert!(state.get("teacher/mnli").is_none() && state.get("distill/mpt").is_none(), "{state}");
+    // `mpt status` shows the failed teachers with their logs and what never started.
+    let status = ok_in(dir, &["status", "runs/tiny"]);
+    assert!(status.contains("tiny in runs/tiny: no run in progress"), "{status}");
+    let line = status.lines().find(|l| l.trim_start().starts_with("teacher/")).unwrap();
+    assert!(line.contains("failed") && line.contains("logs/stages/teacher/"), "{status}");
+    assert!(status.lines().any(|l| l.contains("distill/mpt") && l.contains("pending")), "{status}");
+    let err = fail_in(dir, &["status", "."]);
+    assert!(err.contains("pipeline.toml") && err.contains("not a run folder"), "{err}");
     // Fixed, the run resumes: only what is missing runs.
     std::fs::remove_file(&blocked).unwrap();
     let done = state.as_object().unwrap().len();
     let out = ok_in(dir, &["run", "-q", "tiny.toml", "--jobs", "2"]);
     assert!(out.contains(&format!("{} stage(s) ran, {done} already done", 7 - done)), "{out}");
+    let status = ok_in(dir, &["status", "runs/tiny"]);
+    assert!(status.ends_with("7 stages: 7 done\n"), "{status}");
 }
 
 /// A stand-in for `sbatch --parsable --wait SCRIPT`: runs the script with its `#SBATCH

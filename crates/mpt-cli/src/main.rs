@@ -75,6 +75,8 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Run a declared pipeline (TOML) end to end, resuming finished stages.
     Run(run_cmd::RunArgs),
+    /// Show every stage of a run folder: done, running, queued on Slurm, failed (with its log), pending.
+    Status(run_cmd::StatusArgs),
     /// Export an artifact as a PEFT adapter or as one task's plain prompt.
     Export(artifact_cmd::ExportArgs),
     /// Import a PEFT prompt-tuning adapter as an artifact.
@@ -108,6 +110,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => stages::eval(args),
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Run(args) => run_cmd::run(args),
+        Command::Status(args) => run_cmd::status(args),
         Command::Bench(args) => bench_cmd::bench(args),
         Command::Export(args) => artifact_cmd::export(args),
         Command::Import(args) => artifact_cmd::import(args),

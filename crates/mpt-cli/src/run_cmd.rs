@@ -143,3 +143,18 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     Ok(())
 }
+
+/// Arguments of `mpt status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The run folder (`runs/<name>` or a `--run-dir`).
+    pub run_dir: PathBuf,
+}
+
+/// Runs `mpt status`: every stage's state from the run folder (and Slurm's queue).
+pub fn status(args: StatusArgs) -> Result<()> {
+    let status = mpt_pipeline::status::status(&args.run_dir)
+        .with_context(|| format!("reading run folder {}", args.run_dir.display()))?;
+    print!("{}", status.render(&args.run_dir));
+    Ok(())
+}

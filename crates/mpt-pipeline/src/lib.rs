@@ -12,6 +12,7 @@ pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod slurm;
+pub mod status;
 pub mod subprocess;
 
 pub use config::Pipeline;

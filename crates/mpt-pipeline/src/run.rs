@@ -309,6 +309,17 @@ pub struct RunLock {
 }
 
 impl RunLock {
+    /// Whether a process holds `run_dir`'s lock (`Some(pid)` as its lock file records it),
+    /// found with a shared lock taken and dropped at once; writes nothing.
+    pub fn holder(run_dir: &Path) -> Option<Option<u32>> {
+        let path = run_dir.join(LOCK_FILE);
+        let file = std::fs::File::open(&path).ok()?;
+        match file.try_lock_shared() {
+            Ok(()) => None,
+            Err(_) => Some(std::fs::read_to_string(&path).ok().and_then(|t| t.trim().parse().ok())),
+        }
+    }
+
     /// Takes the lock of `run_dir` (creating the folder), or fails with
     /// [`PipelineError::Locked`] naming the holder's pid while another process holds it.
     pub fn acquire(run_dir: &Path) -> Result<Self> {
@@ -409,7 +420,10 @@ pub fn run_with(
     };
     let mut schedule = Scheduler::for_plan(plan);
     while let Some(i) = schedule.next_ready() {
-        coordinator.step(i, executor, ui)?;
+        if let Err(e) = coordinator.step(i, executor, ui) {
+            log_line(&pipeline.run_dir, &format!("failed {}", plan.stages[i].name));
+            return Err(e);
+        }
         schedule.settle(i);
     }
     check_settled(plan, &schedule)?;

@@ -1,0 +1,164 @@
+//! `mpt status RUN_DIR`: every stage's state, read from the run folder (its copy of the
+//! pipeline, the artifacts and results, `logs/run.log`, the lock) and, when `squeue` is on
+//! `PATH`, from Slurm's queue. Writes nothing; safe while a run is going.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::config::Pipeline;
+use crate::error::{PipelineError, Result};
+use crate::run::{LOCK_FILE, RunLock, Runner, Status, read_state};
+use crate::subprocess::stage_log;
+
+/// Where one stage stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StageState {
+    /// Its output is there for the same config and inputs (with the wall time recorded).
+    Done(Option<f64>),
+    /// In Slurm's queue (`PENDING`, `RUNNING`, ...).
+    Queued(String),
+    /// Begun by the run that holds the folder's lock, not ended.
+    Running,
+    /// The last run recorded it as failed.
+    Failed,
+    /// Still to run (why).
+    Pending(String),
+}
+
+/// One row of the status.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageStatus {
+    /// Stage name.
+    pub name: String,
+    /// Its state.
+    pub state: StageState,
+    /// Its log when it has one (`logs/stages/NAME.log`: stages run with `--jobs` or on Slurm).
+    pub log: Option<PathBuf>,
+}
+
+/// The run folder's status.
+#[derive(Debug, Clone)]
+pub struct RunStatus {
+    /// The pipeline's name.
+    pub name: String,
+    /// The pid of the `mpt run` holding the folder, if one does.
+    pub holder: Option<Option<u32>>,
+    /// Every stage in plan order.
+    pub stages: Vec<StageStatus>,
+}
+
+/// Reads the status of `run_dir` (a folder `mpt run` wrote: it holds `pipeline.toml`).
+pub fn status(run_dir: &Path) -> Result<RunStatus> {
+    let copy = run_dir.join("pipeline.toml");
+    if !copy.is_file() {
+        return Err(PipelineError::Io {
+            path: copy,
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not a run folder: `mpt run` copies the pipeline file there when it starts",
+            ),
+        });
+    }
+    let mut pipeline = Pipeline::load(&copy)?;
+    pipeline.run_dir = run_dir.to_path_buf();
+    let plan = crate::build(&pipeline);
+    let holder = RunLock::holder(run_dir);
+    let (begun, failed) = last_run_log(run_dir);
+    let queue = slurm_queue();
+    let state = read_state(run_dir);
+    let mut runner = Runner::new(&pipeline, &plan, false)?;
+    let statuses = runner.survey();
+    let stages = plan
+        .stages
+        .iter()
+        .zip(statuses)
+        .map(|(stage, status)| {
+            let name = stage.name.clone();
+            let log = Some(stage_log(run_dir, &name)).filter(|p| p.is_file());
+            let state = match status {
+                Status::Done => StageState::Done(state.get(&name).map(|r| r.seconds)),
+                Status::Pending(why) => {
+                    if let Some(q) = queue.get(&name) {
+                        StageState::Queued(q.clone())
+                    } else if holder.is_some() && begun.contains(&name) {
+                        StageState::Running
+                    } else if failed.contains(&name) {
+                        StageState::Failed
+                    } else {
+                        StageState::Pending(why)
+                    }
+                }
+            };
+            StageStatus { name, state, log }
+        })
+        .collect();
+    Ok(RunStatus { name: pipeline.file.name.clone(), holder, stages })
+}
+
+/// Of the last run in `logs/run.log`: the stages begun and not ended, and those that failed.
+fn last_run_log(run_dir: &Path) -> (Vec<String>, Vec<String>) {
+    let text = std::fs::read_to_string(run_dir.join("logs").join("run.log")).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    let last = lines.iter().rposition(|l| l.split_whitespace().nth(1) == Some("start")).unwrap_or(0);
+    let (mut begun, mut failed) = (Vec::new(), Vec::new());
+    for line in &lines[last..] {
+        let mut words = line.split_whitespace().skip(1);
+        match (words.next(), words.next()) {
+            (Some("begin"), Some(name)) => begun.push(name.to_string()),
+            (Some("end"), Some(name)) => begun.retain(|b| b != name),
+            (Some("failed"), Some(name)) => {
+                begun.retain(|b| b != name);
+                failed.push(name.to_string());
+            }
+            _ => {}
+        }
+    }
+    (begun, failed)
+}
+
+/// Stage name -> Slurm state of this user's `mpt:STAGE` jobs; empty without `squeue`.
+fn slurm_queue() -> BTreeMap<String, String> {
+    let Ok(out) = Command::new("squeue").args(["-h", "--me", "-o", "%j|%T"]).output() else {
+        return BTreeMap::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (job, state) = l.split_once('|')?;
+            Some((job.strip_prefix("mpt:")?.to_string(), state.trim().to_string()))
+        })
+        .collect()
+}
+
+impl RunStatus {
+    /// The text `mpt status` prints.
+    pub fn render(&self, run_dir: &Path) -> String {
+        let mut out = format!("{} in {}: ", self.name, run_dir.display());
+        out += &match self.holder {
+            Some(Some(pid)) => format!("a run is in progress (pid {pid}, {LOCK_FILE})\n"),
+            Some(None) => format!("a run is in progress ({LOCK_FILE})\n"),
+            None => "no run in progress\n".into(),
+        };
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for s in &self.stages {
+            let (word, detail) = match &s.state {
+                StageState::Done(Some(secs)) => ("done", format!("{secs:.1}s")),
+                StageState::Done(None) => ("done", String::new()),
+                StageState::Queued(q) => ("queued", format!("Slurm {q}")),
+                StageState::Running => ("running", String::new()),
+                StageState::Failed => ("failed", String::new()),
+                StageState::Pending(why) => ("pending", why.clone()),
+            };
+            *counts.entry(word).or_default() += 1;
+            let log = match (&s.state, &s.log) {
+                (StageState::Done(_) | StageState::Pending(_), _) | (_, None) => String::new(),
+                (_, Some(log)) => format!("  log: {}", log.display()),
+            };
+            out += &format!("  {:<48} {word:<8} {detail}{log}\n", s.name);
+        }
+        let summary: Vec<String> = counts.iter().map(|(w, n)| format!("{n} {w}")).collect();
+        out += &format!("{} stages: {}\n", self.stages.len(), summary.join(", "));
+        out
+    }
+}
