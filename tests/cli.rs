@@ -577,16 +577,22 @@ fn jobs_2_reports_a_failed_stage_with_its_log_and_skips_its_dependents() {
     assert!(status.ends_with("7 stages: 7 done\n"), "{status}");
 }
 
-/// A stand-in for `sbatch --parsable --wait SCRIPT`: runs the script with its `#SBATCH
-/// --output` as stdout and stderr, prints a job id, exits with the script's status.
+/// A stand-in for `sbatch --parsable [--wait] SCRIPT`: runs the script with its `#SBATCH
+/// --output` as stdout and stderr, at once (submission order is a topological order, so a
+/// detached run's dependencies have run by then), records its arguments, prints a job id
+/// (4242, 4243, ...) and exits with the script's status (0 when detached, like sbatch).
 const FAKE_SBATCH: &str = r#"#!/bin/sh
+here=$(dirname "$0")
 for a in "$@"; do script="$a"; done
 out=$(sed -n 's/^#SBATCH --output=//p' "$script")
-echo "$script" >> "$(dirname "$0")/submitted"
+echo "$script" >> "$here/submitted"
+echo "$@" >> "$here/arguments"
+n=$(wc -l < "$here/submitted")
 sh "$script" > "$out" 2>&1
 status=$?
-echo 4242
-exit $status
+echo $((4241 + n))
+case " $* " in *" --wait "*) exit $status;; esac
+exit 0
 "#;
 
 #[test]
@@ -624,6 +630,61 @@ fn the_slurm_executor_submits_each_stage_as_a_batch_job() {
     assert!(err.contains("bad.toml") && err.contains("cores"), "{err}");
 }
 
+#[test]
+fn a_detached_slurm_run_submits_every_stage_with_its_dependencies_and_returns() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    let sbatch = dir.join("sbatch");
+    std::fs::write(&sbatch, FAKE_SBATCH).unwrap();
+    let squeue = dir.join("squeue");
+    std::fs::write(&squeue, "#!/bin/sh\nexit 0\n").unwrap();
+    for f in [&sbatch, &squeue] {
+        std::fs::set_permissions(f, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let env = [("MPT_SBATCH", s(&sbatch)), ("MPT_SQUEUE", s(&squeue))];
+    let err = fail_in(dir, &["run", "-q", "tiny.toml", "--detach"]);
+    assert!(err.contains("--detach needs --executor slurm"), "{err}");
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    let args = ["run", "-q", "tiny.toml", "--executor", "slurm", "--detach"];
+    let out = mpt_env(dir, &args, &env);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("7 stage(s) submitted") && stdout.contains("mpt status runs/tiny"), "{stdout}");
+    // Each job waits for its inputs' jobs; the teachers (submitted first) wait for nothing.
+    let jobs: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs/tiny/logs/slurm/jobs.json")).unwrap()).unwrap();
+    assert_eq!(jobs.as_object().unwrap().len(), 7, "{jobs}");
+    let arguments = std::fs::read_to_string(dir.join("arguments")).unwrap();
+    let distill = arguments.lines().find(|l| l.ends_with("distill/mpt.sh")).unwrap();
+    let teachers = [&jobs["teacher/mnli"], &jobs["teacher/qnli"]].map(|j| j.as_str().unwrap().to_string());
+    assert!(distill.contains(&format!("--dependency=afterok:{}:{}", teachers[0], teachers[1])), "{distill}");
+    assert!(distill.contains("--kill-on-invalid-dep=yes") && !distill.contains("--wait"), "{distill}");
+    let teacher = arguments.lines().find(|l| l.ends_with("teacher/mnli.sh")).unwrap();
+    assert!(!teacher.contains("--dependency"), "{teacher}");
+    // Nothing recorded the jobs in state.json; `mpt status` finds their artifacts, and the next
+    // `mpt run` runs nothing and writes the report.
+    let status = String::from_utf8_lossy(&mpt_env(dir, &["status", "runs/tiny"], &env).stdout).to_string();
+    assert!(status.ends_with("7 stages: 7 done\n"), "{status}");
+    let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+    assert!(out.contains("0 stage(s) ran, 7 already done") && out.contains("report:"), "{out}");
+    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("runs/tiny")));
+    // A job that left the queue without its output shows as failed; a stage still queued is not
+    // submitted again.
+    std::fs::remove_dir_all(dir.join("runs/tiny/artifacts/adapt")).unwrap();
+    std::fs::write(&sbatch, "#!/bin/sh\necho 77\n").unwrap();
+    let out = mpt_env(dir, &args, &env);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    let status = String::from_utf8_lossy(&mpt_env(dir, &["status", "runs/tiny"], &env).stdout).to_string();
+    let line = status.lines().find(|l| l.contains("adapt/mpt/")).unwrap();
+    assert!(line.contains("failed"), "{status}");
+    std::fs::write(&squeue, "#!/bin/sh\necho 'mpt:adapt/mpt/rte/k2-s0|PENDING'\n").unwrap();
+    let out = mpt_env(dir, &args, &env);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("already in Slurm's queue (PENDING"), "{err}");
+}
+
 /// The Slurm executor on a real cluster (`scripts/slurm-local.sh start`; `.ci/run` starts one
 /// and sets `MPT_SLURM_TEST=1`): the same artifacts as the sequential run.
 #[test]
@@ -640,6 +701,22 @@ fn the_slurm_executor_on_a_real_cluster_makes_the_sequential_artifacts() {
     assert!(out.contains("7 stage(s) ran"), "{out}");
     assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("slurm")));
     assert!(dir.join("slurm/logs/stages/distill/mpt.log").is_file());
+    // Detached: every job submitted at once behind its dependencies; `mpt status` follows them.
+    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "detached", "--executor", "slurm", "--detach"]);
+    assert!(out.contains("7 stage(s) submitted"), "{out}");
+    let started = std::time::Instant::now();
+    loop {
+        let status = ok_in(dir, &["status", "detached"]);
+        if status.ends_with("7 stages: 7 done\n") {
+            break;
+        }
+        assert!(!status.contains("failed"), "{status}");
+        assert!(started.elapsed().as_secs() < 900, "not done after 15 min:\n{status}");
+        std::thread::sleep(std::time::Duration::from_secs(2));
+    }
+    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "detached"]);
+    assert!(out.contains("0 stage(s) ran, 7 already done"), "{out}");
+    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("detached")));
 }
 
 #[test]
@@ -1191,4 +1268,88 @@ fn error_causes_are_printed_once() {
     let err = refused(dir, &["run", "-q", "nan.toml"], &[]);
     assert!(err.contains("stage teacher/mnli failed"), "{err}");
     assert_eq!(err.matches("loss is").count(), 1, "{err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Task files
+
+/// A CSV task in `dir/reviews/`: 40 rows of two kinds, stars 1 or 5.
+fn write_reviews(dir: &Path) {
+    std::fs::create_dir_all(dir.join("reviews")).unwrap();
+    let mut csv = String::from("id,text,stars\n");
+    for i in 0..40 {
+        let (text, stars) = if i % 2 == 0 { ("\"good, very good\"", 5) } else { ("bad bad bad", 1) };
+        csv.push_str(&format!("{i},{text} {i},{stars}\n"));
+    }
+    std::fs::write(dir.join("reviews/train.csv"), csv).unwrap();
+    std::fs::write(
+        dir.join("reviews/tasks.toml"),
+        "[tasks.reviews]\nformat = \"csv\"\ntrain = \"train.csv\"\ninput = \"review: {text}\"\nlabel = \"stars\"\n\
+         labels = { \"1\" = \"negative\", \"5\" = \"positive\" }\nmetrics = [\"accuracy\", \"f1\"]\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_task_from_a_task_file_trains_evaluates_and_predicts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_reviews(dir);
+    let model = fixture("bert-tiny");
+    let tasks = ["--tasks", "reviews/tasks.toml"];
+    let mut args = vec!["teacher", "-q", "--model", s(&model), "--task", "reviews", "--prompt-len", "4", "--out", "t"];
+    args.extend(SMALL);
+    args.extend(tasks);
+    let out = ok_in(dir, &args);
+    assert!(out.contains("teacher artifact t") && out.contains("dev   reviews: accuracy"), "{out}");
+    let out = ok_in(dir, &["eval", "--model", s(&model), "--artifact", "t", "--tasks", "reviews/tasks.toml"]);
+    assert!(out.contains("reviews") && out.contains("majority"), "{out}");
+    std::fs::write(dir.join("in.jsonl"), "{\"text\": \"good, very good\"}\n").unwrap();
+    let out = ok_in(
+        dir,
+        &["predict", "--model", s(&model), "--artifact", "t", "--input", "in.jsonl", "--tasks", "reviews/tasks.toml"],
+    );
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    let labels: Vec<&str> = row["scores"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(labels, ["negative", "positive"], "{row}");
+    // Without the task file the task is unknown, and the message says how to declare it.
+    let err = fail_in(dir, &["eval", "--model", s(&model), "--artifact", "t"]);
+    assert!(err.contains("unknown task \"reviews\"") && err.contains("--tasks FILE"), "{err}");
+    // A bad task file fails before any work, naming the data file, line and field.
+    let text = std::fs::read_to_string(dir.join("reviews/tasks.toml")).unwrap();
+    std::fs::write(dir.join("reviews/bad.toml"), text.replace("{text}", "{body}")).unwrap();
+    args.pop();
+    args.push("reviews/bad.toml");
+    *args.iter_mut().find(|a| **a == "t").unwrap() = "t2";
+    let err = fail_in(dir, &args);
+    assert!(err.contains("reviews/train.csv:1: field `body`") && err.contains("tasks.reviews"), "{err}");
+    assert!(!dir.join("t2").exists());
+}
+
+#[test]
+fn a_pipeline_declares_tasks_in_a_file_or_inline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    write_reviews(dir);
+    // Target from the task file; a second source declared inline (paths from the working dir).
+    let text = pipeline_toml("own")
+        .replace("[prompt]", "tasks_file = \"reviews/tasks.toml\"\n\n[prompt]")
+        .replace("tasks = [\"mnli\", \"qnli\"]", "tasks = [\"mnli\", \"reviews_src\"]")
+        .replace("tasks = [\"rte\"]", "tasks = [\"reviews\"]")
+        + "\n[tasks.reviews_src]\nformat = \"csv\"\ntrain = \"reviews/train.csv\"\ninput = \"{text}\"\nlabel = \"stars\"\n";
+    std::fs::write(dir.join("own.toml"), &text).unwrap();
+    let out = ok_in(dir, &["run", "-q", "own.toml", "--jobs", "2"]);
+    assert!(out.contains("own: 7 stage(s) ran"), "{out}");
+    let report = std::fs::read_to_string(dir.join("runs/own/report.md")).unwrap();
+    assert!(report.contains("reviews"), "{report}");
+    let status = ok_in(dir, &["status", "runs/own"]);
+    assert!(status.ends_with("7 stages: 7 done\n"), "{status}");
+    // A bad inline declaration is refused by the dry run with the pipeline file and key.
+    std::fs::write(dir.join("bad.toml"), text.replace("label = \"stars\"\n", "label = \"stars\"\nlabels = [\"1\"]\n"))
+        .unwrap();
+    let err = fail_in(dir, &["run", "--dry-run", "bad.toml"]);
+    assert!(
+        err.contains("bad.toml: `tasks.reviews_src.labels`: a classification task needs at least two labels"),
+        "{err}"
+    );
 }

@@ -54,6 +54,10 @@ struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     verbose: u8,
+    /// A task file declaring your own tasks beside the built-in ones (repeatable; its
+    /// `[tasks.NAME]` tables are then usable wherever a task name is: `--task NAME`, pipelines).
+    #[arg(long = "tasks", value_name = "FILE", global = true)]
+    tasks: Vec<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -102,6 +106,12 @@ fn main() -> std::process::ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    for file in &cli.tasks {
+        if let Err(err) = mpt_data::load_task_file(file) {
+            eprintln!("error: {err}");
+            return std::process::ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Command::Model(cmd) => model_cmd::run(cmd),
         Command::Teacher(args) => stages::teacher(args),
@@ -109,7 +119,7 @@ fn main() -> std::process::ExitCode {
         Command::Adapt(args) => stages::adapt(args),
         Command::Eval(args) => stages::eval(args),
         Command::Predict(args) => predict_cmd::predict(args),
-        Command::Run(args) => run_cmd::run(args),
+        Command::Run(args) => run_cmd::run(args, &cli.tasks),
         Command::Status(args) => run_cmd::status(args),
         Command::Bench(args) => bench_cmd::bench(args),
         Command::Export(args) => artifact_cmd::export(args),

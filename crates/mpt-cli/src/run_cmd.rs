@@ -44,6 +44,11 @@ pub struct RunArgs {
     /// the pipeline's `[cluster]` table; `MPT_SBATCH` overrides the `sbatch` binary).
     #[arg(long, value_enum, default_value_t = ExecutorKind::Local)]
     pub executor: ExecutorKind,
+    /// With `--executor slurm`: submit every stage to run at once, each job depending
+    /// (`afterok`) on its inputs' jobs, and return; `mpt status RUN_DIR` follows them and a later
+    /// `mpt run` writes the report. The job ids go to RUN_DIR/logs/slurm/jobs.json.
+    #[arg(long, conflicts_with_all = ["dry_run", "jobs"])]
+    pub detach: bool,
     /// Worker mode: run only the stage called NAME, in this process, without taking the run
     /// folder's lock or writing its state (what `--jobs` and `--executor slurm` start).
     #[arg(long, value_name = "NAME", hide = true, conflicts_with_all = ["dry_run", "only", "force", "jobs"])]
@@ -75,8 +80,8 @@ impl Ui for CliUi {
     }
 }
 
-/// Runs `mpt run`.
-pub fn run(args: RunArgs) -> Result<()> {
+/// Runs `mpt run`; `tasks_files` are the `--tasks` files (already registered).
+pub fn run(args: RunArgs, tasks_files: &[PathBuf]) -> Result<()> {
     let mut pipeline = Pipeline::load(&args.pipeline)?;
     // Also checked by `mpt_pipeline::run`; here so the error reads like the other validation
     // errors of the file.
@@ -94,6 +99,11 @@ pub fn run(args: RunArgs) -> Result<()> {
         println!("{stage}: {}", outcome.output);
         return Ok(());
     }
+    if args.detach && args.executor != ExecutorKind::Slurm {
+        anyhow::bail!(
+            "--detach needs --executor slurm: only a cluster's queue keeps stages running after `mpt run` returns"
+        );
+    }
     let started = std::time::Instant::now();
     let summary = match (args.executor, args.jobs) {
         (ExecutorKind::Local, None | Some(0 | 1)) => mpt_pipeline::run(&pipeline, &plan, &options, &device, &ui),
@@ -106,6 +116,10 @@ pub fn run(args: RunArgs) -> Result<()> {
                     .with_context(|| format!("resolving {}", pipeline.run_dir.display()))?,
                 device: args.device.clone(),
                 threads: None,
+                tasks_files: tasks_files
+                    .iter()
+                    .map(|f| std::path::absolute(f).with_context(|| format!("resolving {}", f.display())))
+                    .collect::<Result<_>>()?,
             };
             match kind {
                 ExecutorKind::Local => {
@@ -120,6 +134,21 @@ pub fn run(args: RunArgs) -> Result<()> {
                         cluster: pipeline.file.cluster.clone(),
                         sbatch: std::env::var_os("MPT_SBATCH").map_or_else(|| "sbatch".into(), PathBuf::from),
                     };
+                    if args.detach {
+                        let jobs = mpt_pipeline::run::submit_detached(&pipeline, &plan, &options, &executor)
+                            .with_context(|| format!("pipeline {}", args.pipeline.display()))?;
+                        for (stage, id) in &jobs {
+                            println!("{stage}: Slurm job {id}");
+                        }
+                        println!(
+                            "{}: {} stage(s) submitted; follow them with `mpt status {}`, then `mpt run {}` writes the report",
+                            pipeline.file.name,
+                            jobs.len(),
+                            pipeline.run_dir.display(),
+                            args.pipeline.display()
+                        );
+                        return Ok(());
+                    }
                     mpt_pipeline::run_parallel(&pipeline, &plan, &options, &executor, &ui, jobs.unwrap_or(64).max(1))
                 }
             }

@@ -75,7 +75,17 @@ pub enum DataError {
         /// The accepted raw labels.
         expected: String,
     },
-    /// A task name that is neither a canonical name nor an alias.
+    /// A task declaration is invalid (not its data: bad rows are [`DataError::Malformed`]).
+    #[error("{}: `{key}`: {message}", path.display())]
+    TaskFile {
+        /// The task file (or pipeline) declaring the task.
+        path: PathBuf,
+        /// The key at fault, e.g. `tasks.reviews.labels`.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// A task name that is neither a canonical name nor an alias (built-in or declared).
     #[error("unknown task {name:?} (known tasks: {known})")]
     UnknownTask {
         /// The name asked for.

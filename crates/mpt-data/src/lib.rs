@@ -17,6 +17,7 @@ mod rng;
 pub mod root;
 pub mod sampler;
 pub mod splits;
+pub mod taskfile;
 
 pub use error::DataError;
 pub use example::Example;
@@ -30,3 +31,4 @@ pub use registry::{
 pub use root::{DEFAULT_DATA_ROOT, DataRoot};
 pub use sampler::MultitaskSampler;
 pub use splits::{DEFAULT_SEED, Split, SplitSet, load_split, load_splits};
+pub use taskfile::{TaskDecl, load_task_file};

@@ -63,26 +63,7 @@ pub fn read_source(root: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(V
 /// `task`. Rows keep their file order.
 pub fn read_file(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec<Example>, LoadReport), DataError> {
     let mut report = LoadReport::default();
-    let records = match file.reader {
-        Reader::Tsv { header, columns, fields, label, skip_malformed } => {
-            read_tsv(path, TsvLayout { quoting: false, header, columns, fields, label, skip_malformed }, &mut report)?
-        }
-        Reader::QuotedTsv { header, fields, label } => read_tsv(
-            path,
-            TsvLayout {
-                quoting: true,
-                header: Some(header),
-                columns: header.len(),
-                fields,
-                label,
-                skip_malformed: false,
-            },
-            &mut report,
-        )?,
-        Reader::Jsonl { fields, label } => read_jsonl(path, fields, label)?,
-        Reader::JsonObject { fields, label } => read_json_object(path, fields, label)?,
-        Reader::MultiRc => read_multirc(path, task, file)?,
-    };
+    let records = read_records(path, Some(task), file, &mut report)?;
     if records.is_empty() && report.skipped == 0 {
         return Err(DataError::Malformed {
             path: path.to_path_buf(),
@@ -95,6 +76,58 @@ pub fn read_file(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec
     let examples =
         records.into_iter().map(|record| to_example(path, task, file, record)).collect::<Result<Vec<_>, _>>()?;
     Ok((examples, report))
+}
+
+/// The rows of `path` as its reader yields them.
+fn read_records(
+    path: &Path,
+    task: Option<&TaskSpec>,
+    file: &SourceFile,
+    report: &mut LoadReport,
+) -> Result<Vec<Record>, DataError> {
+    Ok(match file.reader {
+        Reader::Tsv { header, columns, fields, label, skip_malformed } => read_tsv(
+            path,
+            TsvLayout { quoting: false, delimiter: b'\t', header, columns, fields, label, skip_malformed },
+            report,
+        )?,
+        Reader::QuotedTsv { header, fields, label } => read_tsv(
+            path,
+            TsvLayout {
+                quoting: true,
+                delimiter: b'\t',
+                header: Some(header),
+                columns: header.len(),
+                fields,
+                label,
+                skip_malformed: false,
+            },
+            report,
+        )?,
+        Reader::Delimited { delimiter, header, fields, label } => read_tsv(
+            path,
+            TsvLayout {
+                quoting: true,
+                delimiter,
+                header: Some(header),
+                columns: header.len(),
+                fields,
+                label,
+                skip_malformed: false,
+            },
+            report,
+        )?,
+        Reader::Jsonl { fields, label } => read_jsonl(path, fields, label)?,
+        Reader::JsonObject { fields, label } => read_json_object(path, fields, label)?,
+        Reader::MultiRc => read_multirc(path, task.expect("MultiRC files are read for their task"), file)?,
+    })
+}
+
+/// The raw label of every row of `path` read as `file` says (not a MultiRC file), in file
+/// order: what a task file without `labels` takes its label set from.
+pub(crate) fn raw_labels(path: &Path, file: &SourceFile) -> Result<Vec<String>, DataError> {
+    let mut report = LoadReport::default();
+    Ok(read_records(path, None, file, &mut report)?.into_iter().map(|r| r.label).collect())
 }
 
 /// Canonical `(field, value)` pairs of one row.
@@ -127,6 +160,18 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
                     task: task.name.to_string(),
                     found: record.label.clone(),
                     expected: format!("one of {}", raw.join(", ")),
+                });
+            }
+        },
+        LabelKind::Map(map) => match map.iter().find(|(r, _)| *r == record.label) {
+            Some((_, index)) => (*index, None),
+            None => {
+                return Err(DataError::UnknownLabel {
+                    path: path.to_path_buf(),
+                    line: record.line,
+                    task: task.name.to_string(),
+                    found: record.label.clone(),
+                    expected: format!("one of {}", map.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", ")),
                 });
             }
         },
@@ -165,6 +210,7 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
 
 struct TsvLayout {
     quoting: bool,
+    delimiter: u8,
     header: Option<&'static [&'static str]>,
     columns: usize,
     fields: &'static [(&'static str, usize)],
@@ -172,10 +218,16 @@ struct TsvLayout {
     skip_malformed: bool,
 }
 
+impl TsvLayout {
+    fn separated(&self) -> &'static str {
+        if self.delimiter == b',' { "comma-separated" } else { "tab-separated" }
+    }
+}
+
 fn read_tsv(path: &Path, layout: TsvLayout, report: &mut LoadReport) -> Result<Vec<Record>, DataError> {
     let handle = File::open(path).map_err(|source| DataError::Io { path: path.to_path_buf(), source })?;
     let mut reader = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
+        .delimiter(layout.delimiter)
         .has_headers(false)
         .flexible(true)
         .quoting(layout.quoting)
@@ -222,7 +274,7 @@ fn read_tsv(path: &Path, layout: TsvLayout, report: &mut LoadReport) -> Result<V
                 report.skipped_rows.push(SkippedRow {
                     path: path.to_path_buf(),
                     line,
-                    reason: format!("expected {} tab-separated columns, found {found}", layout.columns),
+                    reason: format!("expected {} {} columns, found {found}", layout.columns, layout.separated()),
                 });
                 continue;
             }
@@ -230,7 +282,7 @@ fn read_tsv(path: &Path, layout: TsvLayout, report: &mut LoadReport) -> Result<V
                 path: path.to_path_buf(),
                 line,
                 field: "row".to_string(),
-                expected: format!("{} tab-separated columns", layout.columns),
+                expected: format!("{} {} columns", layout.columns, layout.separated()),
                 found,
             });
         }

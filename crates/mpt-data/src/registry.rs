@@ -38,6 +38,8 @@ pub enum LabelKind {
     /// STS-B similarity score, a float in `0..=5`; class index = `round_ties_even(score * 5)`
     /// (T5's `tf.round(score * 5) / 5`), i.e. the bucket `"0.0"`, `"0.2"`, …, `"5.0"`.
     Score,
+    /// Raw label -> class index, several raw values per class allowed (task files' `labels`).
+    Map(&'static [(&'static str, usize)]),
 }
 
 /// How to read one file into canonical fields plus a raw label.
@@ -81,6 +83,17 @@ pub enum Reader {
         /// JSON pointer of the label within the row.
         label: &'static str,
     },
+    /// CSV or TSV with CSV quoting and a header line (task files); fields by column index.
+    Delimited {
+        /// `b','` or `b'\t'`.
+        delimiter: u8,
+        /// The header names, as the file had them when the task was declared.
+        header: &'static [&'static str],
+        /// `(canonical field, column index)` pairs.
+        fields: &'static [(&'static str, usize)],
+        /// Column index of the label.
+        label: usize,
+    },
     /// SuperGLUE MultiRC JSONL: one passage per line, one example per answer, fields
     /// `paragraph`, `question`, `answer`; group = the question.
     MultiRc,
@@ -96,6 +109,10 @@ impl Reader {
             },
             Reader::QuotedTsv { header, .. } => {
                 format!("TSV with CSV quoting, header: {}", header.join(", "))
+            }
+            Reader::Delimited { delimiter, header, .. } => {
+                let kind = if *delimiter == b',' { "CSV" } else { "TSV with CSV quoting" };
+                format!("{kind}, header: {}", header.join(", "))
             }
             Reader::Jsonl { fields, label } => format!(
                 "JSON Lines with keys {}, label {label}",
@@ -769,14 +786,21 @@ pub const TARGET_TASKS: &[&str] =
     &["rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws"];
 
 /// Looks a task up by canonical name or alias, case-insensitively (`"SST-2"`, `"sts_b"`, …).
+///
+/// Tasks declared in task files ([`crate::taskfile`]) are found too once registered.
 pub fn lookup(name: &str) -> Result<&'static TaskSpec, DataError> {
     let wanted = name.trim().to_ascii_lowercase();
-    TASKS.iter().find(|t| t.name == wanted || t.aliases.contains(&wanted.as_str())).ok_or_else(|| {
-        DataError::UnknownTask {
-            name: name.to_string(),
-            known: TASKS.iter().map(|t| t.name).collect::<Vec<_>>().join(", "),
-        }
-    })
+    TASKS
+        .iter()
+        .find(|t| t.name == wanted || t.aliases.contains(&wanted.as_str()))
+        .or_else(|| crate::taskfile::registered(&wanted))
+        .ok_or_else(|| {
+            let mut known: Vec<&str> = TASKS.iter().map(|t| t.name).collect();
+            let user = crate::taskfile::registered_names();
+            let hint = if user.is_empty() { "; declare your own with --tasks FILE" } else { "" };
+            known.extend(user);
+            DataError::UnknownTask { name: name.to_string(), known: format!("{}{hint}", known.join(", ")) }
+        })
 }
 
 /// All tasks with the given role, in registry order.

@@ -190,6 +190,14 @@ pub struct PipelineFile {
     /// Benchmark data root.
     #[serde(default)]
     pub data_root: Option<PathBuf>,
+    /// Task files declaring tasks beside the built-in ones (one path or a list; relative to the
+    /// working directory, like `backbone`; data paths inside are relative to each task file).
+    #[serde(default, deserialize_with = "one_or_many")]
+    pub tasks_file: Vec<PathBuf>,
+    /// Inline task declarations, `[tasks.NAME]` tables of the task-file schema (data paths
+    /// relative to the working directory).
+    #[serde(default)]
+    pub tasks: toml::Table,
     /// Run folder.
     #[serde(default)]
     pub run_dir: Option<PathBuf>,
@@ -219,6 +227,20 @@ pub struct PipelineFile {
     /// `[cluster]`: Slurm resources per stage job (`mpt run --executor slurm`); optional.
     #[serde(default)]
     pub cluster: crate::slurm::ClusterConfig,
+}
+
+/// `"a.toml"` or `["a.toml", "b.toml"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(de: D) -> std::result::Result<Vec<PathBuf>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(PathBuf),
+        Many(Vec<PathBuf>),
+    }
+    Ok(match OneOrMany::deserialize(de)? {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn methods_default() -> MethodsSection {
@@ -337,6 +359,12 @@ impl Pipeline {
             let key = e.path().to_string();
             parse_err(path, key, tidy(&e.into_inner().to_string()))
         })?;
+        // Declared tasks first: everything below looks tasks up by name.
+        // Their errors name the task file (or this file) and key, or the data file and line.
+        for tasks_file in &file.tasks_file {
+            mpt_data::load_task_file(tasks_file)?;
+        }
+        mpt_data::taskfile::register_table(path, &file.tasks, Path::new("."))?;
         let init: PromptInit =
             file.prompt.init.parse().map_err(|e: mpt_core::CoreError| invalid(path, "prompt.init", e.to_string()))?;
         let teacher_train = typed(path, "train", &file.train, "sources.train", &file.sources.train)?;

@@ -514,6 +514,71 @@ pub fn run_parallel(
     coordinator.finish()
 }
 
+/// `mpt run --executor slurm --detach`: submits every stage that must run as a Slurm job at
+/// once, each depending (`afterok`) on the jobs of its inputs submitted with it, writes the job
+/// ids to `logs/slurm/jobs.json` and returns without waiting. Nothing records the jobs' outcomes
+/// in `state.json` meanwhile; `mpt status` follows them, and a later `mpt run` finds their
+/// artifacts done and writes the report. Returns `(stage, job id)` in submission order.
+pub fn submit_detached(
+    pipeline: &Pipeline,
+    plan: &Plan,
+    options: &RunOptions,
+    slurm: &crate::slurm::Slurm,
+) -> Result<Vec<(String, String)>> {
+    options.check_patterns(plan)?;
+    check_data(pipeline)?;
+    let mut runner = Runner::new(pipeline, plan, true)?;
+    let _lock = RunLock::acquire(&pipeline.run_dir)?;
+    open_run_dir(pipeline)?;
+    let statuses = runner.survey();
+    let mut to_submit = Vec::new();
+    for (i, stage) in plan.stages.iter().enumerate() {
+        let runs = options.selects(&stage.name) && (options.forces(&stage.name) || statuses[i] != Status::Done);
+        if !runs {
+            continue;
+        }
+        if let StageKind::Provided(dir) = &stage.kind {
+            provided_output(&stage.name, dir, &statuses[i], runner.output_of(i))?;
+            continue;
+        }
+        if stage.deps.iter().any(|&d| runner.outputs[d].is_none() && !to_submit.contains(&d)) {
+            return Err(runner.missing_inputs(i));
+        }
+        to_submit.push(i);
+    }
+    // Nothing is submitted twice: a stage still queued from an earlier submission stops this one
+    // before any job is sent.
+    let queue = crate::status::slurm_queue().unwrap_or_default();
+    if let Some(state) = to_submit.iter().find_map(|&i| queue.get(&plan.stages[i].name).map(|q| (i, q))) {
+        let name = &plan.stages[state.0].name;
+        return Err(PipelineError::Stage {
+            stage: name.clone(),
+            source: format!(
+                "already in Slurm's queue ({}, job name mpt:{name}): wait for it (`mpt status`) or scancel it",
+                state.1
+            )
+            .into(),
+        });
+    }
+    let mut jobs: Vec<Option<String>> = vec![None; plan.stages.len()];
+    let mut submitted = Vec::new();
+    for i in to_submit {
+        let stage = &plan.stages[i];
+        let after: Vec<String> = stage.deps.iter().filter_map(|&d| jobs[d].clone()).collect();
+        let id = slurm.submit(&stage.name, &after)?;
+        log_line(&pipeline.run_dir, &format!("submitted {} {id}", stage.name));
+        jobs[i] = Some(id.clone());
+        submitted.push((stage.name.clone(), id));
+    }
+    let path = pipeline.run_dir.join("logs").join("slurm").join("jobs.json");
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io(parent))?;
+    }
+    let map: BTreeMap<&str, &str> = submitted.iter().map(|(s, j)| (s.as_str(), j.as_str())).collect();
+    mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(&map).expect("job ids serialise"))?;
+    Ok(submitted)
+}
+
 /// What the coordinator decided for a stage.
 enum Next<'a> {
     /// Nothing to execute: not selected, done, or a library teacher (recorded).

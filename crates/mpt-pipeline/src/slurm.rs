@@ -52,6 +52,48 @@ pub struct Slurm {
 }
 
 impl Slurm {
+    /// Writes stage `name`'s batch script (`logs/slurm/NAME.sh`) and makes its log folder.
+    fn write_script(&self, name: &str) -> Result<PathBuf> {
+        let log = stage_log(&self.stage.run_dir, name);
+        let script_path = self.stage.run_dir.join("logs").join("slurm").join(format!("{name}.sh"));
+        for dir in [log.parent(), script_path.parent()].into_iter().flatten() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::write(&script_path, self.script(name)).map_err(io(&script_path))?;
+        Ok(script_path)
+    }
+
+    /// Submits stage `name` without waiting, to start once the jobs `after` succeeded
+    /// (`--dependency=afterok`; `--kill-on-invalid-dep=yes` cancels it when one of them
+    /// fails). Returns the job id.
+    pub fn submit(&self, name: &str, after: &[String]) -> Result<String> {
+        let script_path = self.write_script(name)?;
+        let mut cmd = Command::new(&self.sbatch);
+        cmd.arg("--parsable").arg("--kill-on-invalid-dep=yes");
+        if !after.is_empty() {
+            cmd.arg(format!("--dependency=afterok:{}", after.join(":")));
+        }
+        let out = cmd
+            .arg(&script_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let job_id = stdout.lines().next().unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+        if !out.status.success() || job_id.is_empty() {
+            return Err(PipelineError::Stage {
+                stage: name.to_string(),
+                source: format!(
+                    "sbatch did not take the job ({}): {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+                .into(),
+            });
+        }
+        Ok(job_id)
+    }
+
     /// The batch script of stage `name`: `#SBATCH` lines, then the stage's command.
     pub fn script(&self, name: &str) -> String {
         let c = &self.cluster;
@@ -88,11 +130,7 @@ impl Executor for Slurm {
     fn execute(&self, job: &StageJob<'_>, _progress: &dyn Progress) -> Result<StageOutcome> {
         let name = &job.stage.name;
         let log = stage_log(&self.stage.run_dir, name);
-        let script_path = self.stage.run_dir.join("logs").join("slurm").join(format!("{name}.sh"));
-        for dir in [log.parent(), script_path.parent()].into_iter().flatten() {
-            std::fs::create_dir_all(dir).map_err(io(dir))?;
-        }
-        std::fs::write(&script_path, self.script(name)).map_err(io(&script_path))?;
+        let script_path = self.write_script(name)?;
         let out = Command::new(&self.sbatch)
             .arg("--parsable")
             .arg("--wait")

@@ -64,7 +64,7 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
     pipeline.run_dir = run_dir.to_path_buf();
     let plan = crate::build(&pipeline);
     let holder = RunLock::holder(run_dir);
-    let (begun, failed) = last_run_log(run_dir);
+    let LastRun { begun, failed, submitted } = last_run_log(run_dir);
     let queue = slurm_queue();
     let state = read_state(run_dir);
     let mut runner = Runner::new(&pipeline, &plan, false)?;
@@ -79,12 +79,19 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
             let state = match status {
                 Status::Done => StageState::Done(state.get(&name).map(|r| r.seconds)),
                 Status::Pending(why) => {
-                    if let Some(q) = queue.get(&name) {
+                    if let Some(q) = queue.as_ref().and_then(|q| q.get(&name)) {
                         StageState::Queued(q.clone())
                     } else if holder.is_some() && begun.contains(&name) {
                         StageState::Running
                     } else if failed.contains(&name) {
                         StageState::Failed
+                    } else if let Some(job) = submitted.get(&name) {
+                        // A detached job: out of the queue without its output means it failed
+                        // or was cancelled (a dependency failed); without squeue we cannot tell.
+                        match &queue {
+                            Some(_) => StageState::Failed,
+                            None => StageState::Pending(format!("submitted as Slurm job {job}; squeue not found")),
+                        }
                     } else {
                         StageState::Pending(why)
                     }
@@ -96,15 +103,28 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
     Ok(RunStatus { name: pipeline.file.name.clone(), holder, stages })
 }
 
-/// Of the last run in `logs/run.log`: the stages begun and not ended, and those that failed.
-fn last_run_log(run_dir: &Path) -> (Vec<String>, Vec<String>) {
+/// What `logs/run.log` says of the last run.
+struct LastRun {
+    /// Stages begun and not ended.
+    begun: Vec<String>,
+    /// Stages that failed.
+    failed: Vec<String>,
+    /// Stages submitted as detached Slurm jobs (`--detach`): stage -> job id.
+    submitted: BTreeMap<String, String>,
+}
+
+/// Reads the last run (from its `start` line on) of `logs/run.log`.
+fn last_run_log(run_dir: &Path) -> LastRun {
     let text = std::fs::read_to_string(run_dir.join("logs").join("run.log")).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     let last = lines.iter().rposition(|l| l.split_whitespace().nth(1) == Some("start")).unwrap_or(0);
-    let (mut begun, mut failed) = (Vec::new(), Vec::new());
+    let (mut begun, mut failed, mut submitted) = (Vec::new(), Vec::new(), BTreeMap::new());
     for line in &lines[last..] {
         let mut words = line.split_whitespace().skip(1);
         match (words.next(), words.next()) {
+            (Some("submitted"), Some(name)) => {
+                submitted.insert(name.to_string(), words.next().unwrap_or("?").to_string());
+            }
             (Some("begin"), Some(name)) => begun.push(name.to_string()),
             (Some("end"), Some(name)) => begun.retain(|b| b != name),
             (Some("failed"), Some(name)) => {
@@ -114,21 +134,25 @@ fn last_run_log(run_dir: &Path) -> (Vec<String>, Vec<String>) {
             _ => {}
         }
     }
-    (begun, failed)
+    LastRun { begun, failed, submitted }
 }
 
-/// Stage name -> Slurm state of this user's `mpt:STAGE` jobs; empty without `squeue`.
-fn slurm_queue() -> BTreeMap<String, String> {
-    let Ok(out) = Command::new("squeue").args(["-h", "--me", "-o", "%j|%T"]).output() else {
-        return BTreeMap::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
+/// Stage name -> Slurm state of this user's `mpt:STAGE` jobs; `None` when `squeue` cannot be
+/// run (not installed, or the controller does not answer).
+pub(crate) fn slurm_queue() -> Option<BTreeMap<String, String>> {
+    let squeue = std::env::var_os("MPT_SQUEUE").unwrap_or_else(|| "squeue".into());
+    let out = Command::new(squeue).args(["-h", "--me", "-o", "%j|%T"]).output().ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let queue = String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| {
             let (job, state) = l.split_once('|')?;
             Some((job.strip_prefix("mpt:")?.to_string(), state.trim().to_string()))
         })
-        .collect()
+        .collect();
+    Some(queue)
 }
 
 impl RunStatus {

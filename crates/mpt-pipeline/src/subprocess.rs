@@ -37,6 +37,8 @@ pub struct Subprocess {
     /// CPU threads per child (`RAYON_NUM_THREADS`, `OPENBLAS_NUM_THREADS`); None leaves the
     /// environment as it is.
     pub threads: Option<usize>,
+    /// Task files given to this `mpt run` (`--tasks`), passed on to the children (absolute).
+    pub tasks_files: Vec<PathBuf>,
 }
 
 /// The log file of stage `name` in `run_dir`.
@@ -50,6 +52,9 @@ impl Subprocess {
         let mut args: Vec<std::ffi::OsString> = vec!["run".into(), self.pipeline.clone().into(), "--run-dir".into()];
         args.push(self.run_dir.clone().into());
         args.extend(["--device", &self.device, "--stage", stage, "--quiet"].map(Into::into));
+        for file in &self.tasks_files {
+            args.extend(["--tasks".into(), file.clone().into()]);
+        }
         args
     }
 
