@@ -3,7 +3,7 @@
 # (tests/backend_smoke.rs: tiny BERT/T5 forward passes against the committed HF references at
 # 1e-4, then one prompt-tuning step compared with the cpu run). See docs/backends.md.
 #
-# Usage: scripts/ci-backends.sh [--separate] [wgpu] [tch] [cuda-check] [x86-v4-check]
+# Usage: scripts/ci-backends.sh [--separate] [wgpu] [tch] [cuda-check]
 #        (default: wgpu tch). wgpu and tch are built together (`--features wgpu,tch`: one rebuild
 #        of burn and the mpt crates instead of two) unless --separate is given.
 #   wgpu          --features wgpu, smoke test on the `wgpu` device. Without a GPU this needs Mesa's
@@ -13,7 +13,6 @@
 #   tch           --features tch against the torch==2.9.0 of .venv (scripts/setup-python.sh), smoke
 #                 test on `tch-cpu`. MPT_VENV overrides the venv location.
 #   cuda-check    `cargo check --features cuda` only (no CUDA needed to compile; nothing runs).
-#   x86-v4-check  `cargo check --features x86-v4` only.
 # Afterwards the default-feature `mpt` binary is relinked into target/debug, so a backend build
 # does not leave a binary that needs libtorch on LD_LIBRARY_PATH.
 set -euo pipefail
@@ -84,8 +83,7 @@ for what in "${WHAT[@]}"; do
         wgpu) FEATURES+=(wgpu); DEVICES+=(wgpu) ;;
         tch) FEATURES+=(tch); DEVICES+=(tch-cpu) ;;
         cuda-check) CHECKS+=(cuda) ;;
-        x86-v4-check) CHECKS+=(x86-v4) ;;
-        *) echo "ci-backends.sh: unknown argument $what (wgpu, tch, cuda-check, x86-v4-check, --separate)" >&2; exit 2 ;;
+        *) echo "ci-backends.sh: unknown argument $what (wgpu, tch, cuda-check, --separate)" >&2; exit 2 ;;
     esac
 done
 

@@ -371,14 +371,17 @@ fn bench_records_the_linear_kernel_and_rejects_an_unusable_mpt_blas() {
         serde_json::from_slice(&out.stdout).expect("one JSON object")
     };
     let off = json(&[("MPT_BLAS", "off")]);
-    assert_eq!(off["linear_kernel"], "gemm crate", "{off}");
+    let off_kernel = off["linear_kernel"].as_str().expect("a string");
+    assert!(off_kernel.starts_with("gemm crate (") && !off_kernel.contains("passed over"), "{off}");
     assert!(off["examples_per_sec"].as_f64().is_some_and(|x| x > 0.0), "{off}");
     let auto = json(&[("MPT_BLAS", "auto")]);
     let kernel = auto["linear_kernel"].as_str().expect("a string");
     if std::env::var("MPT_REQUIRE_OPENBLAS").is_ok_and(|v| v == "1") {
-        assert!(kernel.starts_with("OpenBLAS ") && kernel.contains(" from libopenblas"), "{kernel}");
+        // Loaded, unless its kernel core is a generic fallback on this CPU (then passed over, said so).
+        let loaded = kernel.starts_with("OpenBLAS ") && kernel.contains(" from libopenblas");
+        assert!(loaded || kernel.contains("passed over libopenblas"), "{kernel}");
     } else {
-        assert!(kernel == "gemm crate" || kernel.starts_with("OpenBLAS "), "{kernel}");
+        assert!(kernel.starts_with("gemm crate (") || kernel.starts_with("OpenBLAS "), "{kernel}");
     }
 
     // Refused when the device is set up, before any step (the plain-text report included).

@@ -198,8 +198,21 @@ fn max(row: &[f32]) -> f32 {
     acc.iter().chain(tail).fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
-/// Compiles `$body` (a closure call) twice: with AVX2+FMA, taken when the CPU has them, and for
-/// the baseline target.
+/// Whether the CPU has the AVX-512 subsets the `avx512` kernels are compiled for.
+#[cfg(target_arch = "x86_64")]
+fn cpu_has_avx512() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512bw")
+            && std::is_x86_feature_detected!("avx512dq")
+            && std::is_x86_feature_detected!("avx512vl")
+            && std::is_x86_feature_detected!("fma")
+    })
+}
+
+/// Compiles `$body` three times: with AVX-512 (F, BW, DQ, VL) and FMA, with AVX2 and FMA, and
+/// for the baseline target; the widest the CPU has is taken at run time, in the default build.
 macro_rules! multiversion {
     ($name:ident ( $($arg:ident : $ty:ty),* ) $body:block) => {
         fn $name($($arg: $ty),*) {
@@ -207,9 +220,17 @@ macro_rules! multiversion {
             fn imp($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                unsafe fn avx512($($arg: $ty),*) {
+                    imp($($arg),*)
+                }
                 #[target_feature(enable = "avx2,fma")]
                 unsafe fn avx2($($arg: $ty),*) {
                     imp($($arg),*)
+                }
+                if cpu_has_avx512() {
+                    // SAFETY: the CPU supports the features `avx512` was compiled for.
+                    return unsafe { avx512($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU supports the features `avx2` was compiled for.

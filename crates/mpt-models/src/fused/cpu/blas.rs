@@ -3,6 +3,11 @@
 //! libraries. `MPT_BLAS` picks: unset or `auto` (the usual library names; none found, gemm),
 //! `off` (gemm), or the path of an OpenBLAS shared library (which must load).
 //!
+//! `auto` also passes over an OpenBLAS whose DYNAMIC_ARCH picked a generic fallback core
+//! (`Prescott`, `Core2`, `Katmai`, ...: what 0.3.21 picks on CPUs it does not know) on a CPU
+//! with AVX2: its SSE kernels made a MiniLM step 2.3x slower than gemm's AVX-512 ones on an
+//! Intel Xeon (issue 16). A path in `MPT_BLAS` is used whatever its core.
+//!
 //! OpenBLAS is told to use one thread: the linear maps split their rows across rayon's threads
 //! and call it from each. Refused: 64-bit-integer builds (`USE64BITINT` in `openblas_get_config`;
 //! the CBLAS integers here are 32-bit) and versions before 0.3.7, whose concurrent calls were
@@ -30,6 +35,9 @@ pub struct OpenBlas {
     sgemm: Sgemm,
     /// `openblas_get_config()`, e.g. `OpenBLAS 0.3.21 DYNAMIC_ARCH NO_AFFINITY Zen MAX_THREADS=64`.
     config: String,
+    /// `openblas_get_corename()`, the kernel core DYNAMIC_ARCH chose (e.g. `Haswell`); empty
+    /// when the library does not say.
+    core: String,
     /// The name or path it was loaded from.
     source: String,
     _lib: libloading::Library,
@@ -86,6 +94,63 @@ impl OpenBlas {
     }
 }
 
+/// OpenBLAS cores that are generic fallbacks for x86 CPUs newer than they are: SSE-era
+/// kernels without AVX (compared case-insensitively).
+const GENERIC_CORES: &[&str] = &[
+    "prescott",
+    "core2",
+    "katmai",
+    "coppermine",
+    "northwood",
+    "banias",
+    "penryn",
+    "dunnington",
+    "nehalem",
+    "atom",
+    "athlon",
+    "opteron",
+    "opteron_sse3",
+    "barcelona",
+    "bobcat",
+    "nano",
+    "generic",
+];
+
+/// Whether OpenBLAS's kernel `core` is a generic SSE fallback on a CPU that has AVX2
+/// (`cpu_avx2`), where gemm's AVX2/AVX-512 kernels are faster.
+pub fn generic_core(core: &str, cpu_avx2: bool) -> bool {
+    cpu_avx2 && GENERIC_CORES.iter().any(|g| g.eq_ignore_ascii_case(core.trim()))
+}
+
+/// Whether this CPU has AVX2 and FMA (where gemm has its vector kernels).
+fn cpu_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// The widest vector kernels gemm runs here: `AVX-512`, `AVX2+FMA` or `baseline`.
+pub fn gemm_isa() -> &'static str {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx512f") {
+            return "AVX-512";
+        }
+        if cpu_avx2() {
+            return "AVX2+FMA";
+        }
+    }
+    "baseline"
+}
+
+/// Why `MPT_BLAS=auto` passed over an OpenBLAS it found, if it did.
+static PASSED_OVER: OnceLock<String> = OnceLock::new();
+
 /// The OpenBLAS `MPT_BLAS` selects, loaded on first use; `None`: gemm (also when `MPT_BLAS`
 /// names an unusable library, which [`linear_kernel`] reports).
 pub fn openblas() -> Option<&'static OpenBlas> {
@@ -97,7 +162,10 @@ pub fn openblas() -> Option<&'static OpenBlas> {
 pub fn linear_kernel() -> Result<String, ModelError> {
     match selected() {
         Ok(Some(blas)) => Ok(blas.describe()),
-        Ok(None) => Ok("gemm crate".to_string()),
+        Ok(None) => Ok(match PASSED_OVER.get() {
+            Some(why) => format!("gemm crate ({}; {why})", gemm_isa()),
+            None => format!("gemm crate ({})", gemm_isa()),
+        }),
         Err((setting, reason)) => Err(ModelError::Blas { setting: setting.clone(), reason: reason.clone() }),
     }
 }
@@ -120,6 +188,17 @@ pub fn load(setting: &str) -> Result<Option<OpenBlas>, String> {
     match setting {
         "off" => Ok(None),
         "" | "auto" => Ok(AUTO_NAMES.iter().find_map(|name| match open(name) {
+            Ok(blas) if generic_core(&blas.core, cpu_avx2()) => {
+                let why = format!(
+                    "passed over {} ({}): its kernel core {} is a generic SSE fallback on this AVX2 CPU",
+                    name,
+                    blas.config.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
+                    blas.core
+                );
+                tracing::info!("MPT_BLAS=auto: {why}; set MPT_BLAS={name} to use it anyway");
+                let _ = PASSED_OVER.set(why);
+                None
+            }
             Ok(blas) => Some(blas),
             Err(reason) => {
                 tracing::debug!("MPT_BLAS=auto: {reason}");
@@ -137,7 +216,7 @@ fn open(name: &str) -> Result<OpenBlas, String> {
     let symbol_error =
         |symbol: &str, e: libloading::Error| format!("{name} is not an OpenBLAS library (no `{symbol}`: {e})");
     // SAFETY: the symbols are looked up with OpenBLAS's C signatures.
-    let (config, set_threads, sgemm) = unsafe {
+    let (config, core, set_threads, sgemm) = unsafe {
         let config = lib
             .get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_config\0")
             .map_err(|e| symbol_error("openblas_get_config", e))?;
@@ -145,14 +224,19 @@ fn open(name: &str) -> Result<OpenBlas, String> {
             .get::<unsafe extern "C" fn(i32)>(b"openblas_set_num_threads\0")
             .map_err(|e| symbol_error("openblas_set_num_threads", e))?;
         let sgemm = lib.get::<Sgemm>(b"cblas_sgemm\0").map_err(|e| symbol_error("cblas_sgemm", e))?;
-        let text = config();
-        let text = if text.is_null() { String::new() } else { CStr::from_ptr(text).to_string_lossy().into_owned() };
-        (text, *set_threads, *sgemm)
+        let read = |text: *const c_char| {
+            if text.is_null() { String::new() } else { CStr::from_ptr(text).to_string_lossy().into_owned() }
+        };
+        let core = lib
+            .get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_corename\0")
+            .map(|f| read(f()))
+            .unwrap_or_default();
+        (read(config()), core, *set_threads, *sgemm)
     };
     check_config(&config).map_err(|reason| format!("{name}: {reason}"))?;
     // SAFETY: a plain setter; before any product runs.
     unsafe { set_threads(1) };
-    Ok(OpenBlas { sgemm, config, source: name.to_string(), _lib: lib })
+    Ok(OpenBlas { sgemm, config, core, source: name.to_string(), _lib: lib })
 }
 
 /// Accepts an `openblas_get_config()` string of a 32-bit-integer build at version 0.3.7 or later.
@@ -192,6 +276,50 @@ mod tests {
     }
 
     #[test]
+    fn generic_cores_are_passed_over_only_on_avx2_cpus() {
+        for core in ["Prescott", "CORE2", "Katmai", "Nehalem", "Barcelona"] {
+            assert!(generic_core(core, true), "{core}");
+            assert!(!generic_core(core, false), "{core} on a CPU without AVX2 is what it has");
+        }
+        for core in ["Haswell", "SkylakeX", "Cooperlake", "Zen", "SapphireRapids", ""] {
+            assert!(!generic_core(core, true), "{core}");
+        }
+    }
+
+    /// OpenBLAS honours `OPENBLAS_CORETYPE`: forced to Prescott (what 0.3.21 picked on an
+    /// AVX-512 Xeon), `auto` must leave it for gemm on an AVX2 CPU. In a child process, since
+    /// the library reads the variable when it loads.
+    #[test]
+    #[cfg(target_arch = "x86_64")]
+    fn a_generic_openblas_core_is_not_chosen_over_gemm() {
+        if std::env::var_os("MPT_BLAS_CHILD").is_some() {
+            let kernel = linear_kernel().unwrap();
+            println!("KERNEL {kernel}");
+            return;
+        }
+        if system_openblas().is_none() || !cpu_avx2() {
+            eprintln!("skipped: needs OpenBLAS and an AVX2 CPU");
+            return;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let run = |coretype: &str| {
+            let out = std::process::Command::new(&exe)
+                .args(["--exact", "fused::cpu::blas::tests::a_generic_openblas_core_is_not_chosen_over_gemm", "--nocapture"])
+                .env("MPT_BLAS_CHILD", "1")
+                .env("MPT_BLAS", "auto")
+                .env("OPENBLAS_CORETYPE", coretype)
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.lines().find_map(|l| l.strip_prefix("KERNEL ").map(str::to_string)).unwrap_or(text)
+        };
+        let prescott = run("Prescott");
+        assert!(prescott.starts_with("gemm crate") && prescott.contains("Prescott is a generic SSE fallback"), "{prescott}");
+        let haswell = run("Haswell");
+        assert!(haswell.starts_with("OpenBLAS"), "{haswell}");
+    }
+
+    #[test]
     fn settings() {
         assert!(matches!(load("off"), Ok(None)));
         let err = load("/nonexistent/libopenblas.so.0").err().expect("a missing file is an error");
@@ -205,10 +333,11 @@ mod tests {
         assert!(err.contains("libm.so.6 is not an OpenBLAS library") && err.contains("openblas_get_config"), "{err}");
     }
 
-    /// The OpenBLAS `auto` finds; without one the test is skipped, unless
-    /// `MPT_REQUIRE_OPENBLAS=1` (CI, which installs it), where that is a failure.
+    /// The first OpenBLAS of the `auto` names that loads (whatever its core); without one the
+    /// test is skipped, unless `MPT_REQUIRE_OPENBLAS=1` (CI, which installs it), where that is
+    /// a failure.
     fn system_openblas() -> Option<OpenBlas> {
-        let found = load("auto").expect("`auto` does not fail");
+        let found = AUTO_NAMES.iter().find_map(|name| open(name).ok());
         if found.is_none() {
             assert!(
                 std::env::var("MPT_REQUIRE_OPENBLAS").map_or(true, |v| v != "1"),
