@@ -304,7 +304,11 @@ mod tests {
         let exe = std::env::current_exe().unwrap();
         let run = |coretype: &str| {
             let out = std::process::Command::new(&exe)
-                .args(["--exact", "fused::cpu::blas::tests::a_generic_openblas_core_is_not_chosen_over_gemm", "--nocapture"])
+                .args([
+                    "--exact",
+                    "fused::cpu::blas::tests::a_generic_openblas_core_is_not_chosen_over_gemm",
+                    "--nocapture",
+                ])
                 .env("MPT_BLAS_CHILD", "1")
                 .env("MPT_BLAS", "auto")
                 .env("OPENBLAS_CORETYPE", coretype)
@@ -314,7 +318,10 @@ mod tests {
             text.lines().find_map(|l| l.strip_prefix("KERNEL ").map(str::to_string)).unwrap_or(text)
         };
         let prescott = run("Prescott");
-        assert!(prescott.starts_with("gemm crate") && prescott.contains("Prescott is a generic SSE fallback"), "{prescott}");
+        assert!(
+            prescott.starts_with("gemm crate") && prescott.contains("Prescott is a generic SSE fallback"),
+            "{prescott}"
+        );
         let haswell = run("Haswell");
         assert!(haswell.starts_with("OpenBLAS"), "{haswell}");
     }
