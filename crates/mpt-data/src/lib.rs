@@ -1,7 +1,8 @@
 //! Data layer of Multitask Prompt Tuning (MPT): which tasks exist and how their files are read
 //! ([`registry`], [`readers`]), how they are split ([`splits`], ATTEMPT's recipe with the
 //! substitutes documented in `SPLITS.md`), where the data lives ([`DataRoot`]), few-shot and
-//! multitask sampling ([`fewshot`], [`sampler`]) and the task metrics ([`metrics`]).
+//! multitask sampling ([`fewshot`], [`sampler`]) and the task metrics ([`metrics`]; BLEU, chrF and
+//! ROUGE-L of generated text in [`genmetrics`]).
 //!
 //! No tensors here: everything is plain text, indices and `f64` scores.
 
@@ -10,6 +11,7 @@
 pub mod error;
 pub mod example;
 pub mod fewshot;
+pub mod genmetrics;
 pub mod metrics;
 pub mod readers;
 pub mod registry;
@@ -22,6 +24,7 @@ pub mod taskfile;
 pub use error::DataError;
 pub use example::Example;
 pub use fewshot::{STSB_FEW_SHOT_BINS, few_shot_stratum, sample_few_shot};
+pub use genmetrics::{Bleu, corpus_bleu, corpus_chrf, corpus_rouge_l};
 pub use metrics::{Metric, Scores, evaluate};
 pub use readers::{LoadReport, SkippedRow, read_file, read_source};
 pub use registry::{
