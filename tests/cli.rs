@@ -1356,3 +1356,65 @@ fn a_pipeline_declares_tasks_in_a_file_or_inline() {
         "{err}"
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Generation tasks
+
+#[test]
+fn a_generation_task_trains_evaluates_and_predicts_text_on_t5_and_is_refused_on_bert() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let t5 = fixture("t5-v1_1-tiny");
+    let data = fixture("data");
+    let mut args = vec!["teacher", "-q", "--model", s(&t5), "--data-root", s(&data), "--task", "e2e"];
+    args.extend(["--prompt-len", "4", "--max-target", "24", "--out", "t"]);
+    args.extend(SMALL);
+    let out = ok_in(dir, &args);
+    assert!(out.contains("teacher artifact t") && out.contains("dev   e2e: bleu"), "{out}");
+    let out = ok_in(
+        dir,
+        &[
+            "eval",
+            "--model",
+            s(&t5),
+            "--data-root",
+            s(&data),
+            "--artifact",
+            "t",
+            "--max-target",
+            "24",
+            "--json",
+            "r.json",
+        ],
+    );
+    assert!(out.contains("| e2e | test |"), "{out}");
+    let results: Value = serde_json::from_str(&std::fs::read_to_string(dir.join("r.json")).unwrap()).unwrap();
+    let r = &results[0];
+    let metrics: Vec<&str> = r["metrics"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(metrics, ["bleu", "chrf", "rouge_l"], "{r}");
+    // The constant predictor is the most frequent training reference; scores are fractions.
+    assert!(r["baselines"]["majority_label"].as_str().unwrap().ends_with('.'), "{r}");
+    for v in r["metrics"]
+        .as_object()
+        .unwrap()
+        .values()
+        .chain(r["baselines"]["majority_metrics"].as_object().unwrap().values())
+    {
+        assert!((0.0..=1.0).contains(&v.as_f64().unwrap()), "{r}");
+    }
+    // Every row of the fixture's test file (8 meaning representations, 1-2 references each).
+    let rows = std::fs::read_to_string(data.join("e2e/testset_w_refs.csv")).unwrap().lines().count() - 1;
+    assert!(rows > 8);
+    assert_eq!(r["examples"], rows, "{r}");
+    std::fs::write(dir.join("in.jsonl"), "{\"mr\": \"name[Aromi], eatType[pub], area[riverside]\"}\n").unwrap();
+    let out =
+        ok_in(dir, &["predict", "--model", s(&t5), "--artifact", "t", "--input", "in.jsonl", "--max-target", "8"]);
+    let row: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert!(row["prediction"].is_string() && row.get("scores").is_none(), "{row}");
+    // An encoder cannot generate: refused before any training, naming the task.
+    let bert = fixture("bert-tiny");
+    let err =
+        fail_in(dir, &["teacher", "-q", "--model", s(&bert), "--data-root", s(&data), "--task", "e2e", "--out", "b"]);
+    assert!(err.contains("e2e") && err.contains("generation task") && err.contains("encoder"), "{err}");
+    assert!(!dir.join("b").exists());
+}

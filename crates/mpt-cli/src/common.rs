@@ -59,6 +59,10 @@ pub struct TrainArgs {
     /// Max input tokens per example.
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Max target tokens (T5 and causal LMs: a label string or, for a generation task, its
+    /// reference text, EOS included).
+    #[arg(long)]
+    pub max_target: Option<usize>,
     /// Train on k examples per class.
     #[arg(long)]
     pub few_shot_k: Option<usize>,
@@ -99,6 +103,7 @@ impl TrainArgs {
             "data.max_dev" if self.max_dev.is_some() => Some("--max-dev"),
             "data.max_test" if self.max_test.is_some() => Some("--max-test"),
             "train.lengths.max_input" if self.max_len.is_some() => Some("--max-len"),
+            "train.lengths.max_target" if self.max_target.is_some() => Some("--max-target"),
             _ => None,
         }
     }
@@ -126,6 +131,9 @@ impl TrainArgs {
         }
         if let Some(v) = self.max_len {
             train.lengths.max_input = v;
+        }
+        if let Some(v) = self.max_target {
+            train.lengths.max_target = v;
         }
         if self.few_shot_k.is_some() {
             data.few_shot_k = self.few_shot_k;

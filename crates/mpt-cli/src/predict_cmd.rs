@@ -37,6 +37,9 @@ pub struct PredictArgs {
     /// Rows per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch_size: usize,
+    /// Generation tasks: the most tokens a generated text has (EOS included).
+    #[arg(long, default_value_t = 64)]
+    pub max_target: usize,
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
     #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
@@ -102,7 +105,11 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         args.batch_size,
         &device,
     )
-    .with_context(|| format!("loading artifact {}", args.artifact.display()))?;
+    .with_context(|| format!("loading artifact {}", args.artifact.display()))?
+    .with_lengths(mpt_train::Lengths { max_target: args.max_target, ..mpt_train::Lengths::default() });
+    if args.max_target < 2 {
+        anyhow::bail!("--max-target: must be at least 2 (a token and the end of text)");
+    }
     if args.fields {
         println!("{}: {}", predictor.task().name, predictor.fields().join(", "));
         return Ok(());
@@ -129,7 +136,9 @@ pub fn predict(args: PredictArgs) -> Result<()> {
     let mut out = BufWriter::new(out);
     for ((_, mut object, _), p) in rows.into_iter().zip(predictions) {
         object.insert("prediction".into(), Value::String(p.prediction));
-        object.insert("scores".into(), serde_json::to_value(&p.scores).expect("scores serialise"));
+        if predictor.task().kind != mpt_data::TaskKind::Generation {
+            object.insert("scores".into(), serde_json::to_value(&p.scores).expect("scores serialise"));
+        }
         writeln!(out, "{}", Value::Object(object)).context("writing predictions")?;
     }
     out.flush().context("writing predictions")?;

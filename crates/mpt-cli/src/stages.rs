@@ -291,6 +291,9 @@ pub struct EvalArgs {
     /// Max input tokens per example.
     #[arg(long)]
     pub max_len: Option<usize>,
+    /// Max target tokens (a generation task: the longest text generated, EOS included).
+    #[arg(long)]
+    pub max_target: Option<usize>,
     /// Write results as JSON here (and markdown next to it, .md).
     #[arg(long)]
     pub json: Option<PathBuf>,
@@ -308,6 +311,9 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     if let Some(v) = args.max_len {
         lengths.max_input = v;
     }
+    if let Some(v) = args.max_target {
+        lengths.max_target = v;
+    }
     let mut data = Selection::default();
     match split {
         mpt_data::Split::Dev => data.max_dev = args.max_examples,
@@ -317,6 +323,7 @@ pub fn eval(args: EvalArgs) -> Result<()> {
     // The checks (and words) of `mpt teacher` and the pipelines.
     let flag_for = |field: &str| match field {
         "lengths.max_input" => Some("--max-len"),
+        "lengths.max_target" => Some("--max-target"),
         _ if field.starts_with("data.") => Some("--max-examples"),
         _ => None,
     };

@@ -24,6 +24,9 @@ pub struct Example {
     pub score: Option<f32>,
     /// MultiRC question id (`multirc/<file key>/q<question idx>`) for exact match; `None` elsewhere.
     pub group: Option<String>,
+    /// Generation tasks: the reference text (the training target). Rows with the same `input`
+    /// are one input with several references at evaluation. `None` for classification.
+    pub reference: Option<String>,
 }
 
 impl Example {

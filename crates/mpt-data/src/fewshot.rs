@@ -32,6 +32,8 @@ pub fn few_shot_stratum(task: &TaskSpec, example: &Example) -> Result<usize, Dat
             })?;
             Ok((score.max(0.0).floor() as usize).min(STSB_FEW_SHOT_BINS.len() - 1))
         }
+        // One stratum: k examples of a generation task are k rows.
+        TaskKind::Generation => Ok(0),
         TaskKind::Classification => {
             if example.label < task.num_classes() {
                 Ok(example.label)
@@ -77,6 +79,7 @@ pub fn sample_few_shot(task: &TaskSpec, pool: &[Example], k: usize, seed: u64) -
     let (names, strata): (Vec<String>, usize) = match task.kind {
         TaskKind::Regression => (STSB_FEW_SHOT_BINS.iter().map(|s| s.to_string()).collect(), STSB_FEW_SHOT_BINS.len()),
         TaskKind::Classification => (task.labels.iter().map(|s| s.to_string()).collect(), task.num_classes()),
+        TaskKind::Generation => (vec!["examples".to_string()], 1),
     };
     let stratum: Vec<usize> = pool.iter().map(|e| few_shot_stratum(task, e)).collect::<Result<_, _>>()?;
     let mut available = vec![0usize; strata];
@@ -123,6 +126,7 @@ mod tests {
                 label,
                 score: None,
                 group: None,
+                reference: None,
             })
             .collect()
     }

@@ -46,11 +46,17 @@ pub enum Metric {
     F1a,
     /// MultiRC exact match: fraction of questions whose answers are all right (`"em"`).
     Em,
+    /// Corpus BLEU as sacreBLEU's default, as a fraction (`"bleu"`; generation tasks).
+    Bleu,
+    /// Corpus chrF2 as sacreBLEU's default, as a fraction (`"chrf"`; generation tasks).
+    Chrf,
+    /// Mean ROUGE-L F-measure as Google's `rouge_score`, as a fraction (`"rouge_l"`).
+    RougeL,
 }
 
 impl Metric {
     /// All metrics.
-    pub const ALL: [Metric; 8] = [
+    pub const ALL: [Metric; 11] = [
         Metric::Accuracy,
         Metric::F1,
         Metric::Matthews,
@@ -59,7 +65,15 @@ impl Metric {
         Metric::MacroF1,
         Metric::F1a,
         Metric::Em,
+        Metric::Bleu,
+        Metric::Chrf,
+        Metric::RougeL,
     ];
+
+    /// Whether it scores generated text (BLEU, chrF, ROUGE-L) rather than classes.
+    pub fn is_generation(self) -> bool {
+        matches!(self, Metric::Bleu | Metric::Chrf | Metric::RougeL)
+    }
 
     /// The metric's name as used in score maps and config.
     pub fn name(self) -> &'static str {
@@ -72,6 +86,9 @@ impl Metric {
             Metric::MacroF1 => "macro_f1",
             Metric::F1a => "f1a",
             Metric::Em => "em",
+            Metric::Bleu => "bleu",
+            Metric::Chrf => "chrf",
+            Metric::RougeL => "rouge_l",
         }
     }
 }
@@ -292,7 +309,7 @@ pub fn evaluate(task: &TaskSpec, examples: &[Example], predicted: &[usize]) -> R
                     .iter()
                     .map(|e| match (task.kind, e.score) {
                         (_, Some(s)) => Ok(f64::from(s)),
-                        (TaskKind::Classification, None) => Ok(e.label as f64),
+                        (TaskKind::Classification | TaskKind::Generation, None) => Ok(e.label as f64),
                         (TaskKind::Regression, None) => {
                             Err(bad(e, "regression example without a gold score".to_string()))
                         }
@@ -308,6 +325,79 @@ pub fn evaluate(task: &TaskSpec, examples: &[Example], predicted: &[usize]) -> R
                     .map(|e| e.group.as_deref().ok_or_else(|| bad(e, "example without a question group".to_string())))
                     .collect::<Result<Vec<&str>, _>>()?;
                 exact_match(&groups, &gold, predicted)
+            }
+            Metric::Bleu | Metric::Chrf | Metric::RougeL => {
+                return Err(DataError::InvalidArgument {
+                    name: "metric",
+                    value: metric.name().to_string(),
+                    expected: format!(
+                        "a classification metric for class predictions of task {} (generation metrics score text: evaluate_generation)",
+                        task.name
+                    ),
+                });
+            }
+        };
+        scores.insert(metric.name().to_string(), value);
+    }
+    Ok(Scores(scores))
+}
+
+/// The distinct inputs of generation examples in first-seen order, each with the indices of
+/// its rows and their references: E2E has several reference rows per meaning representation.
+pub fn generation_inputs(examples: &[Example]) -> Vec<(Vec<usize>, Vec<String>)> {
+    let mut order: Vec<(Vec<usize>, Vec<String>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    for (i, e) in examples.iter().enumerate() {
+        let slot = *index.entry(e.input.as_str()).or_insert_with(|| {
+            order.push((Vec::new(), Vec::new()));
+            order.len() - 1
+        });
+        order[slot].0.push(i);
+        if let Some(r) = &e.reference {
+            order[slot].1.push(r.clone());
+        }
+    }
+    order
+}
+
+/// The generation metrics of `task` for `hypotheses`, one per distinct input of `examples` in
+/// the order of [`generation_inputs`], against every reference of that input.
+pub fn evaluate_generation(task: &TaskSpec, examples: &[Example], hypotheses: &[String]) -> Result<Scores, DataError> {
+    let inputs = generation_inputs(examples);
+    if inputs.len() != hypotheses.len() {
+        return Err(DataError::LengthMismatch {
+            what: format!("generated texts for the distinct inputs of task {}", task.name),
+            expected: inputs.len(),
+            found: hypotheses.len(),
+        });
+    }
+    if inputs.is_empty() {
+        return Err(DataError::InvalidArgument {
+            name: "examples",
+            value: "[]".to_string(),
+            expected: format!("at least one example of task {}", task.name),
+        });
+    }
+    if let Some((rows, _)) = inputs.iter().find(|(_, refs)| refs.is_empty()) {
+        return Err(DataError::BadExample {
+            task: task.name.to_string(),
+            id: examples[rows[0]].id.clone(),
+            problem: "a generation example without a reference text".to_string(),
+        });
+    }
+    let references: Vec<Vec<String>> = inputs.into_iter().map(|(_, refs)| refs).collect();
+    let mut scores = BTreeMap::new();
+    for &metric in task.metrics {
+        let value = match metric {
+            Metric::Bleu => crate::genmetrics::corpus_bleu(hypotheses, &references)?.score / 100.0,
+            Metric::Chrf => crate::genmetrics::corpus_chrf(hypotheses, &references)? / 100.0,
+            Metric::RougeL => crate::genmetrics::corpus_rouge_l(hypotheses, &references)? / 100.0,
+            other => {
+                return Err(DataError::InvalidArgument {
+                    name: "metric",
+                    value: other.name().to_string(),
+                    expected: format!("a generation metric (bleu, chrf, rouge_l) for task {}", task.name),
+                });
             }
         };
         scores.insert(metric.name().to_string(), value);
@@ -325,7 +415,7 @@ mod tests {
         for m in Metric::ALL {
             assert_eq!(m.name().parse::<Metric>().ok(), Some(m));
         }
-        assert!("bleu".parse::<Metric>().is_err());
+        assert!("meteor".parse::<Metric>().is_err());
     }
 
     #[test]
@@ -349,6 +439,7 @@ mod tests {
             label,
             score,
             group: group.map(str::to_string),
+            reference: None,
         }
     }
 

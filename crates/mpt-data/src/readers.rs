@@ -150,7 +150,15 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
         expected: expected.to_string(),
         found,
     };
+    let mut reference = None;
     let (label, score) = match file.labels {
+        LabelKind::Text => {
+            if record.label.is_empty() {
+                return Err(malformed("reference", "a non-empty reference text", "an empty field".to_string()));
+            }
+            reference = Some(record.label.clone());
+            (0, None)
+        }
         LabelKind::Raw(raw) => match raw.iter().position(|r| *r == record.label) {
             Some(index) => (index, None),
             None => {
@@ -202,6 +210,7 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
         label,
         score,
         group: record.group,
+        reference,
     })
 }
 

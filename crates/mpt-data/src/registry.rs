@@ -27,6 +27,10 @@ pub enum TaskKind {
     Classification,
     /// Gold score in [`crate::Example::score`]; label = the score rounded to the nearest 0.2.
     Regression,
+    /// Free text: the target is [`crate::Example::reference`]; scored by greedy decoding with
+    /// the generation metrics (BLEU, chrF, ROUGE-L). Needs a backbone that generates (T5, a
+    /// causal LM).
+    Generation,
 }
 
 /// How the raw label of a file maps to a class index.
@@ -40,6 +44,8 @@ pub enum LabelKind {
     Score,
     /// Raw label -> class index, several raw values per class allowed (task files' `labels`).
     Map(&'static [(&'static str, usize)]),
+    /// The raw value is a reference text ([`TaskKind::Generation`]); class index 0.
+    Text,
 }
 
 /// How to read one file into canonical fields plus a raw label.
@@ -433,6 +439,21 @@ const BOOLQ_VAL: SourceFile = jsonl("val", "boolq/val.jsonl", J_BOOLQ, RAW_BOOL)
 const BOOLQ_FEW_TRAIN: SourceFile = jsonl("fewglue_train", "boolq/fewglue-32/train.jsonl", J_BOOLQ, RAW_BOOL);
 const BOOLQ_FEW_DEV32: SourceFile = jsonl("fewglue_dev32", "boolq/fewglue-32/dev32.jsonl", J_BOOLQ, RAW_BOOL);
 
+const H_E2E: &[&str] = &["mr", "ref"];
+const F_E2E: &[(&str, usize)] = &[("mr", 0)];
+const fn e2e(key: &'static str, path: &'static str) -> SourceFile {
+    SourceFile {
+        key,
+        path,
+        reader: Reader::Delimited { delimiter: b',', header: H_E2E, fields: F_E2E, label: 1 },
+        labels: LabelKind::Text,
+    }
+}
+const E2E_TRAIN: SourceFile = e2e("train", "e2e/trainset.csv");
+const E2E_DEV: SourceFile = e2e("dev", "e2e/devset.csv");
+const E2E_TEST: SourceFile = e2e("test", "e2e/testset_w_refs.csv");
+const GEN: &[Metric] = &[Metric::Bleu, Metric::Chrf, Metric::RougeL];
+
 const CB_TRAIN: SourceFile = jsonl("train", "cb/train.jsonl", J_PH, RAW_NLI3);
 const CB_VAL: SourceFile = jsonl("val", "cb/val.jsonl", J_PH, RAW_NLI3);
 
@@ -496,7 +517,7 @@ const fn spec(
     }
 }
 
-/// All registered tasks: the 5 sources then the 12 targets.
+/// All registered tasks: the 5 sources, the 12 classification targets, then E2E (generation).
 ///
 /// | task | T5 input template | segment A | segment B | labels |
 /// |---|---|---|---|---|
@@ -517,6 +538,7 @@ const fn spec(
 /// | multirc | `multirc question: {question} answer: {answer} paragraph: {paragraph}` | `{question} {answer}` | `{paragraph}` | false, true |
 /// | scitail | `scitail premise: {premise} hypothesis: {hypothesis}` | `{premise}` | `{hypothesis}` | entailment, not entailment |
 /// | paws | `paws sentence1: {sentence1} sentence2: {sentence2}` | `{sentence1}` | `{sentence2}` | not equivalent, equivalent |
+/// | e2e | `e2e mr: {mr}` | `{mr}` | – | (generation: the `ref` text) |
 pub static TASKS: &[TaskSpec] = &[
     // ---- sources
     TaskSpec {
@@ -777,13 +799,29 @@ pub static TASKS: &[TaskSpec] = &[
             SplitPlan::HoldOut { pool: PAWS_DEV, holdout: HOLDOUT, test: PAWS_TEST },
         )
     },
+    // ---- generation targets (data-to-text; the paper's NLG targets)
+    TaskSpec {
+        kind: TaskKind::Generation,
+        ..spec(
+            "e2e",
+            &["e2e_nlg"],
+            "e2e",
+            Role::Target,
+            "e2e mr: {mr}",
+            "{mr}",
+            None,
+            &[],
+            GEN,
+            SplitPlan::Given { train: E2E_TRAIN, dev: E2E_DEV, test: E2E_TEST, dedup_test: false },
+        )
+    },
 ];
 
 /// Canonical names of the source tasks, in registry order.
 pub const SOURCE_TASKS: &[&str] = &["sst2", "mnli", "qnli", "qqp", "snli"];
 /// Canonical names of the target tasks, in registry order.
 pub const TARGET_TASKS: &[&str] =
-    &["rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws"];
+    &["rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws", "e2e"];
 
 /// Looks a task up by canonical name or alias, case-insensitively (`"SST-2"`, `"sts_b"`, …).
 ///
@@ -841,6 +879,7 @@ impl TaskSpec {
             label: 0,
             score: None,
             group: None,
+            reference: None,
         })
     }
 }

@@ -310,6 +310,7 @@ mod tests {
             label: 0,
             score: None,
             group: group.map(str::to_string),
+            reference: None,
         }
     }
 

@@ -12,6 +12,10 @@
 //! metrics = ["accuracy"]
 //! ```
 //!
+//! Generation tasks: `kind = "generation"` and `target = "FIELD"` (the reference text) instead
+//! of `label`/`labels`; metrics bleu, chrf, rouge_l (the default). Rows with the same input are
+//! one input with several references at evaluation.
+//!
 //! Optional keys: `segment_a` / `segment_b` (encoder sentence pair; default: `input` as one
 //! segment), `labels` as a list (raw values are the label strings; absent: the distinct values
 //! of the training file, sorted), `role` (`target` | `source`), `aliases`.
@@ -85,8 +89,16 @@ pub struct TaskDecl {
     /// Encoder segment B template (sentence pairs).
     #[serde(default)]
     pub segment_b: Option<String>,
-    /// The field (column or JSON key) holding the gold label.
-    pub label: String,
+    /// `classification` (default) or `generation`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// Classification: the field (column or JSON key) holding the gold label.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Generation: the field holding the reference text (rows with the same input are one
+    /// input with several references at evaluation).
+    #[serde(default)]
+    pub target: Option<String>,
     /// Raw label values -> label strings.
     #[serde(default)]
     pub labels: Option<LabelsDecl>,
@@ -289,7 +301,19 @@ fn build(
             return Err(bad(origin, format!("{key}.role"), format!("expected target or source, found {other:?}")));
         }
     };
+    let generation = match decl.kind.as_deref().map(str::trim) {
+        None | Some("classification") => false,
+        Some("generation") => true,
+        Some(other) => {
+            return Err(bad(
+                origin,
+                format!("{key}.kind"),
+                format!("expected classification or generation, found {other:?}"),
+            ));
+        }
+    };
     let metrics: Vec<Metric> = match &decl.metrics {
+        None if generation => vec![Metric::Bleu, Metric::Chrf, Metric::RougeL],
         None => vec![Metric::Accuracy],
         Some(list) if list.is_empty() => return Err(bad(origin, format!("{key}.metrics"), "name at least one metric")),
         Some(list) => list
@@ -297,13 +321,20 @@ fn build(
             .map(|m| m.parse::<Metric>().map_err(|e| bad(origin, format!("{key}.metrics"), e.to_string())))
             .collect::<Result<_, _>>()?,
     };
-    if let Some(m) = metrics.iter().find(|m| matches!(m, Metric::Pearson | Metric::Spearman | Metric::F1a | Metric::Em))
-    {
-        return Err(bad(
-            origin,
-            format!("{key}.metrics"),
-            format!("{} is not a classification metric (user tasks are classification tasks)", m.name()),
-        ));
+    let fits = |m: &Metric| {
+        if generation {
+            m.is_generation()
+        } else {
+            matches!(m, Metric::Accuracy | Metric::F1 | Metric::Matthews | Metric::MacroF1)
+        }
+    };
+    if let Some(m) = metrics.iter().find(|m| !fits(m)) {
+        let what = if generation {
+            "a generation task's metrics are bleu, chrf and rouge_l"
+        } else {
+            "a classification task's metrics are accuracy, f1, matthews and macro_f1"
+        };
+        return Err(bad(origin, format!("{key}.metrics"), format!("{} does not fit: {what}", m.name())));
     }
     if decl.input.trim().is_empty() {
         return Err(bad(origin, format!("{key}.input"), "the input template is empty"));
@@ -319,9 +350,28 @@ fn build(
             }
         }
     }
-    let label_field = decl.label.trim().to_string();
-    if label_field.is_empty() {
-        return Err(bad(origin, format!("{key}.label"), "name the field holding the gold label"));
+    let label_field = match (generation, &decl.label, &decl.target) {
+        (false, Some(l), None) if !l.trim().is_empty() => l.trim().to_string(),
+        (true, None, Some(t)) if !t.trim().is_empty() => t.trim().to_string(),
+        (false, _, Some(_)) => {
+            return Err(bad(
+                origin,
+                format!("{key}.target"),
+                "only a generation task (kind = \"generation\") has a target",
+            ));
+        }
+        (true, Some(_), _) => {
+            return Err(bad(
+                origin,
+                format!("{key}.label"),
+                "a generation task names its reference field with `target`",
+            ));
+        }
+        (false, _, _) => return Err(bad(origin, format!("{key}.label"), "name the field holding the gold label")),
+        (true, _, _) => return Err(bad(origin, format!("{key}.target"), "name the field holding the reference text")),
+    };
+    if generation && decl.labels.is_some() {
+        return Err(bad(origin, format!("{key}.labels"), "a generation task has no label set"));
     }
     let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
     let files: Vec<(&str, PathBuf)> =
@@ -358,7 +408,7 @@ fn build(
                     .iter()
                     .map(|f| index(f, "a template placeholder").map(|i| (*f, i)))
                     .collect::<Result<Vec<_>, _>>()?;
-                let label = index(&label_field, "the label field")?;
+                let label = index(&label_field, if generation { "the target field" } else { "the label field" })?;
                 Ok(Reader::Delimited {
                     delimiter,
                     header: leak_slice(columns.iter().map(|c| leak(c.clone())).collect()),
@@ -371,6 +421,7 @@ fn build(
     let readers: Vec<Reader> = files.iter().map(|(_, p)| reader_for(p)).collect::<Result<_, _>>()?;
     // Labels: raw value -> class index.
     let (raw_to_label, labels): (Vec<(String, String)>, Vec<String>) = match &decl.labels {
+        _ if generation => (Vec::new(), Vec::new()),
         Some(LabelsDecl::Map(map)) => {
             if map.is_empty() {
                 return Err(bad(origin, format!("{key}.labels"), "map at least two raw values to labels"));
@@ -402,7 +453,7 @@ fn build(
             (labels.iter().map(|l| (l.clone(), l.clone())).collect(), labels)
         }
     };
-    if labels.len() < 2 {
+    if !generation && labels.len() < 2 {
         return Err(bad(
             origin,
             format!("{key}.labels"),
@@ -425,7 +476,7 @@ fn build(
             key: leak(*k),
             path: leak(path.to_string_lossy().into_owned()),
             reader: *reader,
-            labels: LabelKind::Map(map),
+            labels: if generation { LabelKind::Text } else { LabelKind::Map(map) },
         })
         .collect();
     // Read every file once: bad rows and unknown labels fail now, naming file and line.
@@ -435,7 +486,7 @@ fn build(
         aliases: &[],
         folder: leak(base.to_string_lossy().into_owned()),
         role,
-        kind: TaskKind::Classification,
+        kind: if generation { TaskKind::Generation } else { TaskKind::Classification },
         template: leak(decl.input.clone()),
         segment_a: leak(decl.segment_a.clone().unwrap_or_else(|| decl.input.clone())),
         segment_b: decl.segment_b.clone().map(leak),

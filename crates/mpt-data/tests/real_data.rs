@@ -54,6 +54,7 @@ const EXPECTED: &[(&str, usize, usize, usize)] = &[
     ("multirc", 27_243, MULTIRC_DEV_ANSWERS, 4_848 - MULTIRC_DEV_ANSWERS),
     ("scitail", 1_000, 563, 563),
     ("paws", 7_000, 1_000, 8_000),
+    ("e2e", 42_061, 4_672, 4_693),
 ];
 /// Answers in the 476 MultiRC dev questions with the default seed.
 const MULTIRC_DEV_ANSWERS: usize = 2_482;
@@ -71,7 +72,9 @@ fn every_task_loads_with_expected_counts_and_valid_examples() {
         let mut all_ids = HashSet::new();
         for split in Split::ALL {
             for e in set.get(split) {
-                assert!(e.label < task.num_classes(), "{}: label {}", e.id, e.label);
+                let generation = task.kind == mpt_data::TaskKind::Generation;
+                assert!(generation || e.label < task.num_classes(), "{}: label {}", e.id, e.label);
+                assert_eq!(e.reference.as_ref().is_some_and(|r| !r.trim().is_empty()), generation, "{}", e.id);
                 assert!(e.input.starts_with(&format!("{name} ")), "{}", e.id);
                 assert!(e.input.len() > name.len() + 1, "{}: empty input", e.id);
                 assert!(!e.text_a.trim().is_empty(), "{}: empty text_a", e.id);

@@ -143,7 +143,8 @@ pub struct EvalResult {
 /// Scores that show no learning, on the rows an [`EvalResult`] scored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Baselines {
-    /// The train split's most frequent label (the constant predictor).
+    /// The train split's most frequent label (the constant predictor); for a generation task,
+    /// its most frequent reference text.
     pub majority_label: String,
     /// Score of always predicting it.
     pub majority: f64,
@@ -165,6 +166,22 @@ pub fn majority_label(root: &DataRoot, task: &'static mpt_data::TaskSpec, split_
         }
     }
     Ok(counts.iter().enumerate().max_by_key(|&(i, &c)| (c, std::cmp::Reverse(i))).map_or(0, |(i, _)| i))
+}
+
+/// The train split's most frequent reference text of a generation `task` (ties: the first
+/// seen): the constant predictor of a generation task.
+pub fn majority_reference(root: &DataRoot, task: &'static mpt_data::TaskSpec, split_seed: u64) -> Result<String> {
+    let (train, _) = root.load_split(task, Split::Train, split_seed)?;
+    let mut counts: std::collections::HashMap<&str, (usize, usize)> = std::collections::HashMap::new();
+    for (i, e) in train.iter().enumerate() {
+        if let Some(r) = e.reference.as_deref() {
+            counts.entry(r).or_insert((0, i)).0 += 1;
+        }
+    }
+    Ok(counts
+        .into_iter()
+        .max_by_key(|&(_, (c, first))| (c, std::cmp::Reverse(first)))
+        .map_or_else(String::new, |(r, _)| r.to_string()))
 }
 
 /// The prompt `[l, d]` (and trained head, when stored) `artifact` uses for `task`: the task's
@@ -233,7 +250,20 @@ pub fn run(
         config.decoding,
         tokenizer,
     )?;
-    let baselines = if config.baselines {
+    let baselines = if config.baselines && task.kind == mpt_data::TaskKind::Generation {
+        let constant = majority_reference(root, task, config.data.split_seed)?;
+        let inputs = mpt_data::metrics::generation_inputs(&data.examples).len();
+        let scores = mpt_data::metrics::evaluate_generation(task, &data.examples, &vec![constant.clone(); inputs])?;
+        let (_, bare) =
+            evaluate(backbone, &heads, 0, &data, None, None, config.batch_size, config.decoding, tokenizer)?;
+        Some(Baselines {
+            majority_label: constant,
+            majority: scores.primary(),
+            majority_metrics: scores.0,
+            no_prompt: bare.primary(),
+            no_prompt_metrics: bare.0,
+        })
+    } else if config.baselines {
         let label = majority_label(root, task, config.data.split_seed)?;
         let constant = mpt_data::metrics::evaluate(task, &data.examples, &vec![label; data.len()])?;
         let (_, bare) =
@@ -264,6 +294,15 @@ pub fn run(
     })
 }
 
+/// `text` cut to 40 characters (a generation task's constant reference in a table cell).
+fn short(text: &str) -> String {
+    if text.chars().count() <= 40 {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(39).collect::<String>())
+    }
+}
+
 /// A markdown table of results, one row each, with the majority-class and no-prompt scores of
 /// the same rows beside the score.
 pub fn to_markdown(results: &[EvalResult]) -> String {
@@ -283,7 +322,7 @@ pub fn to_markdown(results: &[EvalResult]) -> String {
             r.examples,
             metrics.join(", "),
             r.score * 100.0,
-            b.map_or_else(|| "–".to_string(), |b| format!("{} ({})", pct(Some(b.majority)), b.majority_label)),
+            b.map_or_else(|| "–".to_string(), |b| format!("{} ({})", pct(Some(b.majority)), short(&b.majority_label))),
             pct(b.map(|b| b.no_prompt)),
         ));
     }

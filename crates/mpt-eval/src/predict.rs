@@ -17,11 +17,11 @@ use crate::{EvalError, Result, task_prompt};
 /// One prediction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
-    /// The predicted label string.
+    /// The predicted label string (a generation task: the generated text).
     pub prediction: String,
-    /// Its class index.
+    /// Its class index (0 for a generation task).
     pub index: usize,
-    /// Probability of every label (softmax over the label scores).
+    /// Probability of every label (softmax over the label scores); empty for a generation task.
     pub scores: BTreeMap<String, f64>,
 }
 
@@ -83,6 +83,12 @@ impl<'m> Predictor<'m> {
         })
     }
 
+    /// Sets the token limits (input, and the generated text's length for a generation task).
+    pub fn with_lengths(mut self, lengths: Lengths) -> Self {
+        self.lengths = lengths;
+        self
+    }
+
     /// The task predicted.
     pub fn task(&self) -> &'static mpt_data::TaskSpec {
         self.task
@@ -109,6 +115,28 @@ impl<'m> Predictor<'m> {
         let tokenizer = self.model.require_tokenizer()?;
         let backbone = &*self.model.backbone;
         let data = TaskData::encode(self.task, examples, tokenizer, backbone.arch(), self.lengths)?;
+        if self.task.kind == mpt_data::TaskKind::Generation {
+            // Greedy, up to the target limit; one text per distinct input, copied to its rows.
+            let texts = mpt_train::eval::generate(
+                backbone,
+                &data,
+                Some(&self.prompt),
+                self.batch_size,
+                self.lengths.max_target,
+                tokenizer,
+                &self.device,
+            )?;
+            let mut out = vec![String::new(); data.len()];
+            for ((rows, _), text) in mpt_data::metrics::generation_inputs(&data.examples).into_iter().zip(texts) {
+                for i in rows {
+                    out[i] = text.clone();
+                }
+            }
+            return Ok(out
+                .into_iter()
+                .map(|prediction| Prediction { prediction, index: 0, scores: BTreeMap::new() })
+                .collect());
+        }
         let heads = Heads::new(backbone, tokenizer, &[&data], self.head_config, &self.device)?;
         let scores = label_scores(backbone, &heads, 0, &data, Some(&self.prompt), self.head.as_ref(), self.batch_size)?;
         Ok(scores.iter().map(|row| self.prediction(row)).collect())

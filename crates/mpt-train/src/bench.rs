@@ -202,6 +202,7 @@ pub fn run(
                 label: i % 2,
                 score: None,
                 group: None,
+                reference: None,
             })
             .collect();
         let mut data = TaskData::encode(task, examples, tokenizer, backbone.arch(), Default::default())?;

@@ -59,8 +59,11 @@ pub struct TaskData {
     pub input_ids: Vec<Vec<i64>>,
     /// `[n][S_i]` token type ids.
     pub token_type_ids: Vec<Vec<i64>>,
-    /// Per label: its target ids (T5) — empty for encoders.
+    /// Per label: its target ids (T5) — empty for encoders and generation tasks.
     pub label_ids: Vec<Vec<i64>>,
+    /// Generation tasks: per example, its reference's target ids (`</s>`/EOS included);
+    /// empty otherwise.
+    pub target_ids: Vec<Vec<i64>>,
 }
 
 impl TaskData {
@@ -74,6 +77,16 @@ impl TaskData {
         lengths: Lengths,
     ) -> Result<Self> {
         lengths.validate("")?;
+        let generation = task.kind == mpt_data::TaskKind::Generation;
+        if generation && arch.family() == Family::Encoder {
+            return Err(TrainError::Encode {
+                task: task.name.to_string(),
+                message: format!(
+                    "a generation task needs a backbone that generates text (T5 or a causal LM); {} is an encoder",
+                    arch.name()
+                ),
+            });
+        }
         let inputs: Vec<(&str, Option<&str>)> = examples
             .iter()
             .map(|e| match arch.family() {
@@ -84,7 +97,7 @@ impl TaskData {
         let rows = tokenizer.encode_rows(&inputs, lengths.max_input)?;
         let (input_ids, token_type_ids) = rows.into_iter().unzip();
         let label_ids = match arch.family() {
-            Family::Seq2Seq | Family::CausalLm => {
+            Family::Seq2Seq | Family::CausalLm if !generation => {
                 let labels: Vec<(&str, Option<&str>)> = task.labels.iter().map(|l| (*l, None)).collect();
                 let ids: Vec<Vec<i64>> =
                     tokenizer.encode_rows(&labels, lengths.max_target)?.into_iter().map(|(ids, _)| ids).collect();
@@ -96,9 +109,32 @@ impl TaskData {
                 }
                 ids
             }
-            Family::Encoder => Vec::new(),
+            _ => Vec::new(),
         };
-        Ok(Self { task, examples, input_ids, token_type_ids, label_ids })
+        let target_ids = if generation {
+            // Rows to predict (no reference) get no target ids.
+            let targets: Vec<(&str, Option<&str>)> =
+                examples.iter().map(|e| (e.reference.as_deref().unwrap_or(""), None)).collect();
+            let ids: Vec<Vec<i64>> =
+                tokenizer.encode_rows(&targets, lengths.max_target)?.into_iter().map(|(ids, _)| ids).collect();
+            let ids: Vec<Vec<i64>> = ids
+                .into_iter()
+                .zip(&examples)
+                .map(|(ids, e)| if e.reference.is_some() { ids } else { Vec::new() })
+                .collect();
+            if let Some((i, _)) =
+                ids.iter().enumerate().find(|(i, ids)| ids.is_empty() && examples[*i].reference.is_some())
+            {
+                return Err(TrainError::Encode {
+                    task: task.name.to_string(),
+                    message: format!("the reference of example {} tokenizes to nothing", examples[i].id),
+                });
+            }
+            ids
+        } else {
+            Vec::new()
+        };
+        Ok(Self { task, examples, input_ids, token_type_ids, label_ids, target_ids })
     }
 
     /// Number of examples.
@@ -114,6 +150,12 @@ impl TaskData {
     /// Gold class indices.
     pub fn labels(&self) -> Vec<usize> {
         self.examples.iter().map(|e| e.label).collect()
+    }
+
+    /// The target ids of example `i`: its label string's (classification) or its reference's
+    /// (generation).
+    pub fn target_of(&self, i: usize) -> &[i64] {
+        if self.target_ids.is_empty() { &self.label_ids[self.examples[i].label] } else { &self.target_ids[i] }
     }
 }
 
@@ -167,11 +209,8 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
     let labels: Vec<usize> = rows.iter().map(|&(t, i)| tasks[t].examples[i].label).collect();
     let tasks_of = rows.iter().map(|&(t, _)| t).collect();
     if let FamilyModel::CausalLm(_) = backbone.family() {
-        let pairs: Vec<(&[i64], &[i64])> = rows
-            .iter()
-            .zip(&labels)
-            .map(|(&(t, i), &label)| (tasks[t].input_ids[i].as_slice(), tasks[t].label_ids[label].as_slice()))
-            .collect();
+        let pairs: Vec<(&[i64], &[i64])> =
+            rows.iter().map(|&(t, i)| (tasks[t].input_ids[i].as_slice(), tasks[t].target_of(i))).collect();
         return causal_rows(&pairs, pad, device).into_batch(labels, tasks_of);
     }
     let padded = mpt_models::pad_rows(
@@ -183,8 +222,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
     );
     let (decoder_input_ids, target_ids, target_mask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {
-            let targets: Vec<&Vec<i64>> =
-                rows.iter().zip(&labels).map(|(&(t, _), &label)| &tasks[t].label_ids[label]).collect();
+            let targets: Vec<&[i64]> = rows.iter().map(|&(t, i)| tasks[t].target_of(i)).collect();
             let t_len = targets.iter().map(|t| t.len()).max().unwrap_or(1);
             let start = m.decoder_start();
             let mut dec = Vec::with_capacity(rows.len());
@@ -194,7 +232,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
                 let mut d: Vec<i64> = std::iter::once(start).chain(target.iter().copied()).collect();
                 d.truncate(target.len());
                 d.resize(t_len, pad);
-                let mut t = target.clone();
+                let mut t = target.to_vec();
                 mask.extend((0..t_len).map(|j| if j < t.len() { 1.0f32 } else { 0.0 }));
                 t.resize(t_len, pad);
                 dec.push(d);

@@ -223,7 +223,56 @@ fn rank_continuations(
     (logp * rows.target_mask).sum_dim(1).reshape([chunk.len(), c])
 }
 
-/// Predictions and the task's metrics on `data`.
+/// Greedy generations, one per distinct input of `data` (a generation task), in the order of
+/// [`mpt_data::metrics::generation_inputs`], with `prompt` `[l, d]` prepended; at most `max_len`
+/// tokens each (EOS included).
+pub fn generate(
+    backbone: &dyn Backbone,
+    data: &TaskData,
+    prompt: Option<&Tensor<2>>,
+    batch_size: usize,
+    max_len: usize,
+    tokenizer: &mpt_models::TextTokenizer,
+    device: &Device,
+) -> Result<Vec<String>> {
+    let prompt = prompt.map(|p| p.clone().without_autodiff());
+    let firsts: Vec<usize> =
+        mpt_data::metrics::generation_inputs(&data.examples).into_iter().map(|(rows, _)| rows[0]).collect();
+    let max_len = max_len.max(1);
+    let mut order: Vec<usize> = (0..firsts.len()).collect();
+    order.sort_by_key(|&j| data.input_ids[firsts[j]].len());
+    let mut out = vec![String::new(); firsts.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let texts: Vec<String> = match backbone.family() {
+            FamilyModel::CausalLm(m) => {
+                let rows: Vec<Vec<i64>> = chunk.iter().map(|&j| data.input_ids[firsts[j]].clone()).collect();
+                let generated = m.generate(&rows, prompt.as_ref(), max_len, device);
+                generated.iter().map(|ids| tokenizer.decode(ids).unwrap_or_default()).collect()
+            }
+            FamilyModel::Seq2Seq(m) => {
+                let rows: Vec<(usize, usize)> = chunk.iter().map(|&j| (0, firsts[j])).collect();
+                let batch = make_batch(&[data], &rows, backbone, device);
+                let (enc, enc_mask) =
+                    m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), rows.len()));
+                let generated = m.generate_greedy(&enc, &enc_mask, max_len);
+                generated.iter().map(|ids| tokenizer.decode(&ids[1..]).unwrap_or_default()).collect()
+            }
+            FamilyModel::Encoder(_) => {
+                return Err(crate::error::TrainError::Encode {
+                    task: data.task.name.to_string(),
+                    message: "an encoder does not generate text".into(),
+                });
+            }
+        };
+        for (&j, text) in chunk.iter().zip(texts) {
+            out[j] = text.trim().to_string();
+        }
+    }
+    Ok(out)
+}
+
+/// Predictions and the task's metrics on `data` (a generation task: no class predictions, the
+/// generation metrics of [`generate`]'s texts).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     backbone: &dyn Backbone,
@@ -236,6 +285,13 @@ pub fn evaluate(
     decoding: Decoding,
     tokenizer: &mpt_models::TextTokenizer,
 ) -> Result<(Vec<usize>, Scores)> {
+    if data.task.kind == mpt_data::TaskKind::Generation {
+        // As long as the longest reference target (truncated to the target limit).
+        let max_len = data.target_ids.iter().map(Vec::len).max().unwrap_or(1);
+        let texts = generate(backbone, data, prompt, batch_size, max_len, tokenizer, &heads.device())?;
+        let scores = mpt_data::metrics::evaluate_generation(data.task, &data.examples, &texts)?;
+        return Ok((Vec::new(), scores));
+    }
     let predicted = predict(backbone, heads, task_index, data, prompt, linear, batch_size, decoding, tokenizer)?;
     let scores = mpt_data::metrics::evaluate(data.task, &data.examples, &predicted)?;
     Ok((predicted, scores))

@@ -63,6 +63,7 @@ mod tests {
             label,
             score: None,
             group: None,
+            reference: None,
         }
     }
 
