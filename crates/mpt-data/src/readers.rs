@@ -53,7 +53,7 @@ impl LoadReport {
 /// Fails with [`DataError::MissingFile`] (naming the task's expected layout) when it is absent.
 pub fn read_source(root: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec<Example>, LoadReport), DataError> {
     let path = root.join(file.path);
-    if !path.is_file() {
+    if !path.is_file() && !(file.reader == Reader::WebNlg && path.is_dir()) {
         return Err(DataError::MissingFile { path, task: task.name.to_string(), layout: task.layout() });
     }
     read_file(&path, task, file)
@@ -120,6 +120,7 @@ fn read_records(
         Reader::Jsonl { fields, label } => read_jsonl(path, fields, label)?,
         Reader::JsonObject { fields, label } => read_json_object(path, fields, label)?,
         Reader::MultiRc => read_multirc(path, task.expect("MultiRC files are read for their task"), file)?,
+        Reader::WebNlg => read_webnlg(path)?,
     })
 }
 
@@ -494,6 +495,97 @@ fn read_json_object(
             Ok(Record { line, row, fields, label, group: None })
         })
         .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// WebNLG
+
+/// `*.xml` files under `dir`, recursively, in path order.
+fn xml_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), DataError> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| DataError::Io { path: dir.to_path_buf(), source })?
+        .map(|e| e.map(|e| e.path()).map_err(|source| DataError::Io { path: dir.to_path_buf(), source }))
+        .collect::<Result<_, _>>()?;
+    entries.sort();
+    for p in entries {
+        if p.is_dir() {
+            xml_files(&p, out)?;
+        } else if p.extension().is_some_and(|e| e == "xml") {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// Reads a WebNLG file or folder (see [`Reader::WebNlg`]); rows are numbered across files.
+fn read_webnlg(path: &Path) -> Result<Vec<Record>, DataError> {
+    let mut files = Vec::new();
+    if path.is_dir() {
+        xml_files(path, &mut files)?;
+    } else {
+        files.push(path.to_path_buf());
+    }
+    let mut out = Vec::new();
+    for file in files {
+        let text = read_text(&file)?;
+        let line_of = |pos: usize| text[..pos.min(text.len())].bytes().filter(|&b| b == b'\n').count() as u64 + 1;
+        let doc = roxmltree::Document::parse(&text).map_err(|e| DataError::Malformed {
+            path: file.clone(),
+            line: u64::from(e.pos().row),
+            field: "xml".to_string(),
+            expected: "a WebNLG benchmark XML file".to_string(),
+            found: e.to_string(),
+        })?;
+        for entry in doc.descendants().filter(|n| n.has_tag_name("entry")) {
+            let line = line_of(entry.range().start);
+            let malformed = |field: &str, expected: &str, found: String| DataError::Malformed {
+                path: file.clone(),
+                line,
+                field: field.to_string(),
+                expected: expected.to_string(),
+                found,
+            };
+            let triples: Vec<String> = entry
+                .children()
+                .filter(|n| n.has_tag_name("modifiedtripleset"))
+                .flat_map(|set| set.children().filter(|n| n.has_tag_name("mtriple")))
+                .map(|t| {
+                    let parts: Vec<String> =
+                        t.text().unwrap_or("").split('|').map(|p| p.trim().replace('_', " ")).collect();
+                    parts.join(" | ")
+                })
+                .collect();
+            if triples.is_empty() || triples.iter().any(|t| t.split(" | ").count() != 3) {
+                return Err(malformed(
+                    "modifiedtripleset",
+                    "one or more <mtriple> elements `subject | predicate | object`",
+                    format!("{} triples", triples.len()),
+                ));
+            }
+            let triples = triples.join(" && ");
+            for lex in entry.children().filter(|n| n.has_tag_name("lex")) {
+                let reference = lex.text().unwrap_or("").trim().to_string();
+                if reference.is_empty() {
+                    return Err(DataError::Malformed {
+                        path: file.clone(),
+                        line: line_of(lex.range().start),
+                        field: "lex".to_string(),
+                        expected: "a reference text".to_string(),
+                        found: "an empty <lex>".to_string(),
+                    });
+                }
+                let row = out.len();
+                out.push(Record {
+                    line: line_of(lex.range().start),
+                    row,
+                    fields: vec![("triples", triples.clone())],
+                    label: reference,
+                    group: None,
+                });
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn read_multirc(path: &Path, task: &TaskSpec, file: &SourceFile) -> Result<Vec<Record>, DataError> {

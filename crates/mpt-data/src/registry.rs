@@ -100,6 +100,11 @@ pub enum Reader {
         /// Column index of the label.
         label: usize,
     },
+    /// WebNLG 2017 XML: a folder of `*.xml` benchmark files (read in path order, recursively)
+    /// or one file; one example per `<lex>` of each `<entry>`, field `triples` = the entry's
+    /// `<modifiedtripleset>` linearised as `subject | predicate | object` joined by ` && `,
+    /// underscores read as spaces; the reference is the `<lex>` text.
+    WebNlg,
     /// SuperGLUE MultiRC JSONL: one passage per line, one example per answer, fields
     /// `paragraph`, `question`, `answer`; group = the question.
     MultiRc,
@@ -129,6 +134,7 @@ impl Reader {
                 fields.iter().map(|(_, p)| p.trim_start_matches('/')).collect::<Vec<_>>().join(", "),
                 label.trim_start_matches('/')
             ),
+            Reader::WebNlg => "WebNLG 2017 XML (benchmark/entries/entry: modifiedtripleset, lex)".to_string(),
             Reader::MultiRc => "SuperGLUE MultiRC JSON Lines (passage.text, passage.questions[].answers[])".to_string(),
         }
     }
@@ -453,6 +459,12 @@ const E2E_TRAIN: SourceFile = e2e("train", "e2e/trainset.csv");
 const E2E_DEV: SourceFile = e2e("dev", "e2e/devset.csv");
 const E2E_TEST: SourceFile = e2e("test", "e2e/testset_w_refs.csv");
 const GEN: &[Metric] = &[Metric::Bleu, Metric::Chrf, Metric::RougeL];
+const fn webnlg(key: &'static str, path: &'static str) -> SourceFile {
+    SourceFile { key, path, reader: Reader::WebNlg, labels: LabelKind::Text }
+}
+const WEBNLG_TRAIN: SourceFile = webnlg("train", "webnlg/train");
+const WEBNLG_DEV: SourceFile = webnlg("dev", "webnlg/dev");
+const WEBNLG_TEST: SourceFile = webnlg("test", "webnlg/test/testdata_with_lex.xml");
 
 const CB_TRAIN: SourceFile = jsonl("train", "cb/train.jsonl", J_PH, RAW_NLI3);
 const CB_VAL: SourceFile = jsonl("val", "cb/val.jsonl", J_PH, RAW_NLI3);
@@ -517,7 +529,8 @@ const fn spec(
     }
 }
 
-/// All registered tasks: the 5 sources, the 12 classification targets, then E2E (generation).
+/// All registered tasks: the 5 sources, the 12 classification targets, then E2E and WebNLG
+/// (generation).
 ///
 /// | task | T5 input template | segment A | segment B | labels |
 /// |---|---|---|---|---|
@@ -539,6 +552,7 @@ const fn spec(
 /// | scitail | `scitail premise: {premise} hypothesis: {hypothesis}` | `{premise}` | `{hypothesis}` | entailment, not entailment |
 /// | paws | `paws sentence1: {sentence1} sentence2: {sentence2}` | `{sentence1}` | `{sentence2}` | not equivalent, equivalent |
 /// | e2e | `e2e mr: {mr}` | `{mr}` | – | (generation: the `ref` text) |
+/// | webnlg | `webnlg triples: {triples}` | `{triples}` | – | (generation: each `<lex>` text) |
 pub static TASKS: &[TaskSpec] = &[
     // ---- sources
     TaskSpec {
@@ -815,13 +829,29 @@ pub static TASKS: &[TaskSpec] = &[
             SplitPlan::Given { train: E2E_TRAIN, dev: E2E_DEV, test: E2E_TEST, dedup_test: false },
         )
     },
+    TaskSpec {
+        kind: TaskKind::Generation,
+        ..spec(
+            "webnlg",
+            &["webnlg2017", "web_nlg"],
+            "webnlg",
+            Role::Target,
+            "webnlg triples: {triples}",
+            "{triples}",
+            None,
+            &[],
+            GEN,
+            SplitPlan::Given { train: WEBNLG_TRAIN, dev: WEBNLG_DEV, test: WEBNLG_TEST, dedup_test: false },
+        )
+    },
 ];
 
 /// Canonical names of the source tasks, in registry order.
 pub const SOURCE_TASKS: &[&str] = &["sst2", "mnli", "qnli", "qqp", "snli"];
 /// Canonical names of the target tasks, in registry order.
-pub const TARGET_TASKS: &[&str] =
-    &["rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws", "e2e"];
+pub const TARGET_TASKS: &[&str] = &[
+    "rte", "mrpc", "cola", "stsb", "cb", "boolq", "wic", "wsc", "copa", "multirc", "scitail", "paws", "e2e", "webnlg",
+];
 
 /// Looks a task up by canonical name or alias, case-insensitively (`"SST-2"`, `"sts_b"`, …).
 ///

@@ -41,7 +41,7 @@ impl DataRoot {
 
     /// Files of `task` that are absent under this root (empty when the task is ready).
     pub fn missing_files(&self, task: &TaskSpec) -> Vec<PathBuf> {
-        task.files().iter().map(|f| self.path.join(f.path)).filter(|p| !p.is_file()).collect()
+        task.files().iter().map(|f| self.path.join(f.path)).filter(|p| !p.is_file() && !p.is_dir()).collect()
     }
 
     /// Checks that every file of `task` exists; the error names the first missing file and

@@ -55,6 +55,7 @@ const EXPECTED: &[(&str, usize, usize, usize)] = &[
     ("scitail", 1_000, 563, 563),
     ("paws", 7_000, 1_000, 8_000),
     ("e2e", 42_061, 4_672, 4_693),
+    ("webnlg", 18_102, 2_268, 4_928),
 ];
 /// Answers in the 476 MultiRC dev questions with the default seed.
 const MULTIRC_DEV_ANSWERS: usize = 2_482;
@@ -299,4 +300,20 @@ fn few_shot_on_real_training_data() {
     assert!(matches!(err, DataError::FewShot { available: 16, k: 32, .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("cb") && msg.contains("\"neutral\"") && msg.contains("16"), "{msg}");
+}
+
+#[test]
+fn webnlg_entries_are_linearised_triples_with_their_references() {
+    let Some(root) = data_root() else { return };
+    let task = task("webnlg");
+    let (test, _) = root.load_split(task, Split::Test, DEFAULT_SEED).expect("webnlg test");
+    // The first entry of testdata_with_lex.xml and its two <lex>.
+    assert_eq!(test[0].input, "webnlg triples: Abilene Regional Airport | cityServed | Abilene, Texas");
+    assert_eq!(test[0].reference.as_deref(), Some("Abilene, Texas is served by the Abilene regional airport."));
+    assert_eq!(test[1].input, test[0].input);
+    let inputs = mpt_data::metrics::generation_inputs(&test);
+    assert_eq!(inputs[0].1.len(), 2, "two references for the first entry");
+    assert!(inputs.len() <= 1_862, "at most one input per entry: {}", inputs.len());
+    let multi = test.iter().find(|e| e.input.contains(" && ")).expect("multi-triple entries");
+    assert_eq!(multi.input.matches(" && ").count() + 1, multi.input.matches(" | ").count() / 2);
 }
