@@ -543,6 +543,23 @@ fn jobs_2_makes_the_artifacts_of_the_sequential_run() {
     // A re-run with jobs finds everything done.
     let again = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "par", "--jobs", "2"]);
     assert!(again.contains("0 stage(s) ran, 7 already done"), "{again}");
+    // A device list is shared out between the stage processes (each log says which it got);
+    // the artifacts are the same.
+    let args = ["run", "-q", "tiny.toml", "--run-dir", "devs", "--jobs", "2", "--device", "cpu:0,cpu:1"];
+    ok_in(dir, &args);
+    assert_eq!(seq, run_outputs(&dir.join("devs")));
+    for stage in ["teacher/mnli", "teacher/qnli", "distill/mpt"] {
+        let log = std::fs::read_to_string(dir.join("devs/logs/stages").join(format!("{stage}.log"))).unwrap();
+        let first = log.lines().next().unwrap_or("");
+        assert!(
+            first == format!("mpt: stage {stage} on --device cpu:0") || first.ends_with("on --device cpu:1"),
+            "{log}"
+        );
+    }
+    let err = fail_in(dir, &["run", "-q", "tiny.toml", "--device", "cpu,cpu"]);
+    assert!(err.contains("--device cpu,cpu") && err.contains("--jobs N"), "{err}");
+    let err = fail_in(dir, &["run", "-q", "tiny.toml", "--jobs", "2", "--device", "cpu,nope"]);
+    assert!(err.contains("unknown --device \"nope\""), "{err}");
 }
 
 #[test]

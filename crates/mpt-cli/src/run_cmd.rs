@@ -25,7 +25,9 @@ pub struct RunArgs {
     /// Rerun stages whose name equals or starts with STAGE even if they are done.
     #[arg(long, value_name = "STAGE")]
     pub force: Vec<String>,
-    /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
+    /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in); with `--jobs N`, a
+    /// comma-separated list (`tch-cuda:0,tch-cuda:1`) the stage processes share out, each
+    /// starting on the device the fewest of them run on.
     #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
     /// Override the run folder (default: `run_dir` of the file, else runs/<name>).
@@ -91,7 +93,18 @@ pub fn run(args: RunArgs, tasks_files: &[PathBuf]) -> Result<()> {
     }
     let plan = mpt_pipeline::build(&pipeline);
     let options = RunOptions { dry_run: args.dry_run, only: args.only.clone(), force: args.force.clone() };
-    let device = parse_device(&args.device)?;
+    // `--device a,b`: a list the `--jobs` children share out; each entry must be usable here.
+    let devices: Vec<&str> = args.device.split(',').map(str::trim).collect();
+    if devices.len() > 1 && (args.executor != ExecutorKind::Local || args.jobs.unwrap_or(1) < 2) {
+        anyhow::bail!(
+            "--device {}: a device list is shared out between the stage processes of `--jobs N` (N >= 2) on this machine",
+            args.device
+        );
+    }
+    for d in &devices[1..] {
+        parse_device(d)?;
+    }
+    let device = parse_device(devices[0])?;
     let ui = CliUi { bars: Bars::new(args.quiet) };
     if let Some(stage) = &args.stage {
         let outcome = mpt_pipeline::run_stage(&pipeline, &plan, stage, &device, &ui.bars)
@@ -114,7 +127,8 @@ pub fn run(args: RunArgs, tasks_files: &[PathBuf]) -> Result<()> {
                     .with_context(|| format!("resolving {}", args.pipeline.display()))?,
                 run_dir: std::path::absolute(&pipeline.run_dir)
                     .with_context(|| format!("resolving {}", pipeline.run_dir.display()))?,
-                device: args.device.clone(),
+                devices: args.device.split(',').map(|d| d.trim().to_string()).collect(),
+                in_use: Default::default(),
                 threads: None,
                 tasks_files: tasks_files
                     .iter()
@@ -125,6 +139,8 @@ pub fn run(args: RunArgs, tasks_files: &[PathBuf]) -> Result<()> {
                 ExecutorKind::Local => {
                     let jobs = jobs.unwrap_or(1);
                     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+                    // CPU threads are split between the children; on accelerators each child's
+                    // host threads still share the cores.
                     let executor = Subprocess { threads: Some((cores / jobs).max(1)), ..stage };
                     mpt_pipeline::run_parallel(&pipeline, &plan, &options, &executor, &ui, jobs)
                 }

@@ -32,8 +32,11 @@ pub struct Subprocess {
     pub pipeline: PathBuf,
     /// The run folder (passed as `--run-dir`).
     pub run_dir: PathBuf,
-    /// The `--device` of the children.
-    pub device: String,
+    /// The `--device` of the children: one, or several (`--device tch-cuda:0,tch-cuda:1`) that
+    /// the running children share out, each child taking the one the fewest run on.
+    pub devices: Vec<String>,
+    /// Children running per device (shared by clones; sized on first use).
+    pub in_use: std::sync::Arc<std::sync::Mutex<Vec<usize>>>,
     /// CPU threads per child (`RAYON_NUM_THREADS`, `OPENBLAS_NUM_THREADS`); None leaves the
     /// environment as it is.
     pub threads: Option<usize>,
@@ -48,19 +51,44 @@ pub fn stage_log(run_dir: &Path, name: &str) -> PathBuf {
 
 impl Subprocess {
     /// The arguments of stage `name`'s process, after the binary.
-    fn args(&self, stage: &str) -> Vec<std::ffi::OsString> {
+    fn args(&self, stage: &str, device: &str) -> Vec<std::ffi::OsString> {
         let mut args: Vec<std::ffi::OsString> = vec!["run".into(), self.pipeline.clone().into(), "--run-dir".into()];
         args.push(self.run_dir.clone().into());
-        args.extend(["--device", &self.device, "--stage", stage, "--quiet"].map(Into::into));
+        args.extend(["--device", device, "--stage", stage, "--quiet"].map(Into::into));
         for file in &self.tasks_files {
             args.extend(["--tasks".into(), file.clone().into()]);
         }
         args
     }
 
-    fn command(&self, stage: &str) -> Command {
+    /// Takes the device with the fewest children on it; returns its index.
+    fn claim(&self) -> usize {
+        let mut used = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if used.len() != self.devices.len() {
+            *used = vec![0; self.devices.len()];
+        }
+        let i = (0..used.len()).min_by_key(|&i| (used[i], i)).unwrap_or(0);
+        if let Some(n) = used.get_mut(i) {
+            *n += 1;
+        }
+        i
+    }
+
+    fn release(&self, i: usize) {
+        let mut used = self.in_use.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = used.get_mut(i) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// The first device (what a batch script names).
+    fn device(&self) -> &str {
+        self.devices.first().map_or("cpu", String::as_str)
+    }
+
+    fn command(&self, stage: &str, device: &str) -> Command {
         let mut cmd = Command::new(&self.exe);
-        cmd.args(self.args(stage)).stdin(Stdio::null());
+        cmd.args(self.args(stage, device)).stdin(Stdio::null());
         if let Some(n) = self.threads {
             for var in THREAD_VARS {
                 cmd.env(var, n.to_string());
@@ -72,7 +100,7 @@ impl Subprocess {
     /// Stage `name`'s command as one shell line (each word single-quoted), for batch scripts.
     pub fn command_line(&self, stage: &str) -> String {
         std::iter::once(self.exe.clone().into_os_string())
-            .chain(self.args(stage))
+            .chain(self.args(stage, self.device()))
             .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
             .collect::<Vec<_>>()
             .join(" ")
@@ -90,9 +118,17 @@ impl Executor for Subprocess {
         if let Some(parent) = log.parent() {
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
-        let file = std::fs::File::create(&log).map_err(io(&log))?;
+        let mut file = std::fs::File::create(&log).map_err(io(&log))?;
         let err_file = file.try_clone().map_err(io(&log))?;
-        let status = self.command(name).stdout(file).stderr(err_file).status().map_err(io(&self.exe))?;
+        let slot = self.claim();
+        let device = self.devices.get(slot).map_or("cpu", String::as_str);
+        if self.devices.len() > 1 {
+            use std::io::Write;
+            writeln!(file, "mpt: stage {name} on --device {device}").map_err(io(&log))?;
+        }
+        let status = self.command(name, device).stdout(file).stderr(err_file).status();
+        self.release(slot);
+        let status = status.map_err(io(&self.exe))?;
         if !status.success() {
             let text = std::fs::read_to_string(&log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev().collect();
