@@ -53,7 +53,8 @@ impl LoadReport {
 /// Fails with [`DataError::MissingFile`] (naming the task's expected layout) when it is absent.
 pub fn read_source(root: &Path, task: &TaskSpec, file: &SourceFile) -> Result<(Vec<Example>, LoadReport), DataError> {
     let path = root.join(file.path);
-    if !path.is_file() && !(file.reader == Reader::WebNlg && path.is_dir()) {
+    let present = path.is_file() || (file.reader == Reader::WebNlg && path.is_dir());
+    if !present {
         return Err(DataError::MissingFile { path, task: task.name.to_string(), layout: task.layout() });
     }
     read_file(&path, task, file)
