@@ -92,32 +92,10 @@ fn read_records(
             TsvLayout { quoting: false, delimiter: b'\t', header, columns, fields, label, skip_malformed },
             report,
         )?,
-        Reader::QuotedTsv { header, fields, label } => read_tsv(
-            path,
-            TsvLayout {
-                quoting: true,
-                delimiter: b'\t',
-                header: Some(header),
-                columns: header.len(),
-                fields,
-                label,
-                skip_malformed: false,
-            },
-            report,
-        )?,
-        Reader::Delimited { delimiter, header, fields, label } => read_tsv(
-            path,
-            TsvLayout {
-                quoting: true,
-                delimiter,
-                header: Some(header),
-                columns: header.len(),
-                fields,
-                label,
-                skip_malformed: false,
-            },
-            report,
-        )?,
+        Reader::QuotedTsv { header, fields, label } => read_quoted(path, b'\t', header, fields, label, report)?,
+        Reader::Delimited { delimiter, header, fields, label } => {
+            read_quoted(path, delimiter, header, fields, label, report)?
+        }
         Reader::Jsonl { fields, label } => read_jsonl(path, fields, label)?,
         Reader::JsonObject { fields, label } => read_json_object(path, fields, label)?,
         Reader::MultiRc => read_multirc(path, task.expect("MultiRC files are read for their task"), file)?,
@@ -227,6 +205,27 @@ struct TsvLayout {
     fields: &'static [(&'static str, usize)],
     label: usize,
     skip_malformed: bool,
+}
+
+/// A file with CSV quoting and a header line (`delimiter`-separated).
+fn read_quoted(
+    path: &Path,
+    delimiter: u8,
+    header: &'static [&'static str],
+    fields: &'static [(&'static str, usize)],
+    label: usize,
+    report: &mut LoadReport,
+) -> Result<Vec<Record>, DataError> {
+    let layout = TsvLayout {
+        quoting: true,
+        delimiter,
+        header: Some(header),
+        columns: header.len(),
+        fields,
+        label,
+        skip_malformed: false,
+    };
+    read_tsv(path, layout, report)
 }
 
 impl TsvLayout {

@@ -177,8 +177,9 @@ fn register_value(
     register(origin, key, name, &decl, base)
 }
 
-/// The first line of a toml/serde message that says what is wrong.
-fn one_line(message: &str) -> String {
+/// One line from a toml/serde message: the reason, then where (`line L, column C`) if known
+/// (also what `mpt-pipeline` shows for its own TOML).
+pub fn one_line(message: &str) -> String {
     let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let at = lines.iter().find_map(|l| l.strip_prefix("TOML parse error at ")).map(|a| format!(" ({a})"));
     let reason = lines

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{PipelineError, Result};
+use mpt_data::taskfile::one_line;
 
 /// `[prompt]`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,23 +325,8 @@ fn typed<T: DeserializeOwned>(
         let first = inner.split(['.', '[']).next().unwrap_or("");
         let prefix = if section.contains_key(first) { section_name } else { defaults_name };
         let key = if inner == "." || inner.is_empty() { prefix.to_string() } else { format!("{prefix}.{inner}") };
-        parse_err(path, key, tidy(&e.into_inner().to_string()))
+        parse_err(path, key, one_line(&e.into_inner().to_string()))
     })
-}
-
-/// One line from a toml/serde message: the reason, then where (`line L, column C`) if known.
-fn tidy(message: &str) -> String {
-    let lines: Vec<&str> = message.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    let location = lines.iter().find_map(|l| l.strip_prefix("TOML parse error at ")).map(|at| format!(" ({at})"));
-    let reason = lines
-        .iter()
-        .rev()
-        .find(|l| {
-            !l.starts_with("TOML parse error") && !l.starts_with('|') && !l.starts_with("in `") && !l.contains(" | ")
-        })
-        .copied()
-        .unwrap_or(message);
-    format!("{reason}{}", location.unwrap_or_default())
 }
 
 impl Pipeline {
@@ -357,7 +343,7 @@ impl Pipeline {
         let de = toml::Deserializer::parse(text).map_err(|e| parse_err(path, "(syntax)", e.to_string()))?;
         let file: PipelineFile = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
-            parse_err(path, key, tidy(&e.into_inner().to_string()))
+            parse_err(path, key, one_line(&e.into_inner().to_string()))
         })?;
         // Declared tasks first: everything below looks tasks up by name.
         // Their errors name the task file (or this file) and key, or the data file and line.

@@ -67,19 +67,11 @@ impl Slurm {
     /// (`--dependency=afterok`; `--kill-on-invalid-dep=yes` cancels it when one of them
     /// fails). Returns the job id.
     pub fn submit(&self, name: &str, after: &[String]) -> Result<String> {
-        let script_path = self.write_script(name)?;
-        let mut cmd = Command::new(&self.sbatch);
-        cmd.arg("--parsable").arg("--kill-on-invalid-dep=yes");
+        let mut flags = vec!["--kill-on-invalid-dep=yes".to_string()];
         if !after.is_empty() {
-            cmd.arg(format!("--dependency=afterok:{}", after.join(":")));
+            flags.push(format!("--dependency=afterok:{}", after.join(":")));
         }
-        let out = cmd
-            .arg(&script_path)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let job_id = stdout.lines().next().unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+        let (out, job_id) = self.sbatch(name, &flags)?;
         if !out.status.success() || job_id.is_empty() {
             return Err(PipelineError::Stage {
                 stage: name.to_string(),
@@ -92,6 +84,22 @@ impl Slurm {
             });
         }
         Ok(job_id)
+    }
+
+    /// Writes stage `name`'s script and runs `sbatch --parsable FLAGS SCRIPT`; returns its
+    /// output and the job id it printed (empty if none).
+    fn sbatch(&self, name: &str, flags: &[String]) -> Result<(std::process::Output, String)> {
+        let script_path = self.write_script(name)?;
+        let out = Command::new(&self.sbatch)
+            .arg("--parsable")
+            .args(flags)
+            .arg(&script_path)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let job_id = stdout.lines().next().unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+        Ok((out, job_id))
     }
 
     /// The batch script of stage `name`: `#SBATCH` lines, then the stage's command.
@@ -130,16 +138,7 @@ impl Executor for Slurm {
     fn execute(&self, job: &StageJob<'_>, _progress: &dyn Progress) -> Result<StageOutcome> {
         let name = &job.stage.name;
         let log = stage_log(&self.stage.run_dir, name);
-        let script_path = self.write_script(name)?;
-        let out = Command::new(&self.sbatch)
-            .arg("--parsable")
-            .arg("--wait")
-            .arg(&script_path)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let job_id = stdout.lines().next().unwrap_or("").split(';').next().unwrap_or("").trim().to_string();
+        let (out, job_id) = self.sbatch(name, &["--wait".to_string()])?;
         if !out.status.success() {
             let stderr = String::from_utf8_lossy(&out.stderr);
             return Err(PipelineError::Stage {
