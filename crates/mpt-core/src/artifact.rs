@@ -104,7 +104,8 @@ impl BackboneRef {
             "{} ({}, weights sha256 {}…)",
             self.name,
             self.arch,
-            &self.weights_sha256[..self.weights_sha256.len().min(12)]
+            // By characters: the field comes from a file and need not be ASCII hex.
+            self.weights_sha256.chars().take(12).collect::<String>()
         )
     }
 }

@@ -161,21 +161,9 @@ fn field_value(field: usize) -> BoxedStrategy<Value> {
             prop::collection::vec(any_text().prop_map(Value::from), 0..4).prop_map(Value::from).boxed()
         }
         "backbone" | "config" | "metrics" => any_json().boxed(),
-        // KNOWN BUG (issue 15): a non-ASCII `backbone.weights_sha256` makes `Artifact::load` with
-        // another backbone in use panic (BackboneRef::describe slices the string at byte 12;
-        // `non_ascii_weights_sha256_is_an_error_not_a_panic` below, #[ignore]d until fixed).
-        // Kept ASCII here so the property stays green; drop the filter with the fix.
-        "weights_sha256" => any_text().prop_map(|s| Value::from(ascii(&s))).boxed(),
         _ => any_text().prop_map(Value::from).boxed(),
     };
-    if path.last() == Some(&"weights_sha256") {
-        return typed;
-    }
     prop_oneof![3 => typed, 1 => any_json()].boxed()
-}
-
-fn ascii(s: &str) -> String {
-    s.chars().filter(char::is_ascii).collect()
 }
 
 /// The field paths of artifact.json.
@@ -445,14 +433,10 @@ fn the_originals_load() {
     }
 }
 
-/// KNOWN BUG (issue 15), kept as a failing regression test: `artifact.json` with a non-ASCII
-/// `backbone.weights_sha256`, loaded with another backbone in use (`mpt eval`/`adapt` on
-/// another model), panics in `BackboneRef::describe` (crates/mpt-core/src/artifact.rs:107,
-/// `&self.weights_sha256[..self.weights_sha256.len().min(12)]`: "end byte index 12 is not a char
-/// boundary") instead of returning `BackboneMismatch`. Un-ignore with the fix (and drop the
-/// ASCII filter in `field_value`).
+/// Found by the property above: `artifact.json` with a non-ASCII `backbone.weights_sha256`,
+/// loaded with another backbone in use, panicked in `BackboneRef::describe` (it cut the string
+/// at byte 12, inside a character); it is a `BackboneMismatch` error.
 #[test]
-#[ignore = "known bug: BackboneRef::describe slices a non-ASCII weights_sha256 inside a character"]
 fn non_ascii_weights_sha256_is_an_error_not_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("a");
