@@ -52,13 +52,13 @@ pub struct RunStatus {
 pub fn status(run_dir: &Path) -> Result<RunStatus> {
     let copy = run_dir.join("pipeline.toml");
     if !copy.is_file() {
-        return Err(PipelineError::Io {
-            path: copy,
-            source: std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "not a run folder: `mpt run` copies the pipeline file there when it starts",
-            ),
-        });
+        let why = if run_dir.join(LOCK_FILE).is_file() {
+            "not a run folder yet: a run started here and stopped before it copied its pipeline file, \
+             so nothing has run (`mpt run PIPELINE` starts it again)"
+        } else {
+            "not a run folder: `mpt run` copies the pipeline file there when it starts"
+        };
+        return Err(PipelineError::Io { path: copy, source: std::io::Error::new(std::io::ErrorKind::NotFound, why) });
     }
     let mut pipeline = Pipeline::load(&copy)?;
     pipeline.run_dir = run_dir.to_path_buf();
