@@ -301,7 +301,7 @@ def check_model(mpt: Path, folder: Path, work: Path, chk: Checker) -> None:
     for k, v in theirs.items():
         chk.close(f"{tag} plain: PEFT {k} == mpt model forward", ours[k], v)
     back = work / f"{tag}-plain-back"
-    run([mpt, "import", "--format", "peft", exp, back, "--model", folder, "--kind", "teacher", "--tasks", "alpha"])
+    run([mpt, "import", "--format", "peft", exp, back, "--model", folder, "--kind", "teacher", "--task", "alpha"])
     got = np_load(str(back / "tensors.safetensors"))
     chk.identical(f"{tag} plain: export -> import prompt_embeddings", got["prompt_embeddings"], prompt)
 
@@ -367,7 +367,7 @@ def check_model(mpt: Path, folder: Path, work: Path, chk: Checker) -> None:
     chk.result(diff > 100 * chk.tol, f"{tag} multitask control: rows given another task's prompt differ",
                f"max abs diff {diff:.3e}")
     back = work / f"{tag}-multitask-back"
-    run([mpt, "import", "--format", "peft", exp, back, "--model", folder, "--tasks", ",".join(TASKS)])
+    run([mpt, "import", "--format", "peft", exp, back, "--model", folder, "--task", ",".join(TASKS)])
     got = np_load(str(back / "tensors.safetensors"))
     for key, v in mt_tensors.items():
         chk.identical(f"{tag} multitask: export -> import {key}", got[key], v)

@@ -893,6 +893,12 @@ fn stage_commands_chain_and_inspect_shows_the_lineage() {
     assert!(out.contains("multitask artifact mt") && out.contains("tasks:    mnli, qnli"), "{out}");
     // Prompt numbers plus the default linear heads (C·d + C: 99 for MNLI's 3 classes, 66 for 2).
     assert!(out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32) + 99 + 66)), "{out}");
+    // `--task` orders the sources (the global `--tasks FILE` is another flag).
+    let out = call(
+        "distill",
+        with_small(&["--teacher", "t-mnli", "--teacher", "t-qnli", "--task", "qnli,mnli", "--out", "mt2"]),
+    );
+    assert!(out.contains("tasks:    qnli, mnli"), "{out}");
     let out = call(
         "adapt",
         with_small(&["--target", "rte", "--method", "mpt", "--from", "mt", "--init", "source:qnli", "--out", "target"]),
@@ -1032,7 +1038,17 @@ fn every_subcommand_has_help() {
         ),
         (
             &["distill", "--help"],
-            &["--teacher", "--tasks", "--kappa", "--lambda", "--temperature", "--rank", "--no-decomposition", "--out"],
+            &[
+                "--teacher",
+                "--task",
+                "--tasks",
+                "--kappa",
+                "--lambda",
+                "--temperature",
+                "--rank",
+                "--no-decomposition",
+                "--out",
+            ],
         ),
         (&["adapt", "--help"], &["--target", "--method", "--from", "--init", "--prompt-len", "--few-shot-k", "--out"]),
         (
@@ -1041,7 +1057,7 @@ fn every_subcommand_has_help() {
         ),
         (&["run", "--help"], &["--dry-run", "--only", "--force", "--device", "--run-dir", "--quiet"]),
         (&["export", "--help"], &["--format", "--task-type", "--base-model", "--task", "--overwrite"]),
-        (&["import", "--help"], &["--format", "--model", "--kind", "--tasks", "--overwrite"]),
+        (&["import", "--help"], &["--format", "--model", "--kind", "--task", "--tasks", "--overwrite"]),
         (&["inspect", "--help"], &["--json"]),
     ];
     for (args, needles) in cases {

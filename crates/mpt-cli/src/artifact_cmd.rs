@@ -87,9 +87,9 @@ pub struct ImportArgs {
     /// Artifact kind (default multitask for MULTITASK_PROMPT_TUNING, target for PROMPT_TUNING).
     #[arg(long, value_enum)]
     pub kind: Option<KindArg>,
-    /// Task names, comma-separated (default task0, task1, ...; a teacher needs one).
-    #[arg(long, value_delimiter = ',')]
-    pub tasks: Vec<String>,
+    /// Task names (repeatable or comma-separated; default task0, task1, ...; a teacher needs one).
+    #[arg(long = "task", value_name = "TASK", value_delimiter = ',')]
+    pub task_names: Vec<String>,
     /// Replace OUTDIR if it already holds an artifact.
     #[arg(long)]
     pub overwrite: bool,
@@ -173,7 +173,7 @@ pub fn import(args: ImportArgs) -> Result<()> {
     };
     peft::check_output_dir(&args.outdir, args.overwrite, mpt_core::artifact::META_FILE)?;
     let backbone = BackboneRef::new(config.arch(), &fingerprint);
-    let artifact = peft::import_peft(&args.adapter_dir, &args.outdir, backbone, dim, kind, args.tasks)
+    let artifact = peft::import_peft(&args.adapter_dir, &args.outdir, backbone, dim, kind, args.task_names)
         .with_context(|| format!("importing PEFT adapter {}", args.adapter_dir.display()))?;
     println!(
         "wrote {} artifact {} ({} layout, tasks {}) to {}",

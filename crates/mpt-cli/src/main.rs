@@ -56,7 +56,7 @@ struct Cli {
     verbose: u8,
     /// A task file declaring your own tasks beside the built-in ones (repeatable; its
     /// `[tasks.NAME]` tables are then usable wherever a task name is: `--task NAME`, pipelines).
-    #[arg(long = "tasks", value_name = "FILE", global = true)]
+    #[arg(long = "tasks", id = "task_files", value_name = "FILE", global = true)]
     tasks: Vec<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,

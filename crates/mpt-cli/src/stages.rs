@@ -96,9 +96,10 @@ pub struct DistillArgs {
     /// Teacher artifact folders (one per source task).
     #[arg(long = "teacher", value_name = "DIR")]
     pub teachers: Vec<PathBuf>,
-    /// Source tasks in factor order (default: the teachers' tasks in the order given).
-    #[arg(long, value_delimiter = ',')]
-    pub tasks: Vec<String>,
+    /// Source tasks in factor order (repeatable or comma-separated; default: the teachers'
+    /// tasks in the order given).
+    #[arg(long = "task", value_name = "TASK", value_delimiter = ',')]
+    pub task_order: Vec<String>,
     /// Stage config (TOML with the fields of a distill config); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -147,8 +148,8 @@ pub fn distill(args: DistillArgs) -> Result<()> {
             data: Selection::default(),
         },
     };
-    if !args.tasks.is_empty() {
-        config.tasks = args.tasks.clone();
+    if !args.task_order.is_empty() {
+        config.tasks = args.task_order.clone();
     }
     if config.tasks.is_empty() {
         for dir in &args.teachers {
