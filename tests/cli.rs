@@ -1451,3 +1451,23 @@ fn a_generation_task_trains_evaluates_and_predicts_text_on_t5_and_is_refused_on_
     assert!(err.contains("e2e") && err.contains("generation task") && err.contains("encoder"), "{err}");
     assert!(!dir.join("b").exists());
 }
+
+#[test]
+fn a_pipeline_adapts_t5_to_a_generation_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = pipeline_toml("gen")
+        .replace(s(&fixture("bert-tiny")), s(&fixture("t5-v1_1-tiny")))
+        .replace("tasks = [\"rte\"]", "tasks = [\"e2e\"]")
+        .replace("[train]\n", "[train]\nlengths = { max_input = 64, max_target = 24 }\n");
+    std::fs::write(dir.join("gen.toml"), &text).unwrap();
+    let out = ok_in(dir, &["run", "-q", "gen.toml"]);
+    assert!(out.contains("gen: 7 stage(s) ran"), "{out}");
+    let report = std::fs::read_to_string(dir.join("runs/gen/report.md")).unwrap();
+    assert!(report.contains("| e2e |"), "{report}");
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs/gen/results/eval/mpt/e2e/k2-s0.json")).unwrap())
+            .unwrap();
+    let metrics: Vec<&str> = result["result"]["metrics"].as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(metrics, ["bleu", "chrf", "rouge_l"], "{result}");
+}

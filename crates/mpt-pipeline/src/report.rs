@@ -266,8 +266,8 @@ pub fn markdown(r: &Report) -> String {
         r.pipeline, r.backbone.name, r.backbone.arch, r.prompt_length, r.split
     );
     md.push_str(
-        "`majority` always predicts the train split's most frequent label and `no prompt` is the frozen backbone \
-         with the untrained head, both scored on the same rows with the same metrics. A score marked † does not \
+        "`majority` always predicts the train split's most frequent label (a generation task: its most frequent \
+         reference text) and `no prompt` is the frozen backbone with the untrained head, both scored on the same rows with the same metrics. A score marked † does not \
          beat the majority class by more than its seed spread (std; with one seed, by anything).\n\n",
     );
     let mut ks: Vec<Option<usize>> = r.summary.iter().map(|s| s.k).collect();
