@@ -30,7 +30,7 @@ pub fn few_shot_stratum(task: &TaskSpec, example: &Example) -> Result<usize, Dat
                 id: example.id.clone(),
                 problem: "regression example without a gold score".to_string(),
             })?;
-            Ok((score.max(0.0).floor() as usize).min(STSB_FEW_SHOT_BINS.len() - 1))
+            Ok(task.scale.bin(f64::from(score)))
         }
         // One stratum: k examples of a generation task are k rows.
         TaskKind::Generation => Ok(0),
@@ -77,7 +77,15 @@ pub fn sample_few_shot(task: &TaskSpec, pool: &[Example], k: usize, seed: u64) -
             .collect());
     }
     let (names, strata): (Vec<String>, usize) = match task.kind {
-        TaskKind::Regression => (STSB_FEW_SHOT_BINS.iter().map(|s| s.to_string()).collect(), STSB_FEW_SHOT_BINS.len()),
+        TaskKind::Regression => {
+            // The bins' names: STS-B's `[0,1)` … `[4,5]`, likewise for other ranges.
+            let (lo, width) = (task.scale.lo, (task.scale.hi - task.scale.lo) / 5.0);
+            let name = |i: usize| {
+                let close = if i == 4 { "]" } else { ")" };
+                format!("[{},{}{close}", lo + i as f64 * width, lo + (i + 1) as f64 * width)
+            };
+            ((0..5).map(name).collect(), 5)
+        }
         TaskKind::Classification => (task.labels.iter().map(|s| s.to_string()).collect(), task.num_classes()),
         TaskKind::Generation => (vec!["examples".to_string()], 1),
     };

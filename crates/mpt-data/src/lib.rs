@@ -28,8 +28,8 @@ pub use genmetrics::{Bleu, corpus_bleu, corpus_chrf, corpus_rouge_l};
 pub use metrics::{Metric, Scores, evaluate};
 pub use readers::{LoadReport, SkippedRow, read_file, read_source};
 pub use registry::{
-    LabelKind, Reader, Role, SOURCE_TASKS, SourceFile, SplitPlan, TARGET_TASKS, TASKS, TaskKind, TaskSpec, lookup,
-    tasks_with_role,
+    LabelKind, Reader, Role, SOURCE_TASKS, ScoreScale, SourceFile, SplitPlan, TARGET_TASKS, TASKS, TaskKind, TaskSpec,
+    lookup, tasks_with_role,
 };
 pub use root::{DEFAULT_DATA_ROOT, DataRoot};
 pub use sampler::MultitaskSampler;

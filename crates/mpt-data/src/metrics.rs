@@ -36,7 +36,7 @@ pub enum Metric {
     F1,
     /// Matthews correlation coefficient (`"matthews"`).
     Matthews,
-    /// Pearson correlation of bucket value `0.2 * index` with the gold score (`"pearson"`).
+    /// Pearson correlation of the bucket value (STS-B: `0.2 * index`) with the gold score (`"pearson"`).
     Pearson,
     /// Spearman rank correlation, average ranks for ties (`"spearman"`).
     Spearman,
@@ -316,7 +316,7 @@ pub fn evaluate(task: &TaskSpec, examples: &[Example], predicted: &[usize]) -> R
                     })
                     .collect::<Result<Vec<f64>, _>>()?;
                 let values: Vec<f64> =
-                    predicted.iter().map(|&p| if p == NO_LABEL { -1.0 } else { p as f64 * 0.2 }).collect();
+                    predicted.iter().map(|&p| if p == NO_LABEL { -1.0 } else { task.scale.value(p) }).collect();
                 if metric == Metric::Pearson { pearson(&values, &gold_scores) } else { spearman(&values, &gold_scores) }
             }
             Metric::Em => {

@@ -164,14 +164,14 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
             }
         },
         LabelKind::Score => {
-            let score: f64 = record
-                .label
-                .parse()
-                .map_err(|_| malformed("score", "a similarity score in 0..=5", format!("{:?}", record.label)))?;
-            if !(0.0..=5.0).contains(&score) {
-                return Err(malformed("score", "a similarity score in 0..=5", format!("{:?}", record.label)));
+            let scale = task.scale;
+            let expected = format!("a score in {}..={}", scale.lo, scale.hi);
+            let score: f64 =
+                record.label.parse().map_err(|_| malformed("score", &expected, format!("{:?}", record.label)))?;
+            if !(scale.lo..=scale.hi).contains(&score) {
+                return Err(malformed("score", &expected, format!("{:?}", record.label)));
             }
-            ((score * 5.0).round_ties_even() as usize, Some(score as f32))
+            (scale.bucket(score), Some(score as f32))
         }
     };
     let fill = |template: &str| {

@@ -193,6 +193,44 @@ pub enum SplitPlan {
     },
 }
 
+/// The score range and bucket width of a regression task: class `i` is the score
+/// `lo + i * step`, a gold score falls in bucket `round_ties_even((score - lo) * (1 / step))`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ScoreScale {
+    /// Lowest score.
+    pub lo: f64,
+    /// Highest score.
+    pub hi: f64,
+    /// Bucket width.
+    pub step: f64,
+}
+
+impl ScoreScale {
+    /// STS-B: 0 to 5 in steps of 0.2 (T5's `tf.round(score * 5) / 5`; 26 buckets).
+    pub const STSB: ScoreScale = ScoreScale { lo: 0.0, hi: 5.0, step: 0.2 };
+
+    /// The bucket of `score` (in range).
+    pub fn bucket(&self, score: f64) -> usize {
+        ((score - self.lo) * (1.0 / self.step)).round_ties_even().max(0.0) as usize
+    }
+
+    /// The score bucket `index` stands for.
+    pub fn value(&self, index: usize) -> f64 {
+        self.lo + index as f64 * self.step
+    }
+
+    /// Number of buckets from `lo` to `hi`.
+    pub fn buckets(&self) -> usize {
+        self.bucket(self.hi) + 1
+    }
+
+    /// The few-shot stratum of `score`: one of 5 equal-width bins over the range (STS-B:
+    /// `[0,1)`, …, `[4,5]`).
+    pub fn bin(&self, score: f64) -> usize {
+        (((score - self.lo).max(0.0) / ((self.hi - self.lo) / 5.0)).floor() as usize).min(4)
+    }
+}
+
 /// Everything the pipeline needs to know about one task.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TaskSpec {
@@ -226,6 +264,8 @@ pub struct TaskSpec {
     /// (official SNLI dev, LM-BFF k-shot files, MRPC's labelled MSR test file). Optional: not
     /// required by [`crate::DataRoot::check_task`]; read them with [`crate::read_source`].
     pub extra_files: &'static [SourceFile],
+    /// Regression tasks: the score range and buckets ([`ScoreScale::STSB`] elsewhere, unused).
+    pub scale: ScoreScale,
 }
 
 impl TaskSpec {
@@ -526,6 +566,7 @@ const fn spec(
         grouped: false,
         substitute: None,
         extra_files: &[],
+        scale: ScoreScale::STSB,
     }
 }
 

@@ -43,7 +43,7 @@ use serde::Deserialize;
 use crate::error::DataError;
 use crate::metrics::Metric;
 use crate::readers::read_file;
-use crate::registry::{HOLDOUT, LabelKind, Reader, Role, SourceFile, SplitPlan, TASKS, TaskKind, TaskSpec};
+use crate::registry::{HOLDOUT, LabelKind, Reader, Role, ScoreScale, SourceFile, SplitPlan, TASKS, TaskKind, TaskSpec};
 
 /// File format of a user task's data.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -99,6 +99,12 @@ pub struct TaskDecl {
     /// input with several references at evaluation).
     #[serde(default)]
     pub target: Option<String>,
+    /// Regression: `[lowest, highest]` score.
+    #[serde(default)]
+    pub range: Option<[f64; 2]>,
+    /// Regression: the bucket width (default: a 25th of the range, STS-B's 26 buckets).
+    #[serde(default)]
+    pub step: Option<f64>,
     /// Raw label values -> label strings.
     #[serde(default)]
     pub labels: Option<LabelsDecl>,
@@ -241,6 +247,38 @@ pub fn register(
     Ok(spec)
 }
 
+/// The score scale of a regression declaration: `range` required, `step` a whole fraction of it.
+fn score_scale(origin: &Path, key: &str, decl: &TaskDecl) -> Result<ScoreScale, DataError> {
+    let Some([lo, hi]) = decl.range else {
+        return Err(bad(origin, format!("{key}.range"), "a regression task needs range = [lowest, highest]"));
+    };
+    if !(lo.is_finite() && hi.is_finite() && lo < hi) {
+        return Err(bad(
+            origin,
+            format!("{key}.range"),
+            format!("expected finite [lowest, highest] with lowest < highest, found [{lo}, {hi}]"),
+        ));
+    }
+    let step = decl.step.unwrap_or((hi - lo) / 25.0);
+    let steps = (hi - lo) / step;
+    if !(step.is_finite() && step > 0.0) || (steps - steps.round()).abs() > 1e-6 || steps.round() > 1000.0 {
+        return Err(bad(
+            origin,
+            format!("{key}.step"),
+            format!("expected a positive width that divides the range into at most 1000 buckets, found {step}"),
+        ));
+    }
+    Ok(ScoreScale { lo, hi, step })
+}
+
+/// The label strings of a scale's buckets (`"0.0"`, `"0.2"`, … with as many decimals as the
+/// step and the lowest score need).
+fn bucket_labels(scale: ScoreScale) -> Vec<String> {
+    let exact = |x: f64, d: i32| ((x * 10f64.powi(d)).round() - x * 10f64.powi(d)).abs() < 1e-6;
+    let decimals = (0..=6).find(|&d| exact(scale.step, d) && exact(scale.lo, d)).unwrap_or(6).max(1) as usize;
+    (0..scale.buckets()).map(|i| format!("{:.*}", decimals, scale.value(i))).collect()
+}
+
 /// The `{field}` placeholders of `template`; `Err` for an unterminated one.
 fn placeholders(template: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();
@@ -302,19 +340,30 @@ fn build(
             return Err(bad(origin, format!("{key}.role"), format!("expected target or source, found {other:?}")));
         }
     };
-    let generation = match decl.kind.as_deref().map(str::trim) {
-        None | Some("classification") => false,
-        Some("generation") => true,
+    let (generation, regression) = match decl.kind.as_deref().map(str::trim) {
+        None | Some("classification") => (false, false),
+        Some("generation") => (true, false),
+        Some("regression") => (false, true),
         Some(other) => {
             return Err(bad(
                 origin,
                 format!("{key}.kind"),
-                format!("expected classification or generation, found {other:?}"),
+                format!("expected classification, regression or generation, found {other:?}"),
             ));
         }
     };
+    let scale = if regression { Some(score_scale(origin, key, decl)?) } else { None };
+    if !regression && (decl.range.is_some() || decl.step.is_some()) {
+        let k = if decl.range.is_some() { "range" } else { "step" };
+        return Err(bad(
+            origin,
+            format!("{key}.{k}"),
+            "only a regression task (kind = \"regression\") has a score range",
+        ));
+    }
     let metrics: Vec<Metric> = match &decl.metrics {
         None if generation => vec![Metric::Bleu, Metric::Chrf, Metric::RougeL],
+        None if regression => vec![Metric::Pearson, Metric::Spearman],
         None => vec![Metric::Accuracy],
         Some(list) if list.is_empty() => return Err(bad(origin, format!("{key}.metrics"), "name at least one metric")),
         Some(list) => list
@@ -325,6 +374,8 @@ fn build(
     let fits = |m: &Metric| {
         if generation {
             m.is_generation()
+        } else if regression {
+            matches!(m, Metric::Pearson | Metric::Spearman)
         } else {
             matches!(m, Metric::Accuracy | Metric::F1 | Metric::Matthews | Metric::MacroF1)
         }
@@ -332,6 +383,8 @@ fn build(
     if let Some(m) = metrics.iter().find(|m| !fits(m)) {
         let what = if generation {
             "a generation task's metrics are bleu, chrf and rouge_l"
+        } else if regression {
+            "a regression task's metrics are pearson and spearman"
         } else {
             "a classification task's metrics are accuracy, f1, matthews and macro_f1"
         };
@@ -371,8 +424,13 @@ fn build(
         (false, _, _) => return Err(bad(origin, format!("{key}.label"), "name the field holding the gold label")),
         (true, _, _) => return Err(bad(origin, format!("{key}.target"), "name the field holding the reference text")),
     };
-    if generation && decl.labels.is_some() {
-        return Err(bad(origin, format!("{key}.labels"), "a generation task has no label set"));
+    if (generation || regression) && decl.labels.is_some() {
+        let what = if generation {
+            "a generation task has no label set"
+        } else {
+            "a regression task's labels are its score buckets (range, step)"
+        };
+        return Err(bad(origin, format!("{key}.labels"), what));
     }
     let resolve = |p: &PathBuf| if p.is_absolute() { p.clone() } else { base.join(p) };
     let files: Vec<(&str, PathBuf)> =
@@ -423,6 +481,7 @@ fn build(
     // Labels: raw value -> class index.
     let (raw_to_label, labels): (Vec<(String, String)>, Vec<String>) = match &decl.labels {
         _ if generation => (Vec::new(), Vec::new()),
+        _ if regression => (Vec::new(), bucket_labels(scale.expect("regression has a scale"))),
         Some(LabelsDecl::Map(map)) => {
             if map.is_empty() {
                 return Err(bad(origin, format!("{key}.labels"), "map at least two raw values to labels"));
@@ -477,7 +536,13 @@ fn build(
             key: leak(*k),
             path: leak(path.to_string_lossy().into_owned()),
             reader: *reader,
-            labels: if generation { LabelKind::Text } else { LabelKind::Map(map) },
+            labels: if generation {
+                LabelKind::Text
+            } else if regression {
+                LabelKind::Score
+            } else {
+                LabelKind::Map(map)
+            },
         })
         .collect();
     // Read every file once: bad rows and unknown labels fail now, naming file and line.
@@ -487,7 +552,13 @@ fn build(
         aliases: &[],
         folder: leak(base.to_string_lossy().into_owned()),
         role,
-        kind: if generation { TaskKind::Generation } else { TaskKind::Classification },
+        kind: if generation {
+            TaskKind::Generation
+        } else if regression {
+            TaskKind::Regression
+        } else {
+            TaskKind::Classification
+        },
         template: leak(decl.input.clone()),
         segment_a: leak(decl.segment_a.clone().unwrap_or_else(|| decl.input.clone())),
         segment_b: decl.segment_b.clone().map(leak),
@@ -497,6 +568,7 @@ fn build(
         grouped: false,
         substitute: None,
         extra_files: &[],
+        scale: scale.unwrap_or(ScoreScale::STSB),
     };
     for (file, (_, path)) in source_files.iter().zip(&files) {
         let (examples, _) = read_file(path, &check, file)?;

@@ -173,3 +173,52 @@ fn a_name_declared_twice_differently_is_refused() {
     let err = load_task_file(&b).unwrap_err().to_string();
     assert!(err.contains("already declared differently") && err.contains("a.toml"), "{err}");
 }
+
+#[test]
+fn a_regression_task_buckets_its_scores() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut csv = String::from("text,rating\n");
+    for i in 0..20 {
+        csv.push_str(&format!("item {i},{}\n", 1.0 + (i % 9) as f64 * 0.5));
+    }
+    write(tmp.path(), "train.csv", &csv);
+    let file = write(
+        tmp.path(),
+        "tasks.toml",
+        "[tasks.ratings_r]\nkind = \"regression\"\nformat = \"csv\"\ntrain = \"train.csv\"\ninput = \"{text}\"\n\
+         label = \"rating\"\nrange = [1, 5]\nstep = 0.5\n",
+    );
+    let task = load_task_file(&file).unwrap()[0];
+    assert_eq!(task.kind, mpt_data::TaskKind::Regression);
+    assert_eq!(task.labels, ["1.0", "1.5", "2.0", "2.5", "3.0", "3.5", "4.0", "4.5", "5.0"]);
+    let names: Vec<&str> = task.metrics.iter().map(|m| m.name()).collect();
+    assert_eq!(names, ["pearson", "spearman"]);
+    let splits = DataRoot::default().load_splits(task, 3).unwrap();
+    let e = splits.train.iter().chain(&splits.dev).chain(&splits.test).find(|e| e.id == "ratings_r/train/3").unwrap();
+    assert_eq!((e.label, e.score), (3, Some(2.5)));
+    // Perfect bucket predictions correlate perfectly.
+    let predicted: Vec<usize> = splits.train.iter().map(|e| e.label).collect();
+    let scores = mpt_data::evaluate(task, &splits.train, &predicted).unwrap();
+    assert!((scores.0["pearson"] - 1.0).abs() < 1e-9, "{scores:?}");
+    // Out of range, no range, a step that does not divide it, labels on a regression task.
+    let err = error_of(
+        "bad_r1",
+        "kind = \"regression\"\nformat = \"csv\"\ntrain = \"train.csv\"\ninput = \"{text}\"\nlabel = \"stars\"\nrange = [1, 3]\n",
+        &reviews_csv(4),
+    );
+    assert!(err.contains("DIR/train.csv:2: field `score`: expected a score in 1..=3, found \"5\""), "{err}");
+    let err = error_of(
+        "bad_r2",
+        "kind = \"regression\"\nformat = \"csv\"\ntrain = \"train.csv\"\ninput = \"{text}\"\nlabel = \"stars\"\n",
+        &reviews_csv(4),
+    );
+    assert!(err.contains("`tasks.bad_r2.range`: a regression task needs range"), "{err}");
+    let err = error_of(
+        "bad_r3",
+        "kind = \"regression\"\nformat = \"csv\"\ntrain = \"train.csv\"\ninput = \"{text}\"\nlabel = \"stars\"\nrange = [0, 5]\nstep = 0.3\n",
+        &reviews_csv(4),
+    );
+    assert!(err.contains("`tasks.bad_r3.step`"), "{err}");
+    let err = error_of("bad_r4", &format!("{OK_BODY}range = [0, 5]\n"), &reviews_csv(4));
+    assert!(err.contains("`tasks.bad_r4.range`: only a regression task"), "{err}");
+}
