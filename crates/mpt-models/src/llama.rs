@@ -395,6 +395,55 @@ impl Llama {
         self.norm.forward(hidden)
     }
 
+    /// Greedy decoding's step with a key/value cache: hidden states `[1, n, d]` of `embeds`
+    /// `[1, n, d]` at positions `offset..offset + n`, attending to the `offset` positions whose
+    /// keys and values `cache` holds (one `([1, kv, offset, hd], same)` per layer, empty at the
+    /// start) and to themselves causally; appends their keys and values to `cache`. The same
+    /// arithmetic as [`Llama::forward_embeds`] on the whole sequence, one row, no padding.
+    fn forward_cached(&self, embeds: Tensor<3>, offset: usize, cache: &mut Vec<(Tensor<4>, Tensor<4>)>) -> Tensor<3> {
+        let [_, n, _] = embeds.dims();
+        let device = embeds.device();
+        let (h, kv, hd) = (self.config.num_attention_heads, self.config.kv_heads(), self.config.head_width());
+        let total = offset + n;
+        let causal: Vec<f32> =
+            (0..n).flat_map(|q| (0..total).map(move |k| if k > offset + q { f32::MIN } else { 0.0 })).collect();
+        let bias = Tensor::<2>::from_data(TensorData::new(causal, [n, total]), &device).unsqueeze::<4>();
+        let (cos, sin) = self.rotary(total, &device);
+        let (cos, sin) = (cos.slice([0..1, 0..1, offset..total, 0..hd]), sin.slice([0..1, 0..1, offset..total, 0..hd]));
+        let rope = |x: Tensor<4>| {
+            let [bb, hh, ll, _] = x.dims();
+            let first = x.clone().slice([0..bb, 0..hh, 0..ll, 0..hd / 2]);
+            let second = x.clone().slice([0..bb, 0..hh, 0..ll, hd / 2..hd]);
+            x * cos.clone() + Tensor::cat(vec![second.neg(), first], 3) * sin.clone()
+        };
+        let repeat = |x: Tensor<4>| {
+            if kv == h {
+                return x;
+            }
+            x.unsqueeze_dim::<5>(2).expand([1, kv, h / kv, total, hd]).reshape([1, h, total, hd])
+        };
+        let mut hidden = embeds;
+        for (i, block) in self.layers.iter().enumerate() {
+            let x = block.attention_norm.forward(hidden.clone());
+            let q = rope(split_heads(block.q.forward(x.clone()), h));
+            let mut k = rope(split_heads(block.k.forward(x.clone()), kv));
+            let mut v = split_heads(block.v.forward(x), kv);
+            if let Some((past_k, past_v)) = cache.get(i) {
+                k = Tensor::cat(vec![past_k.clone(), k], 2);
+                v = Tensor::cat(vec![past_v.clone(), v], 2);
+            }
+            if i < cache.len() {
+                cache[i] = (k.clone(), v.clone());
+            } else {
+                cache.push((k.clone(), v.clone()));
+            }
+            hidden = hidden + block.o.forward(merge_heads(attend(q, repeat(k), repeat(v), bias.clone())));
+            let x = block.mlp_norm.forward(hidden.clone());
+            hidden = hidden + block.down.forward(silu(block.gate.forward(x.clone())) * block.up.forward(x));
+        }
+        self.norm.forward(hidden)
+    }
+
     /// The checks of [`Llama::try_forward`]: ids `[B, S]` with `B, S ≥ 1`, a mask of the same
     /// shape, a prompt `[B, l ≥ 1, d]`, `l + S` within `max_position_embeddings`.
     pub fn check_forward(
@@ -445,9 +494,9 @@ impl Llama {
     }
 
     /// Greedy decoding of up to `max_new_tokens` per row, like `generate(do_sample=False)` on
-    /// each row alone: the row's real tokens (its mask) after the prompt, then one token at a
-    /// time (the whole sequence re-run each step: no cache). Returns `[B][N]` new tokens; after
-    /// EOS a row holds the pad id.
+    /// each row alone: the prompt and the row's tokens in one pass, then one token at a time
+    /// against the cached keys and values ([`Llama::forward_cached`]). Returns `[B][N]` new
+    /// tokens; after EOS a row holds the pad id.
     pub fn generate(
         &self,
         input_ids: &[Vec<i64>],
@@ -459,25 +508,30 @@ impl Llama {
         input_ids
             .iter()
             .map(|row| {
-                let mut ids = row.clone();
                 let mut out = Vec::with_capacity(max_new_tokens);
+                let mut cache = Vec::with_capacity(self.layers.len());
+                let n = row.len();
+                let t = Tensor::<2, Int>::from_data(TensorData::new(row.clone(), [1, n]), device);
+                let mut step = burn::tensor::module::embedding(self.embed_tokens.clone(), t);
+                if let Some(p) = prompt {
+                    step = Tensor::cat(vec![p.clone().unsqueeze::<3>(), step], 1);
+                }
+                let mut offset = 0;
                 let mut done = false;
                 for _ in 0..max_new_tokens {
                     if done {
                         out.push(pad);
                         continue;
                     }
-                    let n = ids.len();
-                    let t = Tensor::<2, Int>::from_data(TensorData::new(ids.clone(), [1, n]), device);
-                    let mask = Tensor::<2, Int>::ones([1, n], device);
-                    let prompt = prompt.map(|p| p.clone().unsqueeze::<3>());
-                    let hidden = self.forward_hidden(t, mask, prompt);
-                    let [_, total, d] = hidden.dims();
-                    let last = self.lm_logits(hidden.slice([0..1, total - 1..total, 0..d]));
+                    let [_, len, d] = step.dims();
+                    let hidden = self.forward_cached(step, offset, &mut cache);
+                    offset += len;
+                    let last = self.lm_logits(hidden.slice([0..1, len - 1..len, 0..d]));
                     let next = last.argmax(2).into_scalar::<i64>();
                     out.push(next);
-                    ids.push(next);
                     done = Some(next) == eos;
+                    let t = Tensor::<2, Int>::from_data(TensorData::new(vec![next], [1, 1]), device);
+                    step = burn::tensor::module::embedding(self.embed_tokens.clone(), t);
                 }
                 out
             })
