@@ -223,9 +223,18 @@ impl Attention {
 
     /// `x`: `[B, Lq, d]`, `kv`: `[B, Lk, d]`, `bias`: broadcastable to `[B, H, Lq, Lk]`.
     fn forward(&self, x: Tensor<3>, kv: Tensor<3>, bias: Tensor<4>, heads: usize) -> Tensor<3> {
+        let (k, v) = self.keys_values(kv, heads);
+        self.forward_kv(x, k, v, bias, heads)
+    }
+
+    /// The key and value heads `[B, H, Lk, dk]` of `kv` `[B, Lk, d]`.
+    fn keys_values(&self, kv: Tensor<3>, heads: usize) -> (Tensor<4>, Tensor<4>) {
+        (split_heads(self.k.forward(kv.clone()), heads), split_heads(self.v.forward(kv), heads))
+    }
+
+    /// `x` `[B, Lq, d]` attending to key and value heads `[B, H, Lk, dk]`.
+    fn forward_kv(&self, x: Tensor<3>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, heads: usize) -> Tensor<3> {
         let q = split_heads(self.q.forward(x), heads);
-        let k = split_heads(self.k.forward(kv.clone()), heads);
-        let v = split_heads(self.v.forward(kv), heads);
         // T5 does not scale scores by 1/sqrt(d_kv): the scale is folded into the weights.
         self.o.forward(merge_heads(attend(q, k, v, bias)))
     }
@@ -311,13 +320,18 @@ impl Stack {
 
     /// Relative position bias `[1, H, Lq, Lk]` from the first block's table.
     fn position_bias(&self, c: &T5Config, lq: usize, lk: usize, device: &Device) -> Tensor<4> {
+        self.position_bias_from(c, 0, lq, lk, device)
+    }
+
+    /// [`Stack::position_bias`] for queries at positions `first..first + lq`.
+    fn position_bias_from(&self, c: &T5Config, first: usize, lq: usize, lk: usize, device: &Device) -> Tensor<4> {
         let table =
             self.blocks[0].self_attn.relative_bias.clone().expect("first block carries the relative attention bias");
         let buckets: Vec<i64> = (0..lq)
             .flat_map(|q| (0..lk).map(move |k| (q, k)))
             .map(|(q, k)| {
                 relative_position_bucket(
-                    k as i64 - q as i64,
+                    k as i64 - (first + q) as i64,
                     self.bidirectional,
                     c.relative_attention_num_buckets,
                     c.relative_attention_max_distance,
@@ -342,6 +356,45 @@ impl Stack {
             if let (Some((norm, attn)), Some((memory, bias))) = (&block.cross, cross) {
                 let normed = norm.forward(hidden.clone());
                 hidden = hidden + attn.forward(normed, memory.clone(), bias.clone(), c.num_heads);
+            }
+            let normed = block.ff_norm.forward(hidden.clone());
+            hidden = hidden + block.ff.forward(normed, act);
+        }
+        self.final_norm.forward(hidden)
+    }
+
+    /// The decoder's step at `position` with a cache: hidden states `[B, 1, d]` of the token
+    /// embeddings `hidden` `[B, 1, d]`, attending to the keys and values of the positions before
+    /// (`cache`, one `[B, H, position, dk]` pair per block, appended to here) and to the encoder's
+    /// (`cross`, one pair per block) under `cross_bias`. The arithmetic of [`Stack::forward`] with
+    /// a causal mask, for the last position only.
+    fn forward_step(
+        &self,
+        c: &T5Config,
+        act: Act,
+        mut hidden: Tensor<3>,
+        position: usize,
+        cache: &mut Vec<(Tensor<4>, Tensor<4>)>,
+        cross: &[(Tensor<4>, Tensor<4>)],
+        cross_bias: &Tensor<4>,
+    ) -> Tensor<3> {
+        let self_bias = self.position_bias_from(c, position, 1, position + 1, &hidden.device());
+        for (i, block) in self.blocks.iter().enumerate() {
+            let normed = block.self_norm.forward(hidden.clone());
+            let (mut k, mut v) = block.self_attn.keys_values(normed.clone(), c.num_heads);
+            if let Some((past_k, past_v)) = cache.get(i) {
+                k = Tensor::cat(vec![past_k.clone(), k], 2);
+                v = Tensor::cat(vec![past_v.clone(), v], 2);
+            }
+            if i < cache.len() {
+                cache[i] = (k.clone(), v.clone());
+            } else {
+                cache.push((k.clone(), v.clone()));
+            }
+            hidden = hidden + block.self_attn.forward_kv(normed, k, v, self_bias.clone(), c.num_heads);
+            if let (Some((norm, attn)), Some((ck, cv))) = (&block.cross, cross.get(i)) {
+                let normed = norm.forward(hidden.clone());
+                hidden = hidden + attn.forward_kv(normed, ck.clone(), cv.clone(), cross_bias.clone(), c.num_heads);
             }
             let normed = block.ff_norm.forward(hidden.clone());
             hidden = hidden + block.ff.forward(normed, act);
@@ -563,7 +616,9 @@ impl T5 {
 
     /// Greedy decoding of up to `max_new_tokens` tokens, like `generate(do_sample=False,
     /// num_beams=1)`: rows start with the decoder start id; a row that produced EOS is padded
-    /// with the pad id; decoding stops when every row is done. Returns `[B][≤N+1]` ids.
+    /// with the pad id; decoding stops when every row is done. Each step runs the decoder for
+    /// the newest token only, against cached self-attention keys/values and the encoder's keys
+    /// and values computed once. Returns `[B][≤N+1]` ids.
     pub fn generate_greedy(
         &self,
         encoder_states: &Tensor<3>,
@@ -578,13 +633,30 @@ impl T5 {
         let (pad, eos) = (self.config.pad_token_id, self.config.eos_token_id);
         let mut rows: Vec<Vec<i64>> = vec![vec![self.config.decoder_start()]; b];
         let mut done = vec![false; b];
-        for _ in 0..max_new_tokens {
-            let t = rows[0].len();
-            let flat: Vec<i64> = rows.iter().flatten().copied().collect();
-            let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [b, t]), &device);
-            let logits = self.decode(ids, encoder_states, encoder_mask);
+        let cross: Vec<(Tensor<4>, Tensor<4>)> = self
+            .decoder
+            .blocks
+            .iter()
+            .filter_map(|block| block.cross.as_ref())
+            .map(|(_, attn)| attn.keys_values(encoder_states.clone(), self.config.num_heads))
+            .collect();
+        let cross_bias = mask_bias(encoder_mask.clone());
+        let mut cache = Vec::with_capacity(self.decoder.blocks.len());
+        for step in 0..max_new_tokens {
+            let newest: Vec<i64> = rows.iter().map(|r| r[r.len() - 1]).collect();
+            let ids = Tensor::<2, Int>::from_data(TensorData::new(newest, [b, 1]), &device);
+            let hidden = self.decoder.forward_step(
+                &self.config,
+                self.act,
+                self.embed_tokens(ids),
+                step,
+                &mut cache,
+                &cross,
+                &cross_bias,
+            );
+            let logits = self.lm_logits(hidden);
             let vocab = logits.dims()[2];
-            let last = logits.slice([0..b, t - 1..t, 0..vocab]).reshape([b, vocab]);
+            let last = logits.reshape([b, vocab]);
             let next: Vec<i64> = last.argmax(1).try_into_vec_as::<i64>().expect("argmax gives integers");
             for (row, (&token, finished)) in rows.iter_mut().zip(next.iter().zip(done.iter_mut())) {
                 if *finished {
