@@ -366,7 +366,7 @@ impl Stack {
     /// The decoder's step at `position` with a cache: hidden states `[B, 1, d]` of the token
     /// embeddings `hidden` `[B, 1, d]`, attending to the keys and values of the positions before
     /// (`cache`, one `[B, H, position, dk]` pair per block, appended to here) and to the encoder's
-    /// (`cross`, one pair per block) under `cross_bias`. The arithmetic of [`Stack::forward`] with
+    /// (`cross`: one pair per block, and the encoder mask's bias). The arithmetic of [`Stack::forward`] with
     /// a causal mask, for the last position only.
     fn forward_step(
         &self,
@@ -375,8 +375,7 @@ impl Stack {
         mut hidden: Tensor<3>,
         position: usize,
         cache: &mut Vec<(Tensor<4>, Tensor<4>)>,
-        cross: &[(Tensor<4>, Tensor<4>)],
-        cross_bias: &Tensor<4>,
+        (cross, cross_bias): (&[(Tensor<4>, Tensor<4>)], &Tensor<4>),
     ) -> Tensor<3> {
         let self_bias = self.position_bias_from(c, position, 1, position + 1, &hidden.device());
         for (i, block) in self.blocks.iter().enumerate() {
@@ -651,8 +650,7 @@ impl T5 {
                 self.embed_tokens(ids),
                 step,
                 &mut cache,
-                &cross,
-                &cross_bias,
+                (&cross, &cross_bias),
             );
             let logits = self.lm_logits(hidden);
             let vocab = logits.dims()[2];
