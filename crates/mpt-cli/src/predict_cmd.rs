@@ -43,6 +43,9 @@ pub struct PredictArgs {
     /// Backend: cpu, wgpu, tch-cpu, tch-cuda, cuda (as compiled in).
     #[arg(long, default_value = crate::device::DEFAULT_DEVICE)]
     pub device: String,
+    /// Hide the progress bar.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// One input line: its number, the object, its fields as strings.
@@ -127,7 +130,22 @@ pub fn predict(args: PredictArgs) -> Result<()> {
         }
     }
     let fields: Vec<Vec<(String, String)>> = rows.iter().map(|(_, _, f)| f.clone()).collect();
-    let predictions = predictor.predict(&fields)?;
+    // In chunks of a few batches, with a bar on a terminal (indicatif hides it otherwise).
+    let bar = indicatif::ProgressBar::new(fields.len() as u64);
+    if args.quiet {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("predict [{bar:30}] {pos}/{len} rows ETA {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let mut predictions = Vec::with_capacity(fields.len());
+    for chunk in fields.chunks(args.batch_size.max(1) * 8) {
+        predictions.extend(predictor.predict(chunk)?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
     let out: Box<dyn Write> = if args.output.as_os_str() == "-" {
         Box::new(std::io::stdout().lock())
     } else {
