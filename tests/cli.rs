@@ -496,6 +496,19 @@ fn run_a_tiny_pipeline_then_resume() {
     assert!(err.contains("no stage matches"), "{err}");
 }
 
+/// Every file under `dir`, recursively.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() { stack.push(path) } else { out.push(path) }
+        }
+    }
+    out
+}
+
 /// Every artifact id and result key under `run` (relative path -> id), the outputs that
 /// must not depend on how the stages were run.
 fn run_outputs(run: &Path) -> BTreeMap<String, String> {
@@ -648,6 +661,46 @@ fn the_slurm_executor_submits_each_stage_as_a_batch_job() {
     std::fs::write(dir.join("bad.toml"), text.replace("cpus = 1", "cores = 1")).unwrap();
     let err = fail_in(dir, &["run", "--dry-run", "bad.toml"]);
     assert!(err.contains("bad.toml") && err.contains("cores"), "{err}");
+}
+
+#[test]
+fn a_killed_slurm_run_resumes_to_the_same_artifacts() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    let sbatch = dir.join("sbatch");
+    std::fs::write(&sbatch, FAKE_SBATCH).unwrap();
+    std::fs::set_permissions(&sbatch, std::fs::Permissions::from_mode(0o755)).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    // The coordinator is SIGKILLed once the first job's artifact is there.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpt"))
+        .args(["run", "-q", "tiny.toml", "--executor", "slurm"])
+        .current_dir(dir)
+        .env("MPT_SBATCH", &sbatch)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !dir.join("runs/tiny/artifacts/teacher/mnli/artifact.json").is_file() {
+        assert!(started.elapsed().as_secs() < 120, "no artifact after 2 min");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Jobs already submitted run on (their sbatch outlives the coordinator here, as on a
+    // cluster); give them time to end.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let status =
+        String::from_utf8_lossy(&mpt_env(dir, &["status", "runs/tiny"], &[("MPT_SQUEUE", "false")]).stdout).to_string();
+    assert!(status.contains("no run in progress"), "{status}");
+    let args = ["run", "-q", "tiny.toml", "--executor", "slurm"];
+    let out = mpt_env(dir, &args, &[("MPT_SBATCH", s(&sbatch))]);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("runs/tiny")));
+    let stray: Vec<_> = walk(&dir.join("runs/tiny")).into_iter().filter(|p| s(p).contains(".tmp-")).collect();
+    assert!(stray.is_empty(), "{stray:?}");
 }
 
 #[test]
