@@ -1433,6 +1433,16 @@ fn a_pipeline_declares_tasks_in_a_file_or_inline() {
     assert!(report.contains("reviews"), "{report}");
     let status = ok_in(dir, &["status", "runs/own"]);
     assert!(status.ends_with("7 stages: 7 done\n"), "{status}");
+    // Editing a declared task's data reruns the stages on it, not the others.
+    let mut csv = std::fs::read_to_string(dir.join("reviews/train.csv")).unwrap();
+    csv.push_str("40,good good,5\n");
+    std::fs::write(dir.join("reviews/train.csv"), csv).unwrap();
+    let plan = ok_in(dir, &["run", "--dry-run", "own.toml"]);
+    let line = |stage: &str| plan.lines().find(|l| l.trim_start().starts_with(stage)).unwrap_or("").to_string();
+    assert!(line("teacher/mnli").ends_with("done"), "{plan}");
+    for stage in ["teacher/reviews_src", "distill/mpt", "adapt/vanilla/reviews/", "eval/vanilla/reviews/"] {
+        assert!(line(stage).contains("run ("), "{stage}: {plan}");
+    }
     // A bad inline declaration is refused by the dry run with the pipeline file and key.
     std::fs::write(dir.join("bad.toml"), text.replace("label = \"stars\"\n", "label = \"stars\"\nlabels = [\"1\"]\n"))
         .unwrap();

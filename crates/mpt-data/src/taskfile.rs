@@ -126,18 +126,28 @@ struct TaskFile {
     tasks: BTreeMap<String, toml::Value>,
 }
 
-/// Tasks registered in this process: (spec, what it was declared from, its definition).
-static REGISTERED: Mutex<Vec<(&'static TaskSpec, PathBuf, String)>> = Mutex::new(Vec::new());
+/// Tasks registered in this process: (spec, what it was declared from, its definition, the
+/// digest of the definition and its data files).
+static REGISTERED: Mutex<Vec<(&'static TaskSpec, PathBuf, String, String)>> = Mutex::new(Vec::new());
+
+/// The sha256 (hex) of a registered task's declaration and the bytes of its data files, `None`
+/// for a built-in or unknown task: what pipelines put in a stage's config so that editing a
+/// declaration or its data reruns the stages on it.
+pub fn digest(name: &str) -> Option<String> {
+    let wanted = name.trim().to_ascii_lowercase();
+    let tasks = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
+    tasks.iter().find(|(t, ..)| t.name == wanted || t.aliases.contains(&wanted.as_str())).map(|(.., d)| d.clone())
+}
 
 /// The registered user task called (or aliased) `wanted` (lowercase).
 pub(crate) fn registered(wanted: &str) -> Option<&'static TaskSpec> {
     let tasks = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
-    tasks.iter().map(|(t, _, _)| *t).find(|t| t.name == wanted || t.aliases.contains(&wanted))
+    tasks.iter().map(|(t, ..)| *t).find(|t| t.name == wanted || t.aliases.contains(&wanted))
 }
 
 /// Names of the registered user tasks, in registration order.
 pub(crate) fn registered_names() -> Vec<&'static str> {
-    REGISTERED.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, _, _)| t.name).collect()
+    REGISTERED.lock().unwrap_or_else(|e| e.into_inner()).iter().map(|(t, ..)| t.name).collect()
 }
 
 fn bad(path: &Path, key: impl Into<String>, message: impl Into<String>) -> DataError {
@@ -222,7 +232,7 @@ pub fn register(
     let definition = format!("{:?} {decl:?}", base);
     {
         let tasks = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((t, from, def)) = tasks.iter().find(|(t, _, _)| names.iter().any(|n| t.name == n.as_str())) {
+        if let Some((t, from, def, _)) = tasks.iter().find(|(t, ..)| names.iter().any(|n| t.name == n.as_str())) {
             if *def == definition && t.name == name {
                 return Ok(*t);
             }
@@ -234,8 +244,19 @@ pub fn register(
         }
     }
     let spec = build(origin, key, &name, names, decl, &base)?;
+    let digest = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(definition.as_bytes());
+        for file in spec.files() {
+            let bytes = std::fs::read(file.path).map_err(|source| DataError::Io { path: file.path.into(), source })?;
+            h.update((bytes.len() as u64).to_le_bytes());
+            h.update(&bytes);
+        }
+        hex::encode(h.finalize())
+    };
     let mut tasks = REGISTERED.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((t, _, def)) = tasks.iter().find(|(t, _, _)| t.name == name) {
+    if let Some((t, _, def, _)) = tasks.iter().find(|(t, ..)| t.name == name) {
         // Registered meanwhile by another thread.
         return if *def == definition {
             Ok(*t)
@@ -243,7 +264,7 @@ pub fn register(
             Err(bad(origin, key, format!("task {name:?} is declared twice with different definitions")))
         };
     }
-    tasks.push((spec, origin.to_path_buf(), definition));
+    tasks.push((spec, origin.to_path_buf(), definition, digest));
     Ok(spec)
 }
 

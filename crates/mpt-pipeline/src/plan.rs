@@ -108,7 +108,26 @@ pub fn build(p: &Pipeline) -> Plan {
     if p.file.eval.sources {
         push_source_evals(p, &sources, &teachers, &distills, &mut stages);
     }
+    for stage in &mut stages {
+        mark_declared_tasks(&mut stage.kind);
+    }
     Plan { stages }
+}
+
+/// Puts the digest of the task-file tasks a stage works on into its data selection (none for
+/// built-in tasks: their configs, and so their artifact ids, are unchanged).
+fn mark_declared_tasks(kind: &mut StageKind) {
+    let (tasks, data) = match kind {
+        StageKind::Teacher(c) => (vec![c.task.clone()], &mut c.data),
+        StageKind::Distill(c) => (c.tasks.clone(), &mut c.data),
+        StageKind::Adapt(c) => (c.targets.clone(), &mut c.data),
+        StageKind::Eval(c) => (vec![c.task.clone()], &mut c.data),
+        StageKind::Provided(_) => return,
+    };
+    let digests: Vec<String> = tasks.iter().filter_map(|t| mpt_data::taskfile::digest(t)).collect();
+    if !digests.is_empty() {
+        data.task_digest = Some(digests.join("+"));
+    }
 }
 
 /// Whether any stage uses the teachers: distillation (λ > 0), `P*` from their mean, SPoT, or

@@ -224,8 +224,11 @@ pub fn write(pipeline: &Pipeline, plan: &Plan, backbone: &BackboneRef) -> Result
     }
     let summary = summarize(&rows);
     let state = read_state(run_dir);
-    let stage_seconds: BTreeMap<String, f64> =
-        plan.stages.iter().filter_map(|s| state.get(&s.name).map(|r| (s.name.clone(), r.seconds))).collect();
+    let stage_seconds: BTreeMap<String, f64> = plan
+        .stages
+        .iter()
+        .filter_map(|s| state.get(&s.name).and_then(|r| r.seconds).map(|t| (s.name.clone(), t)))
+        .collect();
     let total_seconds = stage_seconds.values().sum();
     let plots = crate::plots::draw(run_dir, &summary, &curves)?;
     let report = Report {

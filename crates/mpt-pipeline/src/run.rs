@@ -82,8 +82,10 @@ pub enum Status {
 /// Per-stage record kept in `state.json`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StageRecord {
-    /// Wall time of the last run.
-    pub seconds: f64,
+    /// Wall time of the last run; `None` when a run found the stage's output already there
+    /// without a record (its own run was interrupted between writing it and recording it).
+    #[serde(default)]
+    pub seconds: Option<f64>,
     /// Unix time it finished.
     pub finished_at: u64,
     /// Artifact id or result key.
@@ -642,6 +644,14 @@ impl<'a> Coordinator<'a> {
         if status == Status::Done && !self.options.forces(&stage.name) {
             self.runner.outputs[i] = self.runner.output_of(i);
             self.summary.skipped.push(stage.name.clone());
+            // An output made by a run stopped before it recorded it: recorded now (no wall time).
+            if let Some(output) = self.runner.outputs[i].clone()
+                && self.state.get(&stage.name).is_none_or(|r| r.output != output)
+            {
+                let finished_at = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+                self.state.insert(stage.name.clone(), StageRecord { seconds: None, finished_at, output });
+                write_state(&pipeline.run_dir, &self.state)?;
+            }
             return Ok(Next::Settled);
         }
         let parents = self.runner.parent_ids(i).ok_or_else(|| self.runner.missing_inputs(i))?;
@@ -683,7 +693,7 @@ impl<'a> Coordinator<'a> {
         self.state.insert(
             name.clone(),
             StageRecord {
-                seconds,
+                seconds: Some(seconds),
                 finished_at: SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
                 output,
             },

@@ -77,7 +77,7 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
             let name = stage.name.clone();
             let log = Some(stage_log(run_dir, &name)).filter(|p| p.is_file());
             let state = match status {
-                Status::Done => StageState::Done(state.get(&name).map(|r| r.seconds)),
+                Status::Done => StageState::Done(state.get(&name).and_then(|r| r.seconds)),
                 Status::Pending(why) => {
                     if let Some(q) = queue.as_ref().and_then(|q| q.get(&name)) {
                         StageState::Queued(q.clone())

@@ -29,6 +29,11 @@ pub struct Selection {
     pub max_test: Option<usize>,
     /// Seed of the few-shot draw and the subsets.
     pub sample_seed: u64,
+    /// Set by a pipeline for stages on tasks declared in task files: a digest of those tasks'
+    /// declarations and data files, so that editing either reruns the stages (built-in tasks:
+    /// none, and the field is left out of the config).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_digest: Option<String>,
 }
 
 impl Default for Selection {
@@ -40,6 +45,7 @@ impl Default for Selection {
             max_dev: None,
             max_test: None,
             sample_seed: 0,
+            task_digest: None,
         }
     }
 }
