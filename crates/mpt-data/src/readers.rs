@@ -130,6 +130,13 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
         expected: expected.to_string(),
         found,
     };
+    let unknown = |known: String| DataError::UnknownLabel {
+        path: path.to_path_buf(),
+        line: record.line,
+        task: task.name.to_string(),
+        found: record.label.clone(),
+        expected: format!("one of {known}"),
+    };
     let mut reference = None;
     let (label, score) = match file.labels {
         LabelKind::Text => {
@@ -141,27 +148,11 @@ fn to_example(path: &Path, task: &TaskSpec, file: &SourceFile, record: Record) -
         }
         LabelKind::Raw(raw) => match raw.iter().position(|r| *r == record.label) {
             Some(index) => (index, None),
-            None => {
-                return Err(DataError::UnknownLabel {
-                    path: path.to_path_buf(),
-                    line: record.line,
-                    task: task.name.to_string(),
-                    found: record.label.clone(),
-                    expected: format!("one of {}", raw.join(", ")),
-                });
-            }
+            None => return Err(unknown(raw.join(", "))),
         },
         LabelKind::Map(map) => match map.iter().find(|(r, _)| *r == record.label) {
             Some((_, index)) => (*index, None),
-            None => {
-                return Err(DataError::UnknownLabel {
-                    path: path.to_path_buf(),
-                    line: record.line,
-                    task: task.name.to_string(),
-                    found: record.label.clone(),
-                    expected: format!("one of {}", map.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", ")),
-                });
-            }
+            None => return Err(unknown(map.iter().map(|(r, _)| *r).collect::<Vec<_>>().join(", "))),
         },
         LabelKind::Score => {
             let scale = task.scale;

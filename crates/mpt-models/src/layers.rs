@@ -119,6 +119,35 @@ pub fn attend(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>) -> Tens
     fused::attention(q, k, v, bias)
 }
 
+/// Appends a layer's new key and value heads `[B, H, n, dh]` to its entry `layer` of a decoding
+/// cache (created on the first step) and returns the keys and values of every position so far.
+pub fn extend_cache(
+    cache: &mut Vec<(Tensor<4>, Tensor<4>)>,
+    layer: usize,
+    k: Tensor<4>,
+    v: Tensor<4>,
+) -> (Tensor<4>, Tensor<4>) {
+    let (k, v) = match cache.get(layer) {
+        Some((past_k, past_v)) => (Tensor::cat(vec![past_k.clone(), k], 2), Tensor::cat(vec![past_v.clone(), v], 2)),
+        None => (k, v),
+    };
+    if layer < cache.len() {
+        cache[layer] = (k.clone(), v.clone());
+    } else {
+        cache.push((k.clone(), v.clone()));
+    }
+    (k, v)
+}
+
+/// Rotate-half rotary positions on heads `[B, H, L, dh]` with `cos`, `sin` tables
+/// broadcastable to them (`[1, 1, L, dh]`).
+pub fn rotate(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+    let [b, h, l, dh] = x.dims();
+    let first = x.clone().slice([0..b, 0..h, 0..l, 0..dh / 2]);
+    let second = x.clone().slice([0..b, 0..h, 0..l, dh / 2..dh]);
+    x * cos.clone() + Tensor::cat(vec![second.neg(), first], 3) * sin.clone()
+}
+
 /// Turns a `[B, L]` 0/1 attention mask into an additive bias `[B, 1, 1, L]`:
 /// 0 where attended, the most negative finite f32 where masked (as Hugging Face does).
 pub fn mask_bias(mask: Tensor<2, Int>) -> Tensor<4> {

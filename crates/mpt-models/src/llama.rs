@@ -370,12 +370,7 @@ impl Llama {
         let causal = Tensor::<2>::from_data(TensorData::new(causal, [l, l]), &device).unsqueeze::<4>();
         let bias = (causal + mask_bias(attention_mask)).clamp_min(f32::MIN);
         let (cos, sin) = self.rotary(l, &device);
-        let rope = |x: Tensor<4>| {
-            let [bb, hh, ll, _] = x.dims();
-            let first = x.clone().slice([0..bb, 0..hh, 0..ll, 0..hd / 2]);
-            let second = x.clone().slice([0..bb, 0..hh, 0..ll, hd / 2..hd]);
-            x * cos.clone() + Tensor::cat(vec![second.neg(), first], 3) * sin.clone()
-        };
+        let rope = |x: Tensor<4>| crate::layers::rotate(x, &cos, &sin);
         let repeat = |x: Tensor<4>| {
             if kv == h {
                 return x;
@@ -410,12 +405,7 @@ impl Llama {
         let bias = Tensor::<2>::from_data(TensorData::new(causal, [n, total]), &device).unsqueeze::<4>();
         let (cos, sin) = self.rotary(total, &device);
         let (cos, sin) = (cos.slice([0..1, 0..1, offset..total, 0..hd]), sin.slice([0..1, 0..1, offset..total, 0..hd]));
-        let rope = |x: Tensor<4>| {
-            let [bb, hh, ll, _] = x.dims();
-            let first = x.clone().slice([0..bb, 0..hh, 0..ll, 0..hd / 2]);
-            let second = x.clone().slice([0..bb, 0..hh, 0..ll, hd / 2..hd]);
-            x * cos.clone() + Tensor::cat(vec![second.neg(), first], 3) * sin.clone()
-        };
+        let rope = |x: Tensor<4>| crate::layers::rotate(x, &cos, &sin);
         let repeat = |x: Tensor<4>| {
             if kv == h {
                 return x;
@@ -426,17 +416,9 @@ impl Llama {
         for (i, block) in self.layers.iter().enumerate() {
             let x = block.attention_norm.forward(hidden.clone());
             let q = rope(split_heads(block.q.forward(x.clone()), h));
-            let mut k = rope(split_heads(block.k.forward(x.clone()), kv));
-            let mut v = split_heads(block.v.forward(x), kv);
-            if let Some((past_k, past_v)) = cache.get(i) {
-                k = Tensor::cat(vec![past_k.clone(), k], 2);
-                v = Tensor::cat(vec![past_v.clone(), v], 2);
-            }
-            if i < cache.len() {
-                cache[i] = (k.clone(), v.clone());
-            } else {
-                cache.push((k.clone(), v.clone()));
-            }
+            let k = rope(split_heads(block.k.forward(x.clone()), kv));
+            let v = split_heads(block.v.forward(x), kv);
+            let (k, v) = crate::layers::extend_cache(cache, i, k, v);
             hidden = hidden + block.o.forward(merge_heads(attend(q, repeat(k), repeat(v), bias.clone())));
             let x = block.mlp_norm.forward(hidden.clone());
             hidden = hidden + block.down.forward(silu(block.gate.forward(x.clone())) * block.up.forward(x));

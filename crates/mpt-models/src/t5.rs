@@ -380,16 +380,8 @@ impl Stack {
         let self_bias = self.position_bias_from(c, position, 1, position + 1, &hidden.device());
         for (i, block) in self.blocks.iter().enumerate() {
             let normed = block.self_norm.forward(hidden.clone());
-            let (mut k, mut v) = block.self_attn.keys_values(normed.clone(), c.num_heads);
-            if let Some((past_k, past_v)) = cache.get(i) {
-                k = Tensor::cat(vec![past_k.clone(), k], 2);
-                v = Tensor::cat(vec![past_v.clone(), v], 2);
-            }
-            if i < cache.len() {
-                cache[i] = (k.clone(), v.clone());
-            } else {
-                cache.push((k.clone(), v.clone()));
-            }
+            let (k, v) = block.self_attn.keys_values(normed.clone(), c.num_heads);
+            let (k, v) = crate::layers::extend_cache(cache, i, k, v);
             hidden = hidden + block.self_attn.forward_kv(normed, k, v, self_bias.clone(), c.num_heads);
             if let (Some((norm, attn)), Some((ck, cv))) = (&block.cross, cross.get(i)) {
                 let normed = norm.forward(hidden.clone());
