@@ -18,6 +18,8 @@
 #                             the rounds and the range of the per-round ratios
 #   STAGES="teacher distill adapt eval"
 #   MODELS="models/all-MiniLM-L6-v2 models/t5-base-random"
+#                             (also models/smollm-135m-random: a SmolLM-135M-shaped random Llama,
+#                             created once by bench/reference/make_smollm_random.py)
 #   DEVICE=cpu                mpt --device (cpu, wgpu, tch-cpu, tch-cuda, cuda[:N])
 #   REF_DEVICE=               reference --device; default: cuda[:N] when DEVICE is cuda*/tch-cuda*, else cpu
 #   THREADS=                  if set: reference --threads N, and RAYON_NUM_THREADS / OMP_NUM_THREADS
@@ -106,6 +108,10 @@ for model in $MODELS; do
             t5-base-random)
                 echo "creating $model (once) ..."
                 "$PYTHON" bench/reference/make_t5_base_random.py --out "$model" || { echo "error: could not create $model" >&2; continue; }
+                ;;
+            smollm-135m-random)
+                echo "creating $model (once) ..."
+                "$PYTHON" bench/reference/make_smollm_random.py --out "$model" || { echo "error: could not create $model" >&2; continue; }
                 ;;
             all-MiniLM-L6-v2)
                 echo "skip $model: missing (scripts/fetch-models.sh fetches it)" >&2

@@ -10,16 +10,26 @@ Mirrors crates/mpt-train/src/bench.rs (see bench/reference/README.md for every d
 - labels "negative", "positive" (the sst2 verbalizer / target strings), tokenized with the
   model folder's tokenizer. BERT: embedded once by the frozen model, mean-pooled over their tokens,
   L2-normalised; score = cos(mean-pool of the prompted input's own positions, label) / 0.05.
-  T5: text-to-text, teacher-forced cross-entropy on the label ids (with </s>);
+  T5: text-to-text, teacher-forced cross-entropy on the label ids (with </s>).
+  Causal LMs (model_type llama / qwen2; PEFT's CAUSAL_LM): each row is the S input ids followed by
+  its label's ids (tokenizer.json through `tokenizers`, special tokens, at most 16), right-padded
+  with pad_token_id / eos_token_id / 0 (llama.rs); the lm head runs only at the positions whose
+  next-token logits predict the label tokens (logits_to_keep), loss = cross-entropy on the label
+  tokens, averaged over them;
 - stages:
   teacher  PEFT PromptTuningConfig (FEATURE_EXTRACTION + AutoModel for BERT, SEQ_2_SEQ_LM +
-           AutoModelForSeq2SeqLM for T5), task CE, AdamW, clip 1.0, step;
+           AutoModelForSeq2SeqLM for T5, CAUSAL_LM + AutoModelForCausalLM for causal LMs), task
+           CE, AdamW, clip 1.0, step;
   adapt    PEFT MultitaskPromptTuningConfig(num_tasks=1, num_ranks=1): P* ∘ (u vᵀ), task CE;
   distill  MultitaskPromptTuningConfig(num_tasks=3), row i -> task i % 3,
            loss = CE + 0.9 * (KL(teacher‖student, T=1) + hidden MSE), the teacher pass using
-           per-row frozen teacher prompts [3, l, d] in the same step under torch.no_grad();
+           per-row frozen teacher prompts [3, l, d] in the same step under torch.no_grad()
+           (causal LMs: KL over the vocabulary and MSE of the final-norm hidden states, both at
+           the label positions);
   eval     forward only under torch.inference_mode() with the plain prompt (BERT: verbalizer
-           argmax; T5: rank classification, encoder once, decoder over the B x 2 (row, label) pairs);
+           argmax; T5: rank classification, encoder once, decoder over the B x 2 (row, label) pairs;
+           causal LMs: rank classification, one prompted forward over the B x 2 rows input + label,
+           summed log-probability of the label tokens);
 - optimizer: torch.optim.AdamW(lr 0.01, betas (0.9, 0.999), eps 1e-8, weight_decay 1e-4) — burn's
   `AdamWConfig::new().with_epsilon(1e-8)` as bench.rs uses it — with
   torch.nn.utils.clip_grad_norm_(…, 1.0) before each step;
@@ -34,7 +44,10 @@ adapt/distill we therefore call the PEFT model's own get_prompt(batch_size, task
 MultitaskPromptEmbedding forward: P*[idx] * (u[task] @ v[task])) and then do exactly what
 PeftModelForFeatureExtraction.forward does with it: prepend it to the word embeddings, extend the
 attention mask with ones, and run the base BertModel on inputs_embeds (token types all 0, positions
-0..l+S-1). T5 uses PeftModelForSeq2SeqLM.forward(task_ids=…) directly.
+0..l+S-1). T5 uses PeftModelForSeq2SeqLM.forward(task_ids=…) directly. Causal LMs use
+PeftModelForCausalLM.forward(task_ids=…, logits_to_keep=positions) directly (it passes task_ids to
+get_prompt); the loss is computed here rather than with `labels=`, which would make transformers
+compute logits at every position (work mpt does not do) — checked equal to the `labels=` loss.
 
 Usage:
   .venv/bin/python bench/reference/peft_bench.py --model models/all-MiniLM-L6-v2 --stage teacher \
@@ -54,6 +67,8 @@ import warnings
 from pathlib import Path
 
 LABELS = ["negative", "positive"]  # mpt_data's SENTIMENT labels of sst2
+CAUSAL_TYPES = ("llama", "qwen2")  # mpt's causal-LM layouts (crates/mpt-models/src/llama.rs)
+MAX_TARGET = 16  # mpt_train::data::Lengths::default().max_target: label ids are truncated to it
 TAU = 0.05  # HeadConfig::default().tau
 LAMBDA = 0.9  # distill weight of KL + MSE in bench.rs
 KL_TEMPERATURE = 1.0
@@ -124,7 +139,7 @@ def main(argv=None) -> int:
         TaskType,
         get_peft_model,
     )
-    from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
     from transformers.modeling_outputs import BaseModelOutput
 
     transformers.logging.set_verbosity_error()
@@ -139,16 +154,21 @@ def main(argv=None) -> int:
         return 2
 
     config = AutoConfig.from_pretrained(args.model)
-    arch = "t5" if config.model_type == "t5" else "bert"
+    arch = "t5" if config.model_type == "t5" else "causal" if config.model_type in CAUSAL_TYPES else "bert"
     if arch == "bert" and config.model_type not in ("bert",):
         print(f"note: model_type {config.model_type!r} is treated as BERT-family", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    # Causal LMs: the label ids come from tokenizer.json through `tokenizers`, as mpt reads them
+    # (mpt_models::TextTokenizer::encode_rows), not through AutoTokenizer.
+    tokenizer = AutoTokenizer.from_pretrained(args.model) if arch != "causal" else None
     load_kw = {"dtype": torch.float32}
     if args.attn_implementation:
         load_kw["attn_implementation"] = args.attn_implementation
     if arch == "t5":
         base = AutoModelForSeq2SeqLM.from_pretrained(args.model, **load_kw)
         d = config.d_model
+    elif arch == "causal":
+        base = AutoModelForCausalLM.from_pretrained(args.model, **load_kw)
+        d = config.hidden_size
     else:
         # No pooler: mpt's BERT forward has none and the verbalizer never reads it.
         base = AutoModel.from_pretrained(args.model, add_pooling_layer=False, **load_kw)
@@ -183,6 +203,16 @@ def main(argv=None) -> int:
                      token_type_ids=enc.get("token_type_ids")).last_hidden_state
             m = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
             label_table = F.normalize((h * m).sum(1) / m.sum(1).clamp_min(1e-9), dim=-1)
+    elif arch == "causal":
+        from tokenizers import Tokenizer
+
+        tk = Tokenizer.from_file(str(args.model / "tokenizer.json"))
+        tk.no_padding()
+        tk.enable_truncation(max_length=MAX_TARGET, strategy="longest_first", direction="right")
+        label_ids = [tk.encode(lab, add_special_tokens=True).ids for lab in LABELS]
+        if any(len(ids) == 0 for ids in label_ids):
+            print("error: a label tokenizes to nothing", file=sys.stderr)
+            return 2
     else:
         label_ids = [tokenizer(lab, truncation=True, max_length=16)["input_ids"] for lab in LABELS]
         if any(len(ids) == 0 for ids in label_ids):
@@ -191,9 +221,20 @@ def main(argv=None) -> int:
     t_len = max((len(x) for x in label_ids), default=1)
     pad_id = getattr(config, "pad_token_id", 0) or 0
     start_id = config.decoder_start_token_id if arch == "t5" and config.decoder_start_token_id is not None else pad_id
+    if arch == "causal":
+        # LlamaConfig::pad_id in llama.rs: pad_token_id, else eos_token_id (the first of a list), else 0.
+        eos = config.eos_token_id[0] if isinstance(config.eos_token_id, (list, tuple)) else config.eos_token_id
+        pad_id = config.pad_token_id if config.pad_token_id is not None else eos if eos is not None else 0
+        if l + s + t_len > config.max_position_embeddings:
+            print(
+                f"error: sequence length {l + s + t_len} (prompt and label included) exceeds "
+                f"max_position_embeddings {config.max_position_embeddings}",
+                file=sys.stderr,
+            )
+            return 2
 
     # ---- PEFT model ----------------------------------------------------------------------------
-    task_type = TaskType.SEQ_2_SEQ_LM if arch == "t5" else TaskType.FEATURE_EXTRACTION
+    task_type = {"t5": TaskType.SEQ_2_SEQ_LM, "causal": TaskType.CAUSAL_LM}.get(arch, TaskType.FEATURE_EXTRACTION)
     # num_transformer_submodules=1: the prompt goes in front of the encoder input only (PEFT's
     # default for SEQ_2_SEQ_LM is 2, which allocates a second, decoder-side block of l rows).
     if stage in ("teacher", "eval"):
@@ -237,6 +278,10 @@ def main(argv=None) -> int:
     captured = {}
     if arch == "t5":
         base.get_decoder().register_forward_hook(lambda _m, _i, out: captured.__setitem__("hidden", out[0]))
+    # Causal LMs: the final hidden states (after the final norm) [B, l+S+T, d], from which the
+    # target positions are taken — what mpt's causal-LM head compares in distillation.
+    if arch == "causal":
+        base.model.norm.register_forward_hook(lambda _m, _i, out: captured.__setitem__("hidden", out))
 
     # ---- synthetic data ------------------------------------------------------------------------
     def shifted(ids_y):
@@ -245,8 +290,39 @@ def main(argv=None) -> int:
         transformers' shift-right of -100-padded labels gives)."""
         return [ids_y[j - 1] if j - 1 < len(ids_y) else pad_id for j in range(1, t_len)]
 
+    def causal_rows(pairs):
+        """data.rs `causal_rows`: each (input, target) pair as one row, input then target,
+        right-padded with the pad id; targets [n, T] (pad beyond a row's target), their mask, and
+        the positions whose next-token logits predict them (input length - 1 + j, clamped to the
+        row's last target token), prompt rows not counted."""
+        width = max(len(i) + len(t) for i, t in pairs)
+        t_max = max(len(t) for _, t in pairs)
+        ids, mask, tgt, tmask, pos = [], [], [], [], []
+        for inp, target in pairs:
+            n = len(inp) + len(target)
+            ids.append(list(inp) + list(target) + [pad_id] * (width - n))
+            mask.append([1] * n + [0] * (width - n))
+            tgt.append([target[j] if j < len(target) else pad_id for j in range(t_max)])
+            tmask.append([1.0 if j < len(target) else 0.0 for j in range(t_max)])
+            pos.append([len(inp) - 1 + min(j, len(target) - 1) for j in range(t_max)])
+        return {
+            "input_ids": torch.tensor(ids, device=device),
+            "attention_mask": torch.tensor(mask, device=device),
+            "target_ids": torch.tensor(tgt, device=device),
+            "target_mask": torch.tensor(tmask, device=device),
+            # positions in the prompted sequence (l prompt rows in front)
+            "positions": torch.tensor(pos, device=device) + l,
+        }
+
     def synthetic_batch():
         ids = torch.randint(lo, vocab, (b, s), generator=gen)
+        if arch == "causal":
+            # bench.rs: the S input tokens, then the row's label string.
+            batch = causal_rows([(ids[i].tolist(), label_ids[i % 2]) for i in range(b)])
+            batch["inputs"] = ids.to(device)  # [B, S], for eval (rank classification rows)
+            batch["labels"] = torch.tensor([i % 2 for i in range(b)], device=device)
+            batch["tasks"] = torch.tensor([i % tasks for i in range(b)], device=device)
+            return batch
         batch = {
             "input_ids": ids.to(device),
             "attention_mask": torch.ones(b, s, dtype=torch.long, device=device),
@@ -295,6 +371,15 @@ def main(argv=None) -> int:
                    decoder_input_ids=batch["decoder_input_ids"], use_cache=False)
         return out.logits, captured["hidden"]
 
+    def at_positions(hidden, positions):
+        """hidden [B, N, d] at positions [B, T] -> [B, T, d] (head.rs: gather before the lm head)."""
+        return torch.take_along_dim(hidden, positions.unsqueeze(-1), dim=1)
+
+    def ce_causal(logits, batch):
+        """head.rs cross_entropy: token CE on the label tokens, mean over the counted positions."""
+        tok = F.cross_entropy(logits.flatten(0, 1), batch["target_ids"].flatten(), reduction="none")
+        return masked_mean(tok.view_as(batch["target_mask"]), batch["target_mask"])
+
     def ce_bert(logits, labels):
         return F.cross_entropy(logits[:, 0, :], labels)
 
@@ -324,6 +409,25 @@ def main(argv=None) -> int:
                 loss = loss + LAMBDA * (kl(t_logits, logits, ones) + mse(t_inp, inp, hmask))
             return loss
         kw = {"task_ids": batch["tasks"]} if stage != "teacher" else {}
+        if arch == "causal":
+            # PeftModelForCausalLM.forward (prompt in front of the input embeddings, mask extended
+            # with ones); logits_to_keep = the target positions, so the lm head runs on those
+            # positions only, as in mpt (transformers' `labels=` loss would need logits everywhere).
+            out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                        logits_to_keep=batch["positions"], use_cache=False, **kw)
+            loss = ce_causal(out.logits, batch)
+            if stage == "distill":
+                s_logits, s_hidden = out.logits, at_positions(captured["hidden"], batch["positions"])
+                with torch.no_grad():
+                    embeds = torch.cat((teachers[batch["tasks"]].to(base.dtype), word_embeddings(batch["input_ids"])), dim=1)
+                    mask = torch.cat((torch.ones(b, l, dtype=batch["attention_mask"].dtype, device=device),
+                                      batch["attention_mask"]), dim=1)
+                    t_logits = base(inputs_embeds=embeds, attention_mask=mask, logits_to_keep=batch["positions"],
+                                    use_cache=False).logits
+                    t_hidden = at_positions(captured["hidden"], batch["positions"])
+                tmask = batch["target_mask"]
+                loss = loss + LAMBDA * (kl(t_logits, s_logits, tmask) + mse(t_hidden, s_hidden, tmask))
+            return loss
         out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                     labels=batch["target_ids"], use_cache=False, **kw)
         loss = out.loss  # CrossEntropyLoss(ignore_index=-100): mean over the counted target tokens
@@ -351,6 +455,10 @@ def main(argv=None) -> int:
         rank_tgt = tgt.repeat(b, 1).to(device)
         rank_mask = msk.repeat(b, 1).to(device)
         rank_rows = torch.arange(b, device=device).repeat_interleave(c)
+    if arch == "causal" and stage == "eval":
+        # eval.rs rank_continuations: one row per (example, label), example-major, built once.
+        inputs = eval_batch["inputs"].tolist()
+        rank = causal_rows([(inputs[i], ids_y) for i in range(b) for ids_y in label_ids])
 
     def eval_step(batch):
         with torch.inference_mode():
@@ -358,6 +466,12 @@ def main(argv=None) -> int:
                 hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
                 logits, _ = verbalizer(hidden, batch["attention_mask"])
                 return logits[:, 0, :].argmax(-1).tolist()
+            if arch == "causal":
+                out = model(input_ids=rank["input_ids"], attention_mask=rank["attention_mask"],
+                            logits_to_keep=rank["positions"], use_cache=False)
+                logp = F.log_softmax(out.logits, dim=-1).gather(2, rank["target_ids"].unsqueeze(-1)).squeeze(-1)
+                scores = (logp * rank["target_mask"]).sum(1).reshape(b, len(label_ids))
+                return scores.argmax(-1).tolist()
             prompts = model.get_prompt(batch_size=b)
             embeds = torch.cat((prompts.to(base.dtype), word_embeddings(batch["input_ids"])), dim=1)
             mask = torch.cat((torch.ones(b, l, dtype=torch.long, device=device), batch["attention_mask"]), dim=1)
