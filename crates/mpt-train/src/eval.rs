@@ -45,33 +45,13 @@ pub fn predict(
         let scores = label_scores(backbone, heads, task_index, data, prompt, linear, batch_size)?;
         return Ok(scores.iter().map(|row| argmax(row)).collect());
     }
-    let device = heads.device();
-    let prompt = prompt.map(|p| p.clone().without_autodiff());
-    let mut predictions = vec![NO_LABEL; data.len()];
     let max_len = data.label_ids.iter().map(Vec::len).max().unwrap_or(1);
-    let label_of = |text: String| data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL);
-    for chunk in by_length(data).chunks(batch_size.max(1)) {
-        let chosen: Vec<usize> = match backbone.family() {
-            FamilyModel::CausalLm(m) => {
-                let rows: Vec<Vec<i64>> = chunk.iter().map(|&i| data.input_ids[i].clone()).collect();
-                let generated = m.generate(&rows, prompt.as_ref(), max_len, &device);
-                generated.iter().map(|ids| label_of(tokenizer.decode(ids).unwrap_or_default())).collect()
-            }
-            FamilyModel::Seq2Seq(m) => {
-                let rows: Vec<(usize, usize)> = chunk.iter().map(|&i| (0, i)).collect();
-                let batch = make_batch(&[data], &rows, backbone, &device);
-                let (enc, enc_mask) =
-                    m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), rows.len()));
-                let generated = m.generate_greedy(&enc, &enc_mask, max_len);
-                generated.iter().map(|ids| label_of(tokenizer.decode(&ids[1..]).unwrap_or_default())).collect()
-            }
-            FamilyModel::Encoder(_) => unreachable!("encoders are scored above"),
-        };
-        for (&i, c) in chunk.iter().zip(chosen) {
-            predictions[i] = c;
-        }
-    }
-    Ok(predictions)
+    let rows: Vec<usize> = (0..data.len()).collect();
+    let texts = greedy_texts(backbone, data, &rows, prompt, batch_size, max_len, tokenizer, &heads.device())?;
+    Ok(texts
+        .iter()
+        .map(|text| data.task.labels.iter().position(|label| *label == text.trim()).unwrap_or(NO_LABEL))
+        .collect())
 }
 
 /// Per example of `data`, a score per label of its task (higher is likelier; a softmax over
@@ -235,25 +215,41 @@ pub fn generate(
     tokenizer: &mpt_models::TextTokenizer,
     device: &Device,
 ) -> Result<Vec<String>> {
-    let prompt = prompt.map(|p| p.clone().without_autodiff());
     let firsts: Vec<usize> =
         mpt_data::metrics::generation_inputs(&data.examples).into_iter().map(|(rows, _)| rows[0]).collect();
-    let max_len = max_len.max(1);
-    let mut order: Vec<usize> = (0..firsts.len()).collect();
-    order.sort_by_key(|&j| data.input_ids[firsts[j]].len());
-    let mut out = vec![String::new(); firsts.len()];
+    let texts = greedy_texts(backbone, data, &firsts, prompt, batch_size, max_len.max(1), tokenizer, device)?;
+    Ok(texts.into_iter().map(|t| t.trim().to_string()).collect())
+}
+
+/// The greedy decodes of examples `rows` of `data` (in that order), batched shortest input
+/// first, at most `max_len` tokens each; the text is decoded as generated (not trimmed).
+#[allow(clippy::too_many_arguments)]
+fn greedy_texts(
+    backbone: &dyn Backbone,
+    data: &TaskData,
+    rows: &[usize],
+    prompt: Option<&Tensor<2>>,
+    batch_size: usize,
+    max_len: usize,
+    tokenizer: &mpt_models::TextTokenizer,
+    device: &Device,
+) -> Result<Vec<String>> {
+    let prompt = prompt.map(|p| p.clone().without_autodiff());
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&j| data.input_ids[rows[j]].len());
+    let mut out = vec![String::new(); rows.len()];
     for chunk in order.chunks(batch_size.max(1)) {
         let texts: Vec<String> = match backbone.family() {
             FamilyModel::CausalLm(m) => {
-                let rows: Vec<Vec<i64>> = chunk.iter().map(|&j| data.input_ids[firsts[j]].clone()).collect();
-                let generated = m.generate(&rows, prompt.as_ref(), max_len, device);
+                let ids: Vec<Vec<i64>> = chunk.iter().map(|&j| data.input_ids[rows[j]].clone()).collect();
+                let generated = m.generate(&ids, prompt.as_ref(), max_len, device);
                 generated.iter().map(|ids| tokenizer.decode(ids).unwrap_or_default()).collect()
             }
             FamilyModel::Seq2Seq(m) => {
-                let rows: Vec<(usize, usize)> = chunk.iter().map(|&j| (0, firsts[j])).collect();
-                let batch = make_batch(&[data], &rows, backbone, device);
+                let pairs: Vec<(usize, usize)> = chunk.iter().map(|&j| (0, rows[j])).collect();
+                let batch = make_batch(&[data], &pairs, backbone, device);
                 let (enc, enc_mask) =
-                    m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), rows.len()));
+                    m.encode(batch.input_ids, batch.attention_mask, batched(prompt.as_ref(), pairs.len()));
                 let generated = m.generate_greedy(&enc, &enc_mask, max_len);
                 generated.iter().map(|ids| tokenizer.decode(&ids[1..]).unwrap_or_default()).collect()
             }
@@ -265,7 +261,7 @@ pub fn generate(
             }
         };
         for (&j, text) in chunk.iter().zip(texts) {
-            out[j] = text.trim().to_string();
+            out[j] = text;
         }
     }
     Ok(out)
