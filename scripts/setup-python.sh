@@ -48,7 +48,8 @@ fi
 
 rm -f "$STAMP"
 echo "setup-python: installing scripts/requirements.txt (torch is large: several minutes)" >&2
-"$VENV/bin/python" -m pip install --disable-pip-version-check --quiet -r "$REQ"
+# --no-cache-dir: the wheels (torch + nvidia-*, ~3 GB) are not kept a second time in ~/.cache/pip.
+"$VENV/bin/python" -m pip install --disable-pip-version-check --no-cache-dir --quiet -r "$REQ"
 "$VENV/bin/python" -m pip check >&2
 
 # Smoke test: the pinned stack imports and reports the pinned versions.

@@ -486,6 +486,21 @@ fn run_a_tiny_pipeline_then_resume() {
     let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
     assert!(out.contains("tiny: 0 stage(s) ran, 7 already done"), "{out}");
 
+    // `mpt status` on a folder never run on Slurm does not ask squeue (which can hang for
+    // seconds where Slurm is installed and its controller is down).
+    let squeue = dir.join("squeue-called");
+    let fake = dir.join("squeue");
+    std::fs::write(&fake, format!("#!/bin/sh\ntouch '{}'\n", squeue.display())).unwrap();
+    std::fs::set_permissions(&fake, <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755))
+        .unwrap();
+    let out = mpt_env(dir, &["status", "runs/tiny"], &[("MPT_SQUEUE", s(&fake))]);
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("7 done"),
+        "{}",
+        show(&["status"], &out)
+    );
+    assert!(!squeue.exists(), "mpt status ran squeue for a local run folder");
+
     // --run-dir overrides the folder; --only selects stages.
     let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "elsewhere", "--only", "adapt/vanilla"]);
     assert!(out.contains("1 stage(s) ran"), "{out}");

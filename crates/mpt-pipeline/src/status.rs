@@ -1,6 +1,8 @@
 //! `mpt status RUN_DIR`: every stage's state, read from the run folder (its copy of the
-//! pipeline, the artifacts and results, `logs/run.log`, the lock) and, when `squeue` is on
-//! `PATH`, from Slurm's queue. Writes nothing; safe while a run is going.
+//! pipeline, the artifacts and results, `logs/run.log`, the lock) and, for a folder the Slurm
+//! executor has used (it has `logs/slurm/`) with `squeue` on `PATH`, from Slurm's queue. Writes
+//! nothing; safe while a run is going. A folder never run on Slurm does not ask `squeue`, which
+//! can take seconds to time out where Slurm is installed but its controller is not running.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -65,7 +67,7 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
     let plan = crate::build(&pipeline);
     let holder = RunLock::holder(run_dir);
     let LastRun { begun, failed, submitted } = last_run_log(run_dir);
-    let queue = slurm_queue();
+    let queue = if run_dir.join("logs").join("slurm").is_dir() { slurm_queue() } else { None };
     let state = read_state(run_dir);
     let mut runner = Runner::new(&pipeline, &plan, false)?;
     let statuses = runner.survey();
