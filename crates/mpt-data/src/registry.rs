@@ -1012,6 +1012,24 @@ mod tests {
         }
     }
 
+    /// Parity of `tasks/builtin.toml` with the Rust table it replaces, field by field.
+    #[test]
+    fn the_builtin_file_declares_the_table() {
+        let parsed =
+            crate::taskfile::builtin_tasks(crate::taskfile::BUILTIN_TASK_FILE).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(parsed.iter().map(|t| t.name).collect::<Vec<_>>(), TASKS.iter().map(|t| t.name).collect::<Vec<_>>());
+        for (got, want) in parsed.iter().zip(TASKS) {
+            macro_rules! same {
+                ($($field:ident),*) => {
+                    $( assert_eq!(got.$field, want.$field, "{}.{}", want.name, stringify!($field)); )*
+                };
+            }
+            same!(name, aliases, folder, role, kind, template, segment_a, segment_b, labels, metrics);
+            same!(plan, grouped, substitute, extra_files, scale);
+            assert_eq!(got, want);
+        }
+    }
+
     #[test]
     fn render_fills_and_reports_missing() {
         let fields = [("a", "x".to_string()), ("b", "y".to_string())];

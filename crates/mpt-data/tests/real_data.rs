@@ -317,3 +317,30 @@ fn webnlg_entries_are_linearised_triples_with_their_references() {
     let multi = test.iter().find(|e| e.input.contains(" && ")).expect("multi-triple entries");
     assert_eq!(multi.input.matches(" && ").count() + 1, multi.input.matches(" | ").count() / 2);
 }
+
+/// Every key of the built-in file works in a user's task file: the built-in declarations,
+/// renamed and with their folders under the data root, register (reading every file) as the
+/// same tasks but for paths.
+#[test]
+fn the_builtin_file_works_as_a_users_task_file() {
+    let Some(root) = data_root() else { return };
+    let root = std::fs::canonicalize(root.path()).unwrap().to_string_lossy().into_owned();
+    let text: String = mpt_data::taskfile::BUILTIN_TASK_FILE
+        .lines()
+        .filter(|l| !l.starts_with("aliases = "))
+        .map(|l| match l.strip_prefix("folder = \"") {
+            Some(rest) => format!("folder = \"{root}/{rest}\n"),
+            None => format!("{}\n", l.replace("[tasks.", "[tasks.user_")),
+        })
+        .collect();
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("tasks.toml");
+    std::fs::write(&file, text).unwrap();
+    let declared = mpt_data::load_task_file(&file).unwrap();
+    assert_eq!(declared.len(), TASKS.len());
+    for builtin in TASKS.iter() {
+        let user = lookup(&format!("user_{}", builtin.name)).unwrap();
+        let want = TaskSpec { name: user.name, aliases: &[], ..*builtin };
+        assert_eq!(format!("{user:?}").replace(&format!("{root}/"), ""), format!("{want:?}"), "{}", builtin.name);
+    }
+}

@@ -222,3 +222,168 @@ fn a_regression_task_buckets_its_scores() {
     let err = error_of("bad_r4", &format!("{OK_BODY}range = [0, 5]\n"), &reviews_csv(4));
     assert!(err.contains("`tasks.bad_r4.range`: only a regression task"), "{err}");
 }
+
+#[test]
+fn a_task_file_takes_the_builtin_files_keys() {
+    let tmp = tempfile::tempdir().unwrap();
+    // GLUE-style TSV without a header, a field starting with a quote, one malformed row.
+    let tsv = "a\t0\t\"quoted start\n\
+               b\t1\tplain\n\
+               c\t1\ttoo\tmany\n\
+               d\t0\tfour\n\
+               e\t1\tfive\n";
+    write(tmp.path(), "d/raw.tsv", tsv);
+    let jsonl =
+        (0..6).map(|i| format!("{{\"meta\": {{\"text\": \"json {i}\"}}, \"y\": {}}}\n", i % 2)).collect::<String>();
+    write(tmp.path(), "d/more.jsonl", &jsonl);
+    write(tmp.path(), "d/extra.jsonl", &jsonl);
+    let file = write(
+        tmp.path(),
+        "tasks.toml",
+        r#"
+[tasks.schema_s]
+folder = "d"
+input = "s: {text}"
+labels = ["no", "yes"]
+raw_labels = ["0", "1"]
+substitute = "made up"
+split = { recipe = "pool", train = ["raw"], pool = "more", pool_to_train = 2 }
+extra = ["spare"]
+
+[tasks.schema_s.files]
+raw = { path = "raw.tsv", format = "glue_tsv", columns = 3, fields = { text = 2 }, label = 1, skip_malformed = true }
+more = { path = "more.jsonl", format = "jsonl", fields = { text = "/meta/text" }, label = "y" }
+spare = { path = "extra.jsonl", format = "jsonl", fields = { text = "/meta/text" }, label = "/y" }
+"#,
+    );
+    let task = load_task_file(&file).unwrap()[0];
+    assert_eq!(task.labels, ["no", "yes"]);
+    assert_eq!(task.substitute, Some("made up"));
+    let mpt_data::SplitPlan::Pool { train, pool, pool_to_train } = task.plan else { panic!("{:?}", task.plan) };
+    assert_eq!((train.len(), pool.key, pool_to_train), (1, "more", 2));
+    assert_eq!(
+        train[0].reader,
+        mpt_data::Reader::Tsv { header: None, columns: 3, fields: &[("text", 2)], label: 1, skip_malformed: true }
+    );
+    assert_eq!(train[0].labels, mpt_data::LabelKind::Raw(&["0", "1"]));
+    assert_eq!(pool.reader, mpt_data::Reader::Jsonl { fields: &[("text", "/meta/text")], label: "/y" });
+    assert_eq!(task.extra_files.iter().map(|f| f.key).collect::<Vec<_>>(), ["spare"]);
+    let splits = DataRoot::new("/nonexistent").load_splits(task, 42).unwrap();
+    // 4 good TSV rows + 2 of the 6 pool rows; the other 4 halved.
+    assert_eq!((splits.train.len(), splits.dev.len(), splits.test.len()), (6, 2, 2));
+    assert_eq!(splits.report.skipped, 1);
+    let first = splits.train.iter().find(|e| e.id == "schema_s/raw/0").unwrap();
+    assert_eq!((first.input.as_str(), first.label), ("s: \"quoted start", 0));
+    assert!(splits.dev.iter().chain(&splits.test).all(|e| e.id.starts_with("schema_s/more/")));
+}
+
+#[test]
+fn a_holdout_and_a_given_split_by_file_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    write(tmp.path(), "train.csv", &reviews_csv(30));
+    write(tmp.path(), "eval.csv", &reviews_csv(6));
+    let body = "format = \"csv\"\ninput = \"review: {text}\"\nlabel = \"stars\"\nlabels = { \"1\" = \"negative\", \"5\" = \"positive\" }\n";
+    let file = write(
+        tmp.path(),
+        "tasks.toml",
+        &format!(
+            "[tasks.split_h]\n{body}train = \"train.csv\"\nfiles.official = \"eval.csv\"\n\
+             split = {{ recipe = \"holdout\", pool = \"train\", holdout = 5, test = \"official\" }}\n\
+             [tasks.split_g]\n{body}files = {{ a = \"train.csv\", b = \"eval.csv\", c = \"eval.csv\" }}\n\
+             split = {{ recipe = \"given\", train = \"a\", dev = \"b\", test = \"c\", dedup_test = true }}\n"
+        ),
+    );
+    load_task_file(&file).unwrap();
+    let splits = DataRoot::default().load_splits(lookup("split_h").unwrap(), 1).unwrap();
+    assert_eq!((splits.train.len(), splits.dev.len(), splits.test.len()), (25, 5, 6));
+    assert!(splits.test[0].id.starts_with("split_h/official/"));
+    // Every test row of `c` is also in `b` (dev): all dropped.
+    let splits = DataRoot::default().load_splits(lookup("split_g").unwrap(), 1).unwrap();
+    assert_eq!((splits.train.len(), splits.dev.len(), splits.test.len()), (30, 6, 0));
+    assert_eq!(splits.report.removed_overlap, 6);
+}
+
+#[test]
+fn bad_builtin_style_keys_name_the_key() {
+    let csv = reviews_csv(10);
+    let cases: &[(&str, &str, &str)] = &[
+        ("split = { recipe = \"pool\", pool = \"nope\" }", "`tasks.bad_s1.split.pool`", "no file \"nope\""),
+        (
+            "split = { recipe = \"given\", train = \"train\", pool = \"train\" }",
+            "`tasks.bad_s2.split.pool`",
+            "a given split takes",
+        ),
+        (
+            "split = { recipe = \"holdout\", pool = \"train\", test = \"train\" }",
+            "`tasks.bad_s3.split`",
+            "holdout = ROWS",
+        ),
+        ("split = { recipe = \"shuffle\" }", "tasks.bad_s4", "shuffle"),
+        ("files.spare = \"train.csv\"", "`tasks.bad_s5.files.spare`", "not used: name it in split or extra"),
+        ("extra = [\"train\"]", "`tasks.bad_s6.extra`", "is a file of the split"),
+        ("columns = 3", "`tasks.bad_s7.columns`", "no file of this task (csv) has a columns"),
+        ("raw_labels = [\"1\", \"5\"]", "`tasks.bad_s8.raw_labels`", "a labels map already says"),
+        (
+            "files.b = { path = \"train.csv\", skip_malformed = true }\nextra = [\"b\"]",
+            "`tasks.bad_s9.files.b.skip_malformed`",
+            "a csv file has no skip_malformed",
+        ),
+        ("fields = { txt = \"text\" }", "`tasks.bad_s10.fields`", "\"txt\" is no {field}"),
+        (
+            "header = [\"id\", \"body\", \"stars\"]",
+            "`tasks.bad_s11.fields`",
+            "no column \"text\" in the header: id, body, stars",
+        ),
+        ("files.\"a b\" = \"train.csv\"", "`tasks.bad_s12.files.a b`", "a file key is letters"),
+    ];
+    for (i, (extra, key, message)) in cases.iter().enumerate() {
+        let err = error_of(&format!("bad_s{}", i + 1), &format!("{OK_BODY}{extra}\n"), &csv);
+        assert!(err.contains(key) && err.contains(message), "{extra}: {err}");
+    }
+    let list = OK_BODY.replace("labels = { \"1\" = \"negative\", \"5\" = \"positive\" }", "labels = [\"1\", \"5\"]");
+    let err = error_of("bad_t1", &format!("{list}raw_labels = [\"1\", \"5\", \"3\"]\n"), &csv);
+    assert!(err.contains("`tasks.bad_t1.raw_labels`: 3 raw labels for 2 labels"), "{err}");
+    let jsonl = "format = \"jsonl\"\ntrain = \"train.csv\"\ninput = \"{text}\"\nlabel = 2\n";
+    let err = error_of("bad_t2", jsonl, &csv);
+    assert!(err.contains("`tasks.bad_t2.label`: column 2: a JSON file names its fields by key"), "{err}");
+    let glue = "format = \"glue_tsv\"\ntrain = \"train.csv\"\ninput = \"{text}\"\nlabel = 2\n";
+    let err = error_of("bad_t3", glue, &csv);
+    assert!(err.contains("`tasks.bad_t3.columns`: a glue_tsv file without a header needs columns"), "{err}");
+    let err = error_of("bad_t4", &format!("{glue}columns = 2\n"), &csv);
+    assert!(err.contains("`tasks.bad_t4.fields`: column \"text\": a file without a header"), "{err}");
+    let multirc =
+        "format = \"multirc\"\ntrain = \"train.csv\"\ninput = \"{question} {passage}\"\nlabels = [\"0\", \"1\"]\n";
+    let err = error_of("bad_t5", multirc, &csv);
+    assert!(err.contains("`tasks.bad_t5.input`: {passage}: the fields of this task's files are question"), "{err}");
+    let err = error_of("bad_t6", &format!("{OK_BODY}metrics = [\"f1a\"]\n"), &csv);
+    assert!(err.contains("`tasks.bad_t6.metrics`: f1a does not fit"), "{err}");
+}
+
+/// A declaration's `Debug` is part of its definition and digest: for a file without the newer
+/// keys it is what it was before them (what these strings were printed from), so pipelines do
+/// not rerun stages on an unchanged task file.
+#[test]
+fn the_definition_of_an_unchanged_task_file_is_unchanged() {
+    let cases = [
+        (
+            "format = \"csv\"\ntrain = \"train.csv\"\ninput = \"review: {text}\"\nlabel = \"stars\"\nlabels = { \"1\" = \"negative\", \"5\" = \"positive\" }\n",
+            r#"TaskDecl { format: Csv, train: "train.csv", dev: None, test: None, input: "review: {text}", segment_a: None, segment_b: None, kind: None, label: Some("stars"), target: None, range: None, step: None, labels: Some(Map({"1": "negative", "5": "positive"})), metrics: None, role: None, aliases: [] }"#,
+        ),
+        (
+            "format = \"jsonl\"\ntrain = \"t.jsonl\"\ndev = \"d.jsonl\"\ntest = \"x.jsonl\"\ninput = \"q {q}\"\nsegment_a = \"{q}\"\nsegment_b = \"{a}\"\nkind = \"regression\"\nlabel = \"ok\"\nrange = [1, 5]\nstep = 0.5\nlabels = [\"a\", \"b\"]\nmetrics = [\"accuracy\"]\nrole = \"source\"\naliases = [\"x\", \"y\"]\n",
+            r#"TaskDecl { format: Jsonl, train: "t.jsonl", dev: Some("d.jsonl"), test: Some("x.jsonl"), input: "q {q}", segment_a: Some("{q}"), segment_b: Some("{a}"), kind: Some("regression"), label: Some("ok"), target: None, range: Some([1.0, 5.0]), step: Some(0.5), labels: Some(List(["a", "b"])), metrics: Some(["accuracy"]), role: Some("source"), aliases: ["x", "y"] }"#,
+        ),
+        (
+            "format = \"tsv\"\ntrain = \"t.tsv\"\ninput = \"{mr}\"\nkind = \"generation\"\ntarget = \"ref\"\n",
+            r#"TaskDecl { format: Tsv, train: "t.tsv", dev: None, test: None, input: "{mr}", segment_a: None, segment_b: None, kind: Some("generation"), label: None, target: Some("ref"), range: None, step: None, labels: None, metrics: None, role: None, aliases: [] }"#,
+        ),
+    ];
+    for (text, debug) in cases {
+        let decl: mpt_data::TaskDecl = toml::from_str(text).unwrap();
+        assert_eq!(format!("{decl:?}"), debug);
+    }
+    // The newer keys show when set.
+    let decl: mpt_data::TaskDecl = toml::from_str("input = \"{a}\"\nfolder = \"f\"\nfiles.x = \"x.tsv\"\n").unwrap();
+    let debug = format!("{decl:?}");
+    assert!(debug.ends_with(r#"aliases: [], folder: "f", files: {"x": FileDecl { path: "x.tsv", format: None, header: None, columns: None, fields: None, label: None, target: None, raw_labels: None, skip_malformed: None }} }"#), "{debug}");
+}
