@@ -1,5 +1,6 @@
 //! Data layer of Multitask Prompt Tuning (MPT): which tasks exist and how their files are read
-//! ([`registry`], [`readers`]), how they are split ([`splits`], ATTEMPT's recipe with the
+//! ([`registry`], declared in `tasks/builtin.toml` and user task files, [`taskfile`];
+//! [`readers`]), how they are split ([`splits`], ATTEMPT's recipe with the
 //! substitutes documented in `SPLITS.md`), where the data lives ([`DataRoot`]), few-shot and
 //! multitask sampling ([`fewshot`], [`sampler`]) and the task metrics ([`metrics`]; BLEU, chrF and
 //! ROUGE-L of generated text in [`genmetrics`]).

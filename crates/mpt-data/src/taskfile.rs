@@ -59,7 +59,6 @@ use crate::registry::{HOLDOUT, LabelKind, Reader, Role, ScoreScale, SourceFile, 
 pub const BUILTIN_TASK_FILE: &str = include_str!("../tasks/builtin.toml");
 
 /// The name the built-in file's errors carry.
-#[cfg_attr(not(test), allow(dead_code))] // until TASKS is parsed from the file
 const BUILTIN_PATH: &str = "crates/mpt-data/tasks/builtin.toml";
 
 /// File format of a task's data.
@@ -475,7 +474,6 @@ fn leak_slice<T>(v: Vec<T>) -> &'static [T] {
 
 /// The built-in tasks, in file order, from the text of the built-in task file (paths relative
 /// to the data root; no file is read).
-#[cfg_attr(not(test), allow(dead_code))] // until TASKS is parsed from the file
 pub(crate) fn builtin_tasks(text: &str) -> Result<Vec<TaskSpec>, DataError> {
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
@@ -715,7 +713,6 @@ fn header(path: &Path, delimiter: u8) -> Result<Vec<String>, DataError> {
 
 /// Where a declaration's data paths lead.
 #[derive(Clone, Copy)]
-#[cfg_attr(not(test), allow(dead_code))] // until TASKS is parsed from the file
 enum Base<'a> {
     /// The built-in file: relative to the data root, and no file is read.
     DataRoot,
