@@ -633,11 +633,19 @@ const FAKE_SBATCH: &str = r#"#!/bin/sh
 here=$(dirname "$0")
 for a in "$@"; do script="$a"; done
 out=$(sed -n 's/^#SBATCH --output=//p' "$script")
+last=$(sed -n 's/^#SBATCH --array=0-//p' "$script")
 echo "$script" >> "$here/submitted"
 echo "$@" >> "$here/arguments"
 n=$(wc -l < "$here/submitted")
-sh "$script" > "$out" 2>&1
-status=$?
+if [ -n "$last" ]; then
+    status=0
+    for t in $(seq 0 "$last"); do
+        SLURM_ARRAY_TASK_ID=$t sh "$script" > "$(echo "$out" | sed "s/%a/$t/")" 2>&1 || status=$?
+    done
+else
+    sh "$script" > "$out" 2>&1
+    status=$?
+fi
 echo $((4241 + n))
 case " $* " in *" --wait "*) exit $status;; esac
 exit 0
@@ -740,17 +748,23 @@ fn a_detached_slurm_run_submits_every_stage_with_its_dependencies_and_returns() 
     assert!(out.status.success(), "{}", show(&args, &out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("7 stage(s) submitted") && stdout.contains("mpt status runs/tiny"), "{stdout}");
-    // Each job waits for its inputs' jobs; the teachers (submitted first) wait for nothing.
+    // Each job waits for its inputs' jobs; the two teachers (submitted first, as one job array
+    // whose tasks are ID_0 and ID_1) wait for nothing.
     let jobs: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("runs/tiny/logs/slurm/jobs.json")).unwrap()).unwrap();
     assert_eq!(jobs.as_object().unwrap().len(), 7, "{jobs}");
     let arguments = std::fs::read_to_string(dir.join("arguments")).unwrap();
     let distill = arguments.lines().find(|l| l.ends_with("distill/mpt.sh")).unwrap();
     let teachers = [&jobs["teacher/mnli"], &jobs["teacher/qnli"]].map(|j| j.as_str().unwrap().to_string());
+    let teacher_array = teachers[0].strip_suffix("_0").expect("teacher/mnli is task 0 of an array");
+    assert_eq!(teachers[1], format!("{teacher_array}_1"));
     assert!(distill.contains(&format!("--dependency=afterok:{}:{}", teachers[0], teachers[1])), "{distill}");
     assert!(distill.contains("--kill-on-invalid-dep=yes") && !distill.contains("--wait"), "{distill}");
-    let teacher = arguments.lines().find(|l| l.ends_with("teacher/mnli.sh")).unwrap();
+    let teacher = arguments.lines().find(|l| l.ends_with("array-0-teacher-1.sh")).unwrap();
     assert!(!teacher.contains("--dependency"), "{teacher}");
+    let script = std::fs::read_to_string(dir.join("runs/tiny/logs/slurm/array-0-teacher-1.sh")).unwrap();
+    assert!(script.contains("#SBATCH --array=0-1") && script.contains("--stage' 'teacher/qnli'"), "{script}");
+    assert!(dir.join("runs/tiny/logs/stages/teacher/qnli.log").is_file());
     // Nothing recorded the jobs in state.json; `mpt status` finds their artifacts, and the next
     // `mpt run` runs nothing and writes the report.
     let status = String::from_utf8_lossy(&mpt_env(dir, &["status", "runs/tiny"], &env).stdout).to_string();
@@ -767,10 +781,47 @@ fn a_detached_slurm_run_submits_every_stage_with_its_dependencies_and_returns() 
     let status = String::from_utf8_lossy(&mpt_env(dir, &["status", "runs/tiny"], &env).stdout).to_string();
     let line = status.lines().find(|l| l.contains("adapt/mpt/")).unwrap();
     assert!(line.contains("failed"), "{status}");
-    std::fs::write(&squeue, "#!/bin/sh\necho 'mpt:adapt/mpt/rte/k2-s0|PENDING'\n").unwrap();
+    std::fs::write(&squeue, "#!/bin/sh\necho '4300|mpt:adapt/mpt/rte/k2-s0|PENDING'\n").unwrap();
     let out = mpt_env(dir, &args, &env);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("already in Slurm's queue (PENDING"), "{err}");
+
+    // Two seeds: the adapts of each method form an array, and each method's evals an array in
+    // which task i waits for task i of the adapts (aftercorr); the same artifacts as locally.
+    let two = pipeline_toml("two").replace("seeds = [0]", "seeds = [0, 1]");
+    assert!(two.contains("seeds = [0, 1]"));
+    std::fs::write(dir.join("two.toml"), &two).unwrap();
+    std::fs::write(&sbatch, FAKE_SBATCH).unwrap();
+    std::fs::write(&squeue, "#!/bin/sh\nexit 0\n").unwrap();
+    std::fs::remove_file(dir.join("arguments")).unwrap();
+    ok_in(dir, &["run", "-q", "two.toml", "--run-dir", "two-seq"]);
+    let args = ["run", "-q", "two.toml", "--executor", "slurm", "--detach"];
+    let out = mpt_env(dir, &args, &env);
+    assert!(out.status.success(), "{}", show(&args, &out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("11 stage(s) submitted"), "{}", show(&args, &out));
+    assert_eq!(run_outputs(&dir.join("two-seq")), run_outputs(&dir.join("runs/two")));
+    let jobs: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs/two/logs/slurm/jobs.json")).unwrap()).unwrap();
+    let job = |stage: &str| jobs[stage].as_str().unwrap_or_else(|| panic!("{stage} in {jobs}")).to_string();
+    let arguments = std::fs::read_to_string(dir.join("arguments")).unwrap();
+    // One sbatch each: the teacher array, the vanilla adapts, distill, the vanilla evals, the
+    // mpt adapts, the mpt evals.
+    assert_eq!(arguments.lines().count(), 6, "{arguments}");
+    for method in ["mpt", "vanilla"] {
+        let adapts = job(&format!("adapt/{method}/rte/k2-s0"));
+        let array = adapts.strip_suffix("_0").unwrap_or_else(|| panic!("{adapts}: not task 0 of an array"));
+        assert_eq!(job(&format!("adapt/{method}/rte/k2-s1")), format!("{array}_1"));
+        let evals = job(&format!("eval/{method}/rte/k2-s1"));
+        let eval_array = evals.strip_suffix("_1").unwrap();
+        let line = arguments
+            .lines()
+            .find(|l| l.contains(&format!("aftercorr:{array} ")))
+            .unwrap_or_else(|| panic!("no sbatch with --dependency=aftercorr:{array}:\n{arguments}"));
+        assert!(line.contains("array-") && line.contains("-eval-"), "{line}");
+        assert_eq!(job(&format!("eval/{method}/rte/k2-s0")), format!("{eval_array}_0"));
+    }
+    let mpt_adapts = arguments.lines().find(|l| l.contains("-adapt-") && l.contains("afterok:")).unwrap();
+    assert!(mpt_adapts.contains(&format!("afterok:{} ", job("distill/mpt"))), "{mpt_adapts}");
 }
 
 /// The Slurm executor on a real cluster (`scripts/slurm-local.sh start`; `.ci/run` starts one

@@ -517,10 +517,12 @@ pub fn run_parallel(
 }
 
 /// `mpt run --executor slurm --detach`: submits every stage that must run as a Slurm job at
-/// once, each depending (`afterok`) on the jobs of its inputs submitted with it, writes the job
-/// ids to `logs/slurm/jobs.json` and returns without waiting. Nothing records the jobs' outcomes
-/// in `state.json` meanwhile; `mpt status` follows them, and a later `mpt run` finds their
-/// artifacts done and writes the report. Returns `(stage, job id)` in submission order.
+/// once, each waiting (`afterok` / `aftercorr`) for the jobs of its inputs submitted with it,
+/// stages of one kind with the same inputs as job arrays (see [`crate::slurm`]); writes stage ->
+/// job (`ID` or `ID_TASK`) to `logs/slurm/jobs.json` and returns without waiting. Nothing
+/// records the jobs' outcomes in `state.json` meanwhile; `mpt status` follows them, and a later
+/// `mpt run` finds their artifacts done and writes the report. Returns `(stage, job)` in plan
+/// order.
 pub fn submit_detached(
     pipeline: &Pipeline,
     plan: &Plan,
@@ -531,6 +533,9 @@ pub fn submit_detached(
     check_data(pipeline)?;
     let mut runner = Runner::new(pipeline, plan, true)?;
     let _lock = RunLock::acquire(&pipeline.run_dir)?;
+    let jobs_path = pipeline.run_dir.join("logs").join("slurm").join("jobs.json");
+    let earlier: BTreeMap<String, String> =
+        std::fs::read(&jobs_path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
     open_run_dir(pipeline)?;
     let statuses = runner.survey();
     let mut to_submit = Vec::new();
@@ -548,37 +553,145 @@ pub fn submit_detached(
         }
         to_submit.push(i);
     }
-    // Nothing is submitted twice: a stage still queued from an earlier submission stops this one
-    // before any job is sent.
+    // Nothing is submitted twice: a stage still queued from an earlier submission (by its job
+    // name, or by the job or array task jobs.json gave it) stops this one before any job is sent.
     let queue = crate::status::slurm_queue().unwrap_or_default();
-    if let Some(state) = to_submit.iter().find_map(|&i| queue.get(&plan.stages[i].name).map(|q| (i, q))) {
-        let name = &plan.stages[state.0].name;
-        return Err(PipelineError::Stage {
-            stage: name.clone(),
-            source: format!(
-                "already in Slurm's queue ({}, job name mpt:{name}): wait for it (`mpt status`) or scancel it",
-                state.1
-            )
-            .into(),
-        });
+    for &i in &to_submit {
+        let name = &plan.stages[i].name;
+        let queued = queue.of(name, earlier.get(name).map(String::as_str));
+        if let Some(state) = queued {
+            return Err(PipelineError::Stage {
+                stage: name.clone(),
+                source: format!(
+                    "already in Slurm's queue ({state}, job {}): wait for it (`mpt status`) or scancel it",
+                    earlier.get(name).map_or_else(|| format!("name mpt:{name}"), Clone::clone)
+                )
+                .into(),
+            });
+        }
     }
-    let mut jobs: Vec<Option<String>> = vec![None; plan.stages.len()];
-    let mut submitted = Vec::new();
-    for i in to_submit {
-        let stage = &plan.stages[i];
-        let after: Vec<String> = stage.deps.iter().filter_map(|&d| jobs[d].clone()).collect();
-        let id = slurm.submit(&stage.name, &after)?;
-        log_line(&pipeline.run_dir, &format!("submitted {} {id}", stage.name));
-        jobs[i] = Some(id.clone());
-        submitted.push((stage.name.clone(), id));
-    }
-    let path = pipeline.run_dir.join("logs").join("slurm").join("jobs.json");
-    if let Some(parent) = path.parent() {
+    let jobs = submit_graph(plan, &to_submit, slurm, &pipeline.run_dir)?;
+    let submitted: Vec<(String, String)> =
+        to_submit.iter().map(|&i| (plan.stages[i].name.clone(), jobs[i].clone().expect("submitted"))).collect();
+    if let Some(parent) = jobs_path.parent() {
         std::fs::create_dir_all(parent).map_err(io(parent))?;
     }
     let map: BTreeMap<&str, &str> = submitted.iter().map(|(s, j)| (s.as_str(), j.as_str())).collect();
-    mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(&map).expect("job ids serialise"))?;
+    mpt_models::io::write_atomic(&jobs_path, &serde_json::to_vec_pretty(&map).expect("job ids serialise"))?;
     Ok(submitted)
+}
+
+/// Submits the stages `to_submit` (in plan order, inputs first) level by level: level 0 has no
+/// input among them, level `n` waits for level `n - 1` at most. At each level, stages of one
+/// kind (`teacher`, `adapt`, ...) waiting for the same jobs go as one array (chunks of
+/// [`crate::slurm::MAX_ARRAY`]); a kind whose stages each wait for a different task of one
+/// array, covering the whole array, goes as an array with `aftercorr`. Returns each stage's job
+/// (`ID` for a lone job, `ID_TASK` for an array task), `None` for stages not submitted.
+fn submit_graph(
+    plan: &Plan,
+    to_submit: &[usize],
+    slurm: &crate::slurm::Slurm,
+    run_dir: &Path,
+) -> Result<Vec<Option<String>>> {
+    use crate::slurm::{Dependency, MAX_ARRAY};
+    let n = plan.stages.len();
+    let mut jobs: Vec<Option<String>> = vec![None; n];
+    // Array job id -> its size, for aftercorr.
+    let mut arrays: BTreeMap<String, usize> = BTreeMap::new();
+    let mut level = vec![0usize; n];
+    for &i in to_submit {
+        level[i] =
+            plan.stages[i].deps.iter().filter(|d| to_submit.contains(d)).map(|&d| level[d] + 1).max().unwrap_or(0);
+    }
+    let max_level = to_submit.iter().map(|&i| level[i]).max().unwrap_or(0);
+    for l in 0..=max_level {
+        // (kind, the jobs waited for) -> stages, in plan order.
+        let mut groups: Vec<((&str, Vec<String>), Vec<usize>)> = Vec::new();
+        for &i in to_submit.iter().filter(|&&i| level[i] == l) {
+            let stage = &plan.stages[i];
+            let kind = stage.name.split('/').next().unwrap_or(&stage.name);
+            let after: Vec<String> = stage.deps.iter().filter_map(|&d| jobs[d].clone()).collect();
+            let key = (kind, after);
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, members)) => members.push(i),
+                None => groups.push((key, vec![i])),
+            }
+        }
+        // Lone stages of one kind, each after a different task of one array that they cover.
+        let mut corr: Vec<(&str, String, Vec<(usize, usize)>)> = Vec::new();
+        let mut rest = Vec::new();
+        for ((kind, after), members) in groups {
+            let task = match (members.as_slice(), after.as_slice()) {
+                ([i], [job]) => {
+                    job.rsplit_once('_').and_then(|(a, t)| Some((a.to_string(), t.parse::<usize>().ok()?, *i)))
+                }
+                _ => None,
+            };
+            match task {
+                Some((array, t, i)) => match corr.iter_mut().find(|(k, a, _)| *k == kind && *a == array) {
+                    Some((_, _, list)) => list.push((t, i)),
+                    None => corr.push((kind, array, vec![(t, i)])),
+                },
+                None => rest.push((kind, after, members)),
+            }
+        }
+        let mut counter = 0;
+        let mut label = |kind: &str| {
+            counter += 1;
+            format!("array-{l}-{kind}-{counter}")
+        };
+        for (kind, array, mut list) in corr {
+            list.sort();
+            let covers = arrays.get(&array) == Some(&list.len()) && list.iter().enumerate().all(|(k, (t, _))| k == *t);
+            if covers && list.len() > 1 {
+                let names: Vec<&str> = list.iter().map(|&(_, i)| plan.stages[i].name.as_str()).collect();
+                let id = slurm.submit_array(&label(kind), &names, &Dependency::AfterCorr(array.clone()))?;
+                record_array(
+                    run_dir,
+                    &id,
+                    &list.iter().map(|&(_, i)| i).collect::<Vec<_>>(),
+                    plan,
+                    &mut jobs,
+                    &mut arrays,
+                );
+            } else {
+                for (t, i) in list {
+                    rest.push((kind, vec![format!("{array}_{t}")], vec![i]));
+                }
+            }
+        }
+        for (kind, after, members) in rest {
+            if let [i] = members.as_slice() {
+                let id = slurm.submit(&plan.stages[*i].name, &after)?;
+                log_line(run_dir, &format!("submitted {} {id}", plan.stages[*i].name));
+                jobs[*i] = Some(id);
+                continue;
+            }
+            for chunk in members.chunks(MAX_ARRAY) {
+                let names: Vec<&str> = chunk.iter().map(|&i| plan.stages[i].name.as_str()).collect();
+                let id = slurm.submit_array(&label(kind), &names, &Dependency::AfterOk(after.clone()))?;
+                record_array(run_dir, &id, chunk, plan, &mut jobs, &mut arrays);
+            }
+        }
+    }
+    Ok(jobs)
+}
+
+/// Records array `id`'s tasks: stage `members[t]` is job `ID_t`.
+fn record_array(
+    run_dir: &Path,
+    id: &str,
+    members: &[usize],
+    plan: &Plan,
+    jobs: &mut [Option<String>],
+    arrays: &mut BTreeMap<String, usize>,
+) {
+    arrays.insert(id.to_string(), members.len());
+    for (t, &i) in members.iter().enumerate() {
+        let job = format!("{id}_{t}");
+        log_line(run_dir, &format!("submitted {} {job}", plan.stages[i].name));
+        jobs[i] = Some(job);
+    }
 }
 
 /// What the coordinator decided for a stage.

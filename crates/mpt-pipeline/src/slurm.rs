@@ -6,6 +6,14 @@
 //! `--jobs` stages are queued at once and Slurm places them. A failed job is reported with its
 //! stage, job id and log; stages that depend on it are not submitted.
 //!
+//! `--detach` submits the whole remaining graph at once ([`crate::run::submit_detached`]):
+//! stages of one kind with the same dependencies go as one job array (`--array=0-N`, at most
+//! [`MAX_ARRAY`] tasks, task `i` runs the array's `i`-th stage), and a kind whose stages each
+//! wait for the matching task of one array (every eval after its adapt) goes as an array with
+//! `--dependency=aftercorr:ARRAY`; the others wait with `afterok` on job ids or on array
+//! tasks (`JOB_TASK`). Every job has `--kill-on-invalid-dep=yes`, so a failed stage cancels
+//! what depends on it.
+//!
 //! Resources come from the pipeline's optional `[cluster]` table ([`ClusterConfig`]); none of
 //! it is needed on a default Slurm.
 
@@ -67,14 +75,49 @@ impl Slurm {
     /// (`--dependency=afterok`; `--kill-on-invalid-dep=yes` cancels it when one of them
     /// fails). Returns the job id.
     pub fn submit(&self, name: &str, after: &[String]) -> Result<String> {
-        let mut flags = vec!["--kill-on-invalid-dep=yes".to_string()];
-        if !after.is_empty() {
-            flags.push(format!("--dependency=afterok:{}", after.join(":")));
+        let script = self.write_script(name)?;
+        self.submit_script(name, &script, &Dependency::AfterOk(after.to_vec()))
+    }
+
+    /// Submits `names` (stages of one kind, none depending on another) as one job array
+    /// without waiting: task `i` runs `names[i]`, its log is that stage's log. The script is
+    /// `logs/slurm/LABEL.sh`. Returns the array's job id (task `i` is `ID_i`).
+    pub fn submit_array(&self, label: &str, names: &[&str], dependency: &Dependency) -> Result<String> {
+        assert!(!names.is_empty() && names.len() <= MAX_ARRAY, "1..={MAX_ARRAY} stages per array");
+        let slurm_dir = self.stage.run_dir.join("logs").join("slurm");
+        let script_path = slurm_dir.join(format!("{label}.sh"));
+        let mut dirs = vec![slurm_dir.clone()];
+        dirs.extend(names.iter().filter_map(|n| stage_log(&self.stage.run_dir, n).parent().map(Path::to_path_buf)));
+        for dir in &dirs {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
-        let (out, job_id) = self.sbatch(name, &flags)?;
+        let header = self.header(
+            &format!("mpt-array:{label}"),
+            &slurm_dir.join(format!("{label}-%a.out")),
+            &[format!("--array=0-{}", names.len() - 1)],
+        );
+        let mut lines = header;
+        lines.push("case \"$SLURM_ARRAY_TASK_ID\" in".to_string());
+        for (i, name) in names.iter().enumerate() {
+            let log = shell_quote(&stage_log(&self.stage.run_dir, name).to_string_lossy());
+            lines.push(format!("{i}) exec {} > {log} 2>&1 ;;", self.stage.command_line(name)));
+        }
+        lines.push("esac".to_string());
+        lines.push("echo \"mpt: no stage for array task $SLURM_ARRAY_TASK_ID\" >&2".to_string());
+        lines.push("exit 2".to_string());
+        std::fs::write(&script_path, lines.join("\n") + "\n").map_err(io(&script_path))?;
+        self.submit_script(&format!("{} (array {label})", names[0]), &script_path, dependency)
+    }
+
+    /// `sbatch --parsable --kill-on-invalid-dep=yes [--dependency=...] SCRIPT` without waiting;
+    /// the job id, or an error naming `what`.
+    fn submit_script(&self, what: &str, script: &Path, dependency: &Dependency) -> Result<String> {
+        let mut flags = vec!["--kill-on-invalid-dep=yes".to_string()];
+        flags.extend(dependency.flag());
+        let (out, job_id) = self.sbatch_script(script, &flags)?;
         if !out.status.success() || job_id.is_empty() {
             return Err(PipelineError::Stage {
-                stage: name.to_string(),
+                stage: what.to_string(),
                 source: format!(
                     "sbatch did not take the job ({}): {}",
                     out.status,
@@ -90,6 +133,10 @@ impl Slurm {
     /// output and the job id it printed (empty if none).
     fn sbatch(&self, name: &str, flags: &[String]) -> Result<(std::process::Output, String)> {
         let script_path = self.write_script(name)?;
+        self.sbatch_script(&script_path, flags)
+    }
+
+    fn sbatch_script(&self, script_path: &Path, flags: &[String]) -> Result<(std::process::Output, String)> {
         let out = Command::new(&self.sbatch)
             .arg("--parsable")
             .args(flags)
@@ -104,10 +151,19 @@ impl Slurm {
 
     /// The batch script of stage `name`: `#SBATCH` lines, then the stage's command.
     pub fn script(&self, name: &str) -> String {
+        let mut lines = self.header(&format!("mpt:{name}"), &stage_log(&self.stage.run_dir, name), &[]);
+        let cmd = self.stage.command_line(name);
+        lines.push(format!("exec {cmd}"));
+        lines.join("\n") + "\n"
+    }
+
+    /// `#!/bin/sh`, the `#SBATCH` lines (job name, output, `more`, the `[cluster]` table) and
+    /// the thread-count exports.
+    fn header(&self, job_name: &str, output: &Path, more: &[String]) -> Vec<String> {
         let c = &self.cluster;
-        let mut lines = vec!["#!/bin/sh".to_string(), format!("#SBATCH --job-name=mpt:{name}")];
-        let log = stage_log(&self.stage.run_dir, name);
-        lines.push(format!("#SBATCH --output={}", log.display()));
+        let mut lines = vec!["#!/bin/sh".to_string(), format!("#SBATCH --job-name={job_name}")];
+        lines.push(format!("#SBATCH --output={}", output.display()));
+        lines.extend(more.iter().map(|m| format!("#SBATCH {m}")));
         for (flag, value) in [
             ("partition", c.partition.clone()),
             ("account", c.account.clone()),
@@ -124,10 +180,36 @@ impl Slurm {
         if let Some(n) = c.cpus.or(self.stage.threads) {
             lines.push(format!("export RAYON_NUM_THREADS={n} OPENBLAS_NUM_THREADS={n} OMP_NUM_THREADS={n}"));
         }
-        let cmd = self.stage.command_line(name);
-        lines.push(format!("exec {cmd}"));
-        lines.join("\n") + "\n"
+        lines
     }
+}
+
+/// Most tasks in one job array (Slurm's default `MaxArraySize` is 1001: indices 0..=1000).
+pub const MAX_ARRAY: usize = 1000;
+
+/// What a detached job waits for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dependency {
+    /// These jobs or array tasks (`ID` or `ID_TASK`) succeeded; none when empty.
+    AfterOk(Vec<String>),
+    /// Task `i` of this job array succeeded, for task `i` of the array being submitted.
+    AfterCorr(String),
+}
+
+impl Dependency {
+    /// The `--dependency=` flag, if any.
+    fn flag(&self) -> Option<String> {
+        match self {
+            Dependency::AfterOk(jobs) if jobs.is_empty() => None,
+            Dependency::AfterOk(jobs) => Some(format!("--dependency=afterok:{}", jobs.join(":"))),
+            Dependency::AfterCorr(array) => Some(format!("--dependency=aftercorr:{array}")),
+        }
+    }
+}
+
+/// `s` in single quotes for `sh`.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PipelineError + '_ {

@@ -81,7 +81,8 @@ pub fn status(run_dir: &Path) -> Result<RunStatus> {
             let state = match status {
                 Status::Done => StageState::Done(state.get(&name).and_then(|r| r.seconds)),
                 Status::Pending(why) => {
-                    if let Some(q) = queue.as_ref().and_then(|q| q.get(&name)) {
+                    if let Some(q) = queue.as_ref().and_then(|q| q.of(&name, submitted.get(&name).map(String::as_str)))
+                    {
                         StageState::Queued(q.clone())
                     } else if holder.is_some() && begun.contains(&name) {
                         StageState::Running
@@ -139,21 +140,39 @@ fn last_run_log(run_dir: &Path) -> LastRun {
     LastRun { begun, failed, submitted }
 }
 
-/// Stage name -> Slurm state of this user's `mpt:STAGE` jobs; `None` when `squeue` cannot be
-/// run (not installed, or the controller does not answer).
-pub(crate) fn slurm_queue() -> Option<BTreeMap<String, String>> {
+/// This user's Slurm jobs: by job name (`mpt:STAGE`, the jobs of a waiting run and lone
+/// detached jobs) and by job id (`ID`, or `ID_TASK` for each task of an array: `squeue -r`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Queue {
+    by_name: BTreeMap<String, String>,
+    by_id: BTreeMap<String, String>,
+}
+
+impl Queue {
+    /// The state of stage `name`'s job, found by its job name or by `job` (its id, from
+    /// `jobs.json` or `logs/run.log`).
+    pub(crate) fn of(&self, name: &str, job: Option<&str>) -> Option<&String> {
+        self.by_name.get(name).or_else(|| job.and_then(|j| self.by_id.get(j)))
+    }
+}
+
+/// This user's jobs (`squeue -h --me -r -o %i|%j|%T`); `None` when `squeue` cannot be run (not
+/// installed, or the controller does not answer).
+pub(crate) fn slurm_queue() -> Option<Queue> {
     let squeue = std::env::var_os("MPT_SQUEUE").unwrap_or_else(|| "squeue".into());
-    let out = Command::new(squeue).args(["-h", "--me", "-o", "%j|%T"]).output().ok()?;
+    let out = Command::new(squeue).args(["-h", "--me", "-r", "-o", "%i|%j|%T"]).output().ok()?;
     if !out.status.success() {
         return None;
     }
-    let queue = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let (job, state) = l.split_once('|')?;
-            Some((job.strip_prefix("mpt:")?.to_string(), state.trim().to_string()))
-        })
-        .collect();
+    let mut queue = Queue::default();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let mut parts = line.split('|').map(str::trim);
+        let (Some(id), Some(job), Some(state)) = (parts.next(), parts.next(), parts.next()) else { continue };
+        if let Some(stage) = job.strip_prefix("mpt:") {
+            queue.by_name.insert(stage.to_string(), state.to_string());
+        }
+        queue.by_id.insert(id.to_string(), state.to_string());
+    }
     Some(queue)
 }
 
