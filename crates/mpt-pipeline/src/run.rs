@@ -605,34 +605,31 @@ fn submit_graph(
     }
     let max_level = to_submit.iter().map(|&i| level[i]).max().unwrap_or(0);
     for l in 0..=max_level {
-        // (kind, the jobs waited for) -> stages, in plan order.
-        let mut groups: Vec<((&str, Vec<String>), Vec<usize>)> = Vec::new();
+        let mut groups: Vec<Group> = Vec::new();
         for &i in to_submit.iter().filter(|&&i| level[i] == l) {
             let stage = &plan.stages[i];
             let kind = stage.name.split('/').next().unwrap_or(&stage.name);
             let after: Vec<String> = stage.deps.iter().filter_map(|&d| jobs[d].clone()).collect();
-            let key = (kind, after);
-            match groups.iter_mut().find(|(k, _)| *k == key) {
-                Some((_, members)) => members.push(i),
-                None => groups.push((key, vec![i])),
+            match groups.iter_mut().find(|g| g.kind == kind && g.after == after) {
+                Some(g) => g.members.push(i),
+                None => groups.push(Group { kind, after, members: vec![i] }),
             }
         }
-        // Lone stages of one kind, each after a different task of one array that they cover.
-        let mut corr: Vec<(&str, String, Vec<(usize, usize)>)> = Vec::new();
+        let mut corr: Vec<Corr> = Vec::new();
         let mut rest = Vec::new();
-        for ((kind, after), members) in groups {
-            let task = match (members.as_slice(), after.as_slice()) {
+        for g in groups {
+            let task = match (g.members.as_slice(), g.after.as_slice()) {
                 ([i], [job]) => {
                     job.rsplit_once('_').and_then(|(a, t)| Some((a.to_string(), t.parse::<usize>().ok()?, *i)))
                 }
                 _ => None,
             };
             match task {
-                Some((array, t, i)) => match corr.iter_mut().find(|(k, a, _)| *k == kind && *a == array) {
-                    Some((_, _, list)) => list.push((t, i)),
-                    None => corr.push((kind, array, vec![(t, i)])),
+                Some((array, t, i)) => match corr.iter_mut().find(|c| c.kind == g.kind && c.array == array) {
+                    Some(c) => c.tasks.push((t, i)),
+                    None => corr.push(Corr { kind: g.kind, array, tasks: vec![(t, i)] }),
                 },
-                None => rest.push((kind, after, members)),
+                None => rest.push(g),
             }
         }
         let mut counter = 0;
@@ -640,7 +637,7 @@ fn submit_graph(
             counter += 1;
             format!("array-{l}-{kind}-{counter}")
         };
-        for (kind, array, mut list) in corr {
+        for Corr { kind, array, tasks: mut list } in corr {
             list.sort();
             let covers = arrays.get(&array) == Some(&list.len()) && list.iter().enumerate().all(|(k, (t, _))| k == *t);
             if covers && list.len() > 1 {
@@ -656,11 +653,11 @@ fn submit_graph(
                 );
             } else {
                 for (t, i) in list {
-                    rest.push((kind, vec![format!("{array}_{t}")], vec![i]));
+                    rest.push(Group { kind, after: vec![format!("{array}_{t}")], members: vec![i] });
                 }
             }
         }
-        for (kind, after, members) in rest {
+        for Group { kind, after, members } in rest {
             if let [i] = members.as_slice() {
                 let id = slurm.submit(&plan.stages[*i].name, &after)?;
                 log_line(run_dir, &format!("submitted {} {id}", plan.stages[*i].name));
@@ -675,6 +672,20 @@ fn submit_graph(
         }
     }
     Ok(jobs)
+}
+
+/// Stages of one level and kind that wait for the same jobs, in plan order.
+struct Group<'a> {
+    kind: &'a str,
+    after: Vec<String>,
+    members: Vec<usize>,
+}
+
+/// Lone stages of one kind, each after a different task of `array`: (task, stage).
+struct Corr<'a> {
+    kind: &'a str,
+    array: String,
+    tasks: Vec<(usize, usize)>,
 }
 
 /// Records array `id`'s tasks: stage `members[t]` is job `ID_t`.

@@ -140,7 +140,7 @@ impl Slurm {
         let out = Command::new(&self.sbatch)
             .arg("--parsable")
             .args(flags)
-            .arg(&script_path)
+            .arg(script_path)
             .stdin(Stdio::null())
             .output()
             .map_err(|source| PipelineError::Io { path: self.sbatch.clone(), source })?;
