@@ -840,22 +840,30 @@ fn the_slurm_executor_on_a_real_cluster_makes_the_sequential_artifacts() {
     assert!(out.contains("7 stage(s) ran"), "{out}");
     assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("slurm")));
     assert!(dir.join("slurm/logs/stages/distill/mpt.log").is_file());
-    // Detached: every job submitted at once behind its dependencies; `mpt status` follows them.
-    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "detached", "--executor", "slurm", "--detach"]);
-    assert!(out.contains("7 stage(s) submitted"), "{out}");
+    // Detached, two seeds: every job submitted at once behind its dependencies, as job arrays
+    // (teachers; adapts of each method) and aftercorr arrays (each eval after its adapt);
+    // `mpt status` follows them by job and array-task id.
+    let two = pipeline_toml("two").replace("seeds = [0]", "seeds = [0, 1]");
+    std::fs::write(dir.join("two.toml"), two).unwrap();
+    ok_in(dir, &["run", "-q", "two.toml", "--run-dir", "two-seq"]);
+    let out = ok_in(dir, &["run", "-q", "two.toml", "--run-dir", "detached", "--executor", "slurm", "--detach"]);
+    assert!(out.contains("11 stage(s) submitted"), "{out}");
+    let jobs = std::fs::read_to_string(dir.join("detached/logs/slurm/jobs.json")).unwrap();
+    assert!(jobs.contains("_1\""), "no array task in {jobs}");
     let started = std::time::Instant::now();
     loop {
         let status = ok_in(dir, &["status", "detached"]);
-        if status.ends_with("7 stages: 7 done\n") {
+        if status.ends_with("11 stages: 11 done\n") {
             break;
         }
         assert!(!status.contains("failed"), "{status}");
         assert!(started.elapsed().as_secs() < 900, "not done after 15 min:\n{status}");
         std::thread::sleep(std::time::Duration::from_secs(2));
     }
-    let out = ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "detached"]);
-    assert!(out.contains("0 stage(s) ran, 7 already done"), "{out}");
-    assert_eq!(run_outputs(&dir.join("seq")), run_outputs(&dir.join("detached")));
+    let out = ok_in(dir, &["run", "-q", "two.toml", "--run-dir", "detached"]);
+    assert!(out.contains("0 stage(s) ran, 11 already done"), "{out}");
+    assert_eq!(run_outputs(&dir.join("two-seq")), run_outputs(&dir.join("detached")));
+    assert!(dir.join("detached/logs/stages/eval/mpt/rte/k2-s1.log").is_file());
 }
 
 #[test]
