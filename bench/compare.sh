@@ -99,7 +99,14 @@ echo "reference: $PYTHON bench/reference/peft_bench.py"
 echo "rounds $ROUNDS, steps $STEPS (+$WARMUP warm-up), prompt $PROMPT_LEN, batch $BATCH, seq $SEQ_LEN, device $DEVICE / $REF_DEVICE, threads ${THREADS:-default}"
 echo "cpu: $(nproc) cores; load average at start: $(load)"
 echo "results: $OUT_DIR"
-echo "load_start $(load)" >"$OUT_DIR/load.txt"
+{
+    echo "load_start $(load)"
+    # The machine, for the table's header: CPU model, cores, its SIMD flags, OS kernel.
+    echo "cpu_model $(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//')"
+    echo "cpu_cores $(nproc)"
+    echo "cpu_simd $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | tr ' ' '\n' | grep -E '^(avx2|fma|avx512[a-z_0-9]*)$' | sort -u | tr '\n' ' ')"
+    echo "os $(uname -sr)"
+} >"$OUT_DIR/load.txt"
 
 for model in $MODELS; do
     name="$(basename "$model")"

@@ -82,6 +82,8 @@ if any_ref:
 kernel = f" (linear products: {any_mpt['linear_kernel']})" if any_mpt and "linear_kernel" in any_mpt else ""
 print(f"mpt: device {any_mpt.get('device') if any_mpt else '?'}{kernel}; {rounds} round(s) per stage, "
       "the two sides alternating which runs first")
+print(f"machine: {load.get('cpu_model', '?')}, {load.get('cpu_cores', '?')} cores, SIMD {load.get('cpu_simd', '?').strip() or 'none of avx2/avx512'}, "
+      f"{load.get('os', '?')}")
 print(f"load average (1/5/15 min): start {load.get('load_start', '?')}, end {load.get('load_end', '?')}\n")
 print("| model | stage | ex/s mpt | ex/s pytorch | ratio mpt/pytorch | per-round ratios | step ms mpt | step ms pytorch | peak RSS MiB mpt | peak RSS MiB pytorch (after imports) |")
 print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
