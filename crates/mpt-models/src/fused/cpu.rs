@@ -65,26 +65,6 @@ unsafe fn matmul(
     }
 }
 
-/// [`matmul`] on OpenBLAS when one is loaded ([`blas::openblas`]) and CBLAS can express the
-/// operands' layout, on gemm otherwise.
-///
-/// # Safety
-/// As [`matmul`].
-unsafe fn matmul_blas(
-    dims: (usize, usize, usize),
-    dst: (*mut f32, isize, isize),
-    accumulate: bool,
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-) {
-    // SAFETY: the caller's guarantees, passed on.
-    unsafe {
-        if !blas::openblas().is_some_and(|b| b.matmul(dims, dst, accumulate, lhs, rhs)) {
-            matmul(dims, dst, accumulate, lhs, rhs)
-        }
-    }
-}
-
 /// Elements per parallel task for element-wise kernels.
 const ELEMENTWISE_CHUNK: usize = 1 << 15;
 

@@ -190,10 +190,11 @@ pub fn load(setting: &str) -> Result<Option<OpenBlas>, String> {
         "" | "auto" => Ok(AUTO_NAMES.iter().find_map(|name| match open(name) {
             Ok(blas) if generic_core(&blas.core, cpu_avx2()) => {
                 let why = format!(
-                    "passed over {} ({}): its kernel core {} is a generic SSE fallback on this AVX2 CPU",
+                    "passed over {} ({}): its kernel core {} is a generic SSE fallback on this {} CPU",
                     name,
                     blas.config.split_whitespace().take(2).collect::<Vec<_>>().join(" "),
-                    blas.core
+                    blas.core,
+                    gemm_isa()
                 );
                 tracing::info!("MPT_BLAS=auto: {why}; set MPT_BLAS={name} to use it anyway");
                 let _ = PASSED_OVER.set(why);
