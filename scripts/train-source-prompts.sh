@@ -9,15 +9,20 @@
 # Usage: scripts/train-source-prompts.sh [TASK...]     (default: sst2 mnli qnli qqp snli)
 # Environment: MPT (binary; default target/release/mpt, else target/debug/mpt), MODEL
 #   (default models/all-MiniLM-L6-v2), MAX_STEPS (2500), EVAL_EVERY (250), PATIENCE (3),
-#   PROMPT_LEN (20), MAX_DEV (1000), LR (0.1), DATA_ROOT (../shared/data).
+#   PROMPT_LEN (20), MAX_DEV (1000), LR (0.1), DATA_ROOT (../shared/data), HEAD (linear | pair |
+#   verbalizer; default linear), LIB (the library folder; default prompts/<model>, and
+#   prompts/<model>-pair for HEAD=pair), WORK (default runs/source-prompts[-pair]).
 set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$REPO_ROOT"
 MPT="${MPT:-$( [[ -x target/release/mpt ]] && echo target/release/mpt || echo target/debug/mpt )}"
 MODEL="${MODEL:-models/all-MiniLM-L6-v2}"
 DATA_ROOT="${DATA_ROOT:-../shared/data}"
-LIB="prompts/$(basename "$MODEL")"
-WORK="runs/source-prompts"
+HEAD="${HEAD:-linear}"
+suffix=""
+[[ "$HEAD" == linear ]] || suffix="-$HEAD"
+LIB="${LIB:-prompts/$(basename "$MODEL")$suffix}"
+WORK="${WORK:-runs/source-prompts$suffix}"
 mkdir -p "$LIB" "$WORK"
 tasks=("$@")
 [[ ${#tasks[@]} -gt 0 ]] || tasks=(sst2 mnli qnli qqp snli)
@@ -40,7 +45,7 @@ patience = ${PATIENCE:-3}
 eval_batch_size = 64
 
 [head]
-kind = "linear"
+kind = "$HEAD"
 
 [data]
 max_dev = ${MAX_DEV:-1000}

@@ -942,6 +942,39 @@ fn predict_labels_jsonl_rows_with_probabilities() {
 }
 
 #[test]
+fn a_tiny_pipeline_with_the_pair_head_runs_predicts_and_is_not_exported_to_peft() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let text = pipeline_toml("tiny").replace("[prompt]", "[head]\nkind = \"pair\"\n\n[prompt]");
+    std::fs::write(dir.join("tiny.toml"), text).unwrap();
+    let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+    assert!(out.contains("tiny: 7 stage(s) ran"), "{out}");
+    let run = dir.join("runs/tiny");
+    let model = fixture("bert-tiny");
+    // Every stage's head reads both segments: weights [C, 4d] (d = 32).
+    for (artifact, task, classes) in [("teacher/mnli", 0, 3), ("distill/mpt", 1, 2), ("adapt/mpt/rte/k2-s0", 0, 2)] {
+        let tensors = read_safetensors(&run.join("artifacts").join(artifact).join("tensors.safetensors")).unwrap();
+        assert_eq!(tensors[&format!("classifier.{task}.weight")].shape(), &[classes, 128], "{artifact}");
+    }
+    let target = inspect_json(dir, &run.join("artifacts/adapt/mpt/rte/k2-s0"));
+    assert_eq!(target["tunable_params"], 4 * 32 + 4 + 32 + 2 * 128 + 2, "{target}");
+    let result: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results/eval/mpt/rte/k2-s0.json")).unwrap()).unwrap();
+    assert!(result["result"]["score"].is_number(), "{result}");
+    // predict reads the pair head from the artifact.
+    std::fs::write(dir.join("in.jsonl"), "{\"premise\": \"a man plays\", \"hypothesis\": \"someone plays\"}\n")
+        .unwrap();
+    let teacher = run.join("artifacts/teacher/mnli");
+    let out = ok_in(dir, &["predict", "--model", s(&model), "--artifact", s(&teacher), "--input", "in.jsonl"]);
+    let line: Value = serde_json::from_str(out.trim()).unwrap();
+    let total: f64 = line["scores"].as_object().unwrap().values().map(|v| v.as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 1e-6, "{line}");
+    let err = fail_in(dir, &["export", "--format", "peft", s(&teacher), "peft"]);
+    assert!(err.contains("pair over each segment") && err.contains("verbalizer head"), "{err}");
+    assert!(!dir.join("peft").exists());
+}
+
+#[test]
 fn run_dry_run_prints_the_plan() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -51,6 +51,11 @@ pub struct TeacherArgs {
     /// an outside re-implementation (bench/reference/teacher_reference.py).
     #[arg(long, value_name = "DIR")]
     pub trace: Option<PathBuf>,
+    /// Start from this teacher artifact's prompt and head (same task, backbone, prompt length
+    /// and head kind) instead of `--init`, with a fresh schedule: trains a teacher further
+    /// across several runs. It becomes the new artifact's parent.
+    #[arg(long, value_name = "DIR")]
+    pub continue_from: Option<PathBuf>,
 }
 
 /// Runs `mpt teacher`.
@@ -83,7 +88,16 @@ pub fn teacher(args: TeacherArgs) -> Result<()> {
     check_values(&config.data, &config.train.lengths, "train.", |f| args.train.flag_for(f), args.config.as_deref())?;
     let (model, device, root) = args.env.load()?;
     let bars = Bars::new(args.env.quiet);
-    let artifact = mpt_teacher::run_traced(&model, &root, &config, &args.out, args.trace.as_deref(), &device, &bars)?;
+    let artifact = mpt_teacher::run_traced(
+        &model,
+        &root,
+        &config,
+        &args.out,
+        args.trace.as_deref(),
+        args.continue_from.as_deref(),
+        &device,
+        &bars,
+    )?;
     crate::summary::print_artifact(&artifact);
     Ok(())
 }

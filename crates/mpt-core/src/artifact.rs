@@ -35,6 +35,8 @@ pub const FORMAT: &str = "mpt-artifact";
 pub const VERSION: u64 = 1;
 /// Metadata file name.
 pub const META_FILE: &str = "artifact.json";
+/// A pair head's weight rows are this many times the backbone's width (u, v, |u − v|, u ∘ v).
+pub const PAIR_WIDTH: usize = 4;
 /// Tensor file name.
 pub const TENSORS_FILE: &str = "tensors.safetensors";
 
@@ -287,7 +289,8 @@ fn describe_tensors(
 }
 
 /// Number of tasks with a stored head: 0 (frozen head) or all `tasks`, each
-/// `classifier.{k}.weight` `[C, d]` beside `classifier.{k}.bias` `[C]` with C ≥ 2. Any other
+/// `classifier.{k}.weight` `[C, d]` (linear head) or `[C, 4d]` (pair head: the features
+/// `[u, v, |u − v|, √d·(u ∘ v)]` of a bi-encoder), one width for all tasks, beside `classifier.{k}.bias` `[C]` with C ≥ 2. Any other
 /// tensor name is refused.
 fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks: usize, d: usize) -> Result<usize> {
     let bad =
@@ -306,16 +309,30 @@ fn check_classifiers(path: &Path, tensors: &BTreeMap<String, HostTensor>, tasks:
     if heads == 0 {
         return Ok(0);
     }
+    let mut first_width = None;
     for k in 0..tasks {
         let (w, b) = classifier_names(k);
         let weight = dims_of(tensors, &w).ok_or_else(|| {
             bad(&w, format!("missing; a trained head is stored for every one of the {tasks} task(s)"))
         })?;
+        let expected = || format!("expected [C, {d}] (linear head) or [C, {}] (pair head) with C ≥ 2", PAIR_WIDTH * d);
         let &[c, wd] = weight.as_slice() else {
-            return Err(bad(&w, format!("shape {weight:?}, expected [C, {d}]")));
+            return Err(bad(&w, format!("shape {weight:?}, {}", expected())));
         };
-        if wd != d || c < 2 {
-            return Err(bad(&w, format!("shape {weight:?}, expected [C, {d}] with C ≥ 2")));
+        if (wd != d && wd != PAIR_WIDTH * d) || c < 2 {
+            return Err(bad(&w, format!("shape {weight:?}, {}", expected())));
+        }
+        match first_width {
+            None => first_width = Some(wd),
+            Some(width) if width != wd => {
+                return Err(bad(
+                    &w,
+                    format!(
+                        "shape {weight:?}: width {wd}, but classifier.0.weight's is {width}; every task's head is of one kind"
+                    ),
+                ));
+            }
+            Some(_) => {}
         }
         let bias = dims_of(tensors, &b).ok_or_else(|| bad(&b, format!("missing beside {w}")))?;
         if bias != [c] {

@@ -139,9 +139,9 @@ pub fn export_peft(artifact: &Artifact, out_dir: &Path, options: PeftExportOptio
     if artifact.has_classifiers() {
         return Err(CoreError::Layout {
             path: artifact.dir.clone(),
-            message: "has a trained linear head over the mean-pooled input; PEFT's SEQ_CLS classifier reads the \
-                      pooler's [CLS] output instead, so the adapter would not reproduce this artifact's scores \
-                      (export artifacts trained with the verbalizer head)"
+            message: "has a trained head (linear over the mean-pooled input, or pair over each segment's); PEFT's \
+                      SEQ_CLS classifier reads the pooler's [CLS] output of the joint input instead, so the adapter \
+                      would not reproduce this artifact's scores (export artifacts trained with the verbalizer head)"
                 .into(),
         });
     }

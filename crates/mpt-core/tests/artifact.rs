@@ -365,6 +365,35 @@ fn trained_heads_round_trip_and_count_as_tunable() {
 }
 
 #[test]
+fn pair_heads_four_times_the_width_load_beside_nothing_else() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("pair");
+    let new =
+        new_artifact(ArtifactKind::Multitask, &["a", "b"], with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 24));
+    let written = Artifact::write(&dir, new.clone()).unwrap();
+    assert_eq!(written.meta.tunable_params, 4 * 6 + 2 * (4 + 6) + (3 * 24 + 3) + (2 * 24 + 2));
+    let loaded = Artifact::load(&dir, None, Some(InUse { backbone: &backbone(), dim: 6 })).unwrap();
+    let params = loaded.prompt_params(&burn::prelude::Device::flex()).unwrap();
+    assert_eq!(params.classifier(0).expect("task 0 has a head").weight.val().dims(), [3, 24]);
+    // One head of each width: refused, naming the second.
+    let mut mixed = with_heads(multitask_tensors(2, 4, 1, 6), &[3], 6);
+    mixed.insert("classifier.1.weight".into(), host(&[2, 24], 1));
+    mixed.insert("classifier.1.bias".into(), host(&[2], 11));
+    let err = Artifact::write(&tmp.path().join("mixed"), new_artifact(ArtifactKind::Multitask, &["a", "b"], mixed))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("classifier.1.weight") && err.contains("every task's head is of one kind"), "{err}");
+    // Neither d nor 4d.
+    let err = Artifact::write(
+        &tmp.path().join("three"),
+        new_artifact(ArtifactKind::Multitask, &["a", "b"], with_heads(multitask_tensors(2, 4, 1, 6), &[3, 2], 18)),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("expected [C, 6] (linear head) or [C, 24] (pair head)"), "{err}");
+}
+
+#[test]
 fn malformed_heads_are_refused_by_name() {
     let tmp = tempfile::tempdir().unwrap();
     let cases: Vec<(&str, BTreeMap<String, HostTensor>, &str)> = vec![

@@ -325,6 +325,22 @@ pub fn run(
     // Each teacher's own head scores its distribution (the verbalizer's values where a teacher
     // has none); the student starts from the teachers' heads when it trains one.
     let mut teacher_heads = Vec::new();
+    let width = config.head.kind.weight_width(d);
+    for t in teachers.iter().filter(|t| t.has_classifiers()) {
+        let (w, _) = mpt_core::prompt::classifier_names(0);
+        let found = t.tensors.get(&w).and_then(|x| x.shape().get(1).copied()).unwrap_or(0);
+        if found != width && config.head.trains_linear(backbone) {
+            let name = |w: usize| if w == d { "linear" } else { "pair" };
+            return Err(DistillError::Teacher {
+                path: t.dir.clone(),
+                message: format!(
+                    "has a {} head ({w} of width {found}), this run's `head.kind` trains a {} head (width {width})",
+                    name(found),
+                    name(width)
+                ),
+            });
+        }
+    }
     if teachers.iter().any(Artifact::has_classifiers) {
         let frozen = heads.initial_heads();
         for (t, verbalizer) in teachers.iter().zip(frozen) {

@@ -10,7 +10,7 @@ use common::*;
 use mpt_core::init::{FactorInit, PromptInit};
 use mpt_core::{Artifact, ArtifactKind, CoreError, InUse, Layout};
 use mpt_distill::{DistillConfig, DistillError, SharedInit, run};
-use mpt_train::{HeadConfig, Selection, Silent, TrainConfig};
+use mpt_train::{HeadConfig, HeadKind, Selection, Silent, TrainConfig};
 
 const L: usize = 4;
 const D: usize = 32;
@@ -377,6 +377,47 @@ fn a_teacher_of_another_width_is_an_error_not_a_panic() {
         Ok(Err(e)) => assert!(e.to_string().contains("16") || e.to_string().contains("32"), "{e}"),
         Ok(Ok(_)) => panic!("a [l, 16] teacher was accepted for a d = 32 backbone"),
         Err(_) => panic!("a teacher prompt of the wrong width panicked instead of returning an error"),
+    }
+    assert!(!out.exists());
+}
+
+#[test]
+fn pair_teachers_distil_into_pair_heads_and_a_linear_teacher_does_not_fit_a_pair_run() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let bb = backbone_of("bert-tiny");
+    let with_head = |task: &str, width: usize, seed: u64| {
+        let c = mpt_data::lookup(task).unwrap().labels.len();
+        let tensors = std::collections::BTreeMap::from([
+            ("prompt_embeddings".to_string(), host(&[L, D], seed)),
+            ("classifier.0.weight".to_string(), host(&[c, width], seed + 1)),
+            ("classifier.0.bias".to_string(), host(&[c], seed + 2)),
+        ]);
+        let dir = tmp.path().join(format!("{task}-{width}"));
+        write_artifact(&dir, ArtifactKind::Teacher, &[task], &bb, tensors, seed)
+    };
+    let (mnli, rte) = (with_head("mnli", 4 * D, 1), with_head("rte", 4 * D, 5));
+    let mut cfg = config(&["mnli", "rte"]);
+    cfg.head.kind = HeadKind::Pair;
+    let a = run(&model, &data_root(), &cfg, &dirs(&[&mnli, &rte]), &tmp.path().join("mt"), &device, &Silent).unwrap();
+    assert_eq!(a.tensors["classifier.0.weight"].shape(), &[3, 4 * D]);
+    assert_eq!(a.tensors["classifier.1.weight"].shape(), &[2, 4 * D]);
+    assert_eq!(a.meta.tunable_params, L * D + 2 * (L + D) + (3 + 2) * (4 * D + 1));
+    let linear = with_head("rte", D, 9);
+    let out = tmp.path().join("bad");
+    let err = run(&model, &data_root(), &cfg, &dirs(&[&mnli, &linear]), &out, &device, &Silent).unwrap_err();
+    match &err {
+        DistillError::Teacher { path, message } => {
+            assert_eq!(path, &linear.dir);
+            assert_eq!(
+                message,
+                &format!(
+                    "has a linear head (classifier.0.weight of width {D}), this run's `head.kind` trains a pair head (width {})",
+                    4 * D
+                )
+            );
+        }
+        other => panic!("expected a teacher error, got {other}"),
     }
     assert!(!out.exists());
 }

@@ -204,7 +204,7 @@ pub struct PipelineFile {
     pub run_dir: Option<PathBuf>,
     /// Prompt shape.
     pub prompt: PromptSection,
-    /// Encoder head of every stage (`kind` = linear | verbalizer, `tau`).
+    /// Encoder head of every stage (`kind` = linear | pair | verbalizer, `tau`).
     #[serde(default)]
     pub head: HeadConfig,
     /// Training defaults.

@@ -1,12 +1,14 @@
 //! Stage 1 of Multitask Prompt Tuning: for one source task, a soft prompt `[l, d]` is
 //! prepended to the frozen backbone's input embeddings and trained on the task loss. The
-//! result is a "teacher" artifact; nothing else leaves this crate.
+//! result is a "teacher" artifact; nothing else leaves this crate. A run can also continue
+//! from an earlier teacher of the same task (its prompt and head as the starting point, a fresh
+//! schedule), so a source prompt can be trained for longer across several runs.
 
 use std::path::Path;
 
 use burn::prelude::*;
 use mpt_core::init::{PromptInit, fresh_prompt_encoded};
-use mpt_core::{Artifact, ArtifactKind, BackboneRef, NewArtifact, SoftPrompt, TaskPrompts};
+use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, SoftPrompt, TaskPrompts};
 use mpt_data::DataRoot;
 use mpt_models::Model;
 use mpt_train::{
@@ -37,6 +39,14 @@ pub enum TeacherError {
     /// Backbone error.
     #[error(transparent)]
     Model(#[from] mpt_models::ModelError),
+    /// The teacher to continue from does not fit this run.
+    #[error("teacher to continue from, {path}: {message}")]
+    Continue {
+        /// Its folder.
+        path: std::path::PathBuf,
+        /// What does not fit.
+        message: String,
+    },
     /// The trace folder could not be written.
     #[error("trace folder {path}")]
     Trace {
@@ -132,40 +142,110 @@ pub fn run(
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Artifact> {
-    run_traced(model, root, config, out, None, device, progress)
+    run_traced(model, root, config, out, None, None, device, progress)
+}
+
+/// Loads the teacher at `dir` to continue from and checks that it fits `config` on `model`:
+/// a teacher (plain prompt) of the same task and backbone, the same prompt length, and a
+/// trained head exactly when `config`'s head trains one.
+pub fn load_start(model: &Model, config: &TeacherConfig, dir: &Path) -> Result<Artifact> {
+    let backbone = &*model.backbone;
+    let backbone_ref = BackboneRef::new(backbone.arch(), &model.fingerprint);
+    let in_use = InUse { backbone: &backbone_ref, dim: backbone.dim() };
+    let artifact = Artifact::load(dir, Some(ArtifactKind::Teacher), Some(in_use))?;
+    let misfit = |message: String| TeacherError::Continue { path: dir.to_path_buf(), message };
+    let meta = &artifact.meta;
+    if meta.layout != Layout::Prompt || meta.tasks.len() != 1 {
+        return Err(misfit(format!("is not a single-task prompt (layout {:?}, tasks {:?})", meta.layout, meta.tasks)));
+    }
+    if meta.tasks[0] != config.task {
+        return Err(misfit(format!("was trained on task {:?}, this run is for {:?}", meta.tasks[0], config.task)));
+    }
+    if meta.prompt_length != config.prompt_length {
+        return Err(misfit(format!(
+            "has prompt length {}, this run's `prompt_length` is {}",
+            meta.prompt_length, config.prompt_length
+        )));
+    }
+    let linear = config.head.trains_linear(backbone);
+    if linear != artifact.has_classifiers() {
+        return Err(misfit(format!(
+            "{} a trained linear head, this run's head {}",
+            if artifact.has_classifiers() { "has" } else { "has no" },
+            if linear { "trains one" } else { "is the verbalizer" }
+        )));
+    }
+    if linear {
+        let (w, _) = mpt_core::prompt::classifier_names(0);
+        let width = artifact.tensors.get(&w).and_then(|t| t.shape().get(1).copied()).unwrap_or(0);
+        let expected = config.head.kind.weight_width(backbone.dim());
+        if width != expected {
+            let name = |w: usize| if w == backbone.dim() { "linear" } else { "pair" };
+            return Err(misfit(format!(
+                "has a {} head ({w} of width {width}), this run's head is {} (width {expected})",
+                name(width),
+                name(expected)
+            )));
+        }
+    }
+    Ok(artifact)
 }
 
 /// As [`run`], first writing to `trace` (when given) everything an outside implementation
 /// needs to repeat the run step for step: the initial tensors, the token ids of every train
-/// and dev example, each step's rows and the settings (see [`write_trace`]).
+/// and dev example, each step's rows and the settings (see [`write_trace`]); and, when
+/// `continue_from` names a teacher artifact, starting from its prompt and head (checked by
+/// [`load_start`]; it becomes the new artifact's parent) instead of `config.init`.
+#[allow(clippy::too_many_arguments)]
 pub fn run_traced(
     model: &Model,
     root: &DataRoot,
     config: &TeacherConfig,
     out: &Path,
     trace: Option<&Path>,
+    continue_from: Option<&Path>,
     device: &Device,
     progress: &dyn Progress,
 ) -> Result<Artifact> {
     config.validate()?;
     let task = mpt_data::lookup(&config.task)?;
+    let start = continue_from.map(|dir| load_start(model, config, dir)).transpose()?;
     let tokenizer = model.require_tokenizer()?;
     let backbone = &*model.backbone;
     let splits = load_task(root, task, &config.data, tokenizer, backbone.arch(), config.train.lengths)?;
     let heads = Heads::new(backbone, tokenizer, &[&splits.train], config.head, device)?;
     let autodiff = device.clone().autodiff();
-    let values = fresh_prompt_encoded(
-        &config.init,
-        config.prompt_length,
-        tokenizer,
-        &backbone.word_embedding_matrix(),
-        config.train.seed,
-        &autodiff,
-    )?;
-    let mut prompt = SoftPrompt::new(values.require_grad());
-    if config.head.trains_linear(backbone) {
-        prompt = prompt.with_classifiers(heads.initial_classifiers(&autodiff));
-    }
+    let prompt = match &start {
+        Some(artifact) => {
+            let classifiers = if artifact.has_classifiers() {
+                let (w, b) = mpt_core::prompt::classifier_names(0);
+                vec![mpt_core::Classifier::new(
+                    artifact.tensor::<2>(&w, &autodiff)?.require_grad(),
+                    artifact.tensor::<1>(&b, &autodiff)?.require_grad(),
+                )]
+            } else {
+                Vec::new()
+            };
+            SoftPrompt::new(artifact.tensor::<2>("prompt_embeddings", &autodiff)?.require_grad())
+                .with_classifiers(classifiers)
+        }
+        None => {
+            let values = fresh_prompt_encoded(
+                &config.init,
+                config.prompt_length,
+                tokenizer,
+                &backbone.word_embedding_matrix(),
+                config.train.seed,
+                &autodiff,
+            )?;
+            let prompt = SoftPrompt::new(values.require_grad());
+            if config.head.trains_linear(backbone) {
+                prompt.with_classifiers(heads.initial_classifiers(&autodiff))
+            } else {
+                prompt
+            }
+        }
+    };
     if let Some(dir) = trace {
         write_trace(dir, config, &splits, &prompt)?;
     }
@@ -191,7 +271,7 @@ pub fn run_traced(
             kind: ArtifactKind::Teacher,
             tasks: vec![task.name.to_string()],
             backbone: BackboneRef::new(backbone.arch(), &model.fingerprint),
-            parents: Vec::new(),
+            parents: start.iter().map(|a| a.meta.id.clone()).collect(),
             config: serde_json::to_value(config).expect("config serialises"),
             metrics,
             tensors: outcome.best.host_tensors(),

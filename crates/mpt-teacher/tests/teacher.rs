@@ -83,12 +83,14 @@ fn check_teacher(a: &Artifact, model: &Model, task: &str, l: usize, steps: usize
     assert_eq!(m.prompt_length, l);
     assert_eq!(m.dim, 32);
     assert_eq!(m.rank, 0);
-    // BERT trains the default linear head beside the prompt: C·d + C more numbers.
+    // BERT trains a head beside the prompt: C·w + C more numbers, w = d (the default linear
+    // head) or 4d (the pair head).
     let head = match model.backbone.arch().family() {
         mpt_models::Family::Encoder => {
             let c = mpt_data::lookup(task).unwrap().labels.len();
-            assert_eq!(a.tensors["classifier.0.weight"].shape(), &[c, 32]);
-            c * 32 + c
+            let width = if m.config["head"]["kind"] == "pair" { 4 * 32 } else { 32 };
+            assert_eq!(a.tensors["classifier.0.weight"].shape(), &[c, width]);
+            c * width + c
         }
         _ => {
             assert!(!a.has_classifiers(), "T5 has no linear head");
@@ -96,7 +98,7 @@ fn check_teacher(a: &Artifact, model: &Model, task: &str, l: usize, steps: usize
         }
     };
     assert_eq!(m.tunable_params, l * 32 + head);
-    assert!(m.parents.is_empty(), "a teacher has no parents: {:?}", m.parents);
+    assert!(m.parents.len() <= 1, "a teacher has no parents or the teacher it continued: {:?}", m.parents);
     assert_eq!(m.backbone, BackboneRef::new(model.backbone.arch(), &model.fingerprint));
     assert_eq!(a.tensors["prompt_embeddings"].shape(), &[l, 32]);
     assert!(prompt_values(a).iter().all(|v| v.is_finite()));
@@ -126,6 +128,7 @@ fn bert_teacher_writes_a_verified_artifact() {
     let progress = Recorder::default();
     let a = run(&model, &data_root(), &cfg, &out, &device, &progress).unwrap();
     check_teacher(&a, &model, "mnli", 4, 3);
+    assert!(a.meta.parents.is_empty(), "a fresh teacher has no parents: {:?}", a.meta.parents);
     assert_eq!(a.dir, out);
     assert_eq!(*progress.begins.borrow(), vec![("teacher mnli".to_string(), 3)]);
     assert_eq!(*progress.steps.borrow(), vec![1, 2, 3]);
@@ -320,4 +323,111 @@ fn empty_data_root_names_the_first_missing_file() {
     let path = missing_file_of(&err).unwrap_or_else(|| panic!("expected DataError::MissingFile, got {err:?}"));
     assert!(path.starts_with(tmp.path()) && path.to_string_lossy().contains("rte/"), "{}", path.display());
     assert!(!out.exists());
+}
+
+#[test]
+fn a_run_can_continue_from_an_earlier_teacher() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = config("mnli", 4, 2);
+    let first = run(&model, &data_root(), &cfg, &tmp.path().join("first"), &device, &Silent).unwrap();
+    assert!(first.has_classifiers());
+    let trace = tmp.path().join("trace");
+    let mut more = cfg.clone();
+    more.train.seed = 8;
+    let second = mpt_teacher::run_traced(
+        &model,
+        &data_root(),
+        &more,
+        &tmp.path().join("second"),
+        Some(&trace),
+        Some(&first.dir),
+        &device,
+        &Silent,
+    )
+    .unwrap();
+    // It starts from the first run's prompt and head, not from `init`, and records it as parent.
+    let start = mpt_models::io::read_safetensors(&trace.join("init.safetensors")).unwrap();
+    assert_eq!(start, first.tensors);
+    assert_eq!(second.meta.parents, vec![first.meta.id.clone()]);
+    check_teacher(&second, &model, "mnli", 4, 2);
+    assert_ne!(second.tensors, first.tensors, "the continued run trained");
+    // A fresh run with the same config is another prompt.
+    let fresh = run(&model, &data_root(), &more, &tmp.path().join("fresh"), &device, &Silent).unwrap();
+    assert_ne!(fresh.tensors, second.tensors);
+    assert!(fresh.meta.parents.is_empty());
+}
+
+#[test]
+fn continuing_from_a_teacher_that_does_not_fit_is_an_error_before_training() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let first = run(&model, &data_root(), &config("mnli", 4, 2), &tmp.path().join("first"), &device, &Silent).unwrap();
+    let mut verbalizer = config("mnli", 4, 2);
+    verbalizer.head.kind = mpt_train::HeadKind::Verbalizer;
+    let mut pair = config("mnli", 4, 2);
+    pair.head.kind = mpt_train::HeadKind::Pair;
+    let d = model.backbone.dim();
+    let pair_says =
+        format!("has a linear head (classifier.0.weight of width {d}), this run's head is pair (width {})", 4 * d);
+    for (cfg, says) in [
+        (config("rte", 4, 2), "was trained on task \"mnli\", this run is for \"rte\""),
+        (config("mnli", 3, 2), "has prompt length 4, this run's `prompt_length` is 3"),
+        (verbalizer, "has a trained linear head, this run's head is the verbalizer"),
+        (pair, pair_says.as_str()),
+    ] {
+        let out = tmp.path().join("second");
+        let progress = Recorder::default();
+        let err = mpt_teacher::run_traced(&model, &data_root(), &cfg, &out, None, Some(&first.dir), &device, &progress)
+            .unwrap_err();
+        match &err {
+            TeacherError::Continue { path, message } => {
+                assert_eq!(path, &first.dir);
+                assert_eq!(message, says);
+            }
+            other => panic!("expected a Continue error, got {other}"),
+        }
+        assert!(err.to_string().contains(&first.dir.display().to_string()), "{err}");
+        assert_nothing_happened(&progress, &out);
+    }
+    // Not a teacher folder at all: the artifact error names the file.
+    let err = mpt_teacher::run_traced(
+        &model,
+        &data_root(),
+        &config("mnli", 4, 2),
+        &tmp.path().join("x"),
+        None,
+        Some(tmp.path()),
+        &device,
+        &Silent,
+    )
+    .unwrap_err();
+    assert!(matches!(err, TeacherError::Core(_)), "{err}");
+}
+
+#[test]
+fn pair_head_teacher_stores_a_head_four_times_the_width_and_evaluates() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config("rte", 4, 3);
+    cfg.head.kind = mpt_train::HeadKind::Pair;
+    let a = run(&model, &data_root(), &cfg, &tmp.path().join("t"), &device, &Silent).unwrap();
+    let d = model.backbone.dim();
+    assert_eq!(a.tensors["classifier.0.weight"].shape(), &[2, 4 * d]);
+    assert_eq!(a.meta.tunable_params, 4 * d + 2 * 4 * d + 2);
+    check_teacher(&a, &model, "rte", 4, 3);
+    // A pair teacher continues as a pair teacher.
+    let more = mpt_teacher::run_traced(
+        &model,
+        &data_root(),
+        &cfg,
+        &tmp.path().join("more"),
+        None,
+        Some(&a.dir),
+        &device,
+        &Silent,
+    )
+    .unwrap();
+    assert_eq!(more.meta.parents, vec![a.meta.id.clone()]);
+    assert_eq!(more.tensors["classifier.0.weight"].shape(), &[2, 4 * d]);
 }

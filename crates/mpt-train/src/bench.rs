@@ -154,6 +154,7 @@ fn synthetic_batch(
         target_positions: None,
         labels,
         tasks: tasks_of,
+        segments: None,
     }
 }
 

@@ -183,6 +183,57 @@ pub struct Batch {
     pub labels: Vec<usize>,
     /// Task index per row.
     pub tasks: Vec<usize>,
+    /// Encoders: the rows' two segments encoded on their own, for the pair head.
+    pub segments: Option<Segments>,
+}
+
+/// An encoder batch's sentence pairs as separate sequences (what a bi-encoder reads): rows
+/// `0..B` are the first segments (`[CLS] a [SEP]`), rows `B..2B` the second (`[CLS] b [SEP]`,
+/// token types 0), both as the joint row had them after truncation. A row without a second
+/// segment repeats its first there, and `paired` is 0.0 for it.
+#[derive(Debug, Clone)]
+pub struct Segments {
+    /// `[2B, S']`.
+    pub input_ids: Tensor<2, Int>,
+    /// `[2B, S']`.
+    pub attention_mask: Tensor<2, Int>,
+    /// `[B, 1]` 1.0 where the row has a second segment.
+    pub paired: Tensor<2>,
+    /// Whether any row has a second segment (otherwise rows `B..2B` need not be run).
+    pub any_paired: bool,
+}
+
+/// Splits a joint encoder row (`[CLS] a [SEP] b [SEP]`, token types 0 then 1) into its two
+/// segments, each as the tokenizer encodes a single text: `[CLS] a [SEP]` and
+/// `[CLS] b [SEP]`; `None` for the second when the row has no type-1 token.
+pub fn split_segments(ids: &[i64], types: &[i64]) -> (Vec<i64>, Option<Vec<i64>>) {
+    let first: Vec<i64> = ids.iter().zip(types).filter(|&(_, &t)| t == 0).map(|(&i, _)| i).collect();
+    let rest: Vec<i64> = ids.iter().zip(types).filter(|&(_, &t)| t != 0).map(|(&i, _)| i).collect();
+    if rest.is_empty() {
+        return (first, None);
+    }
+    let second = ids.first().copied().into_iter().chain(rest).collect();
+    (first, Some(second))
+}
+
+fn segments(rows: &[(&[i64], &[i64])], pad: i64, device: &Device) -> Segments {
+    let b = rows.len();
+    let split: Vec<(Vec<i64>, Option<Vec<i64>>)> = rows.iter().map(|(ids, types)| split_segments(ids, types)).collect();
+    let paired: Vec<f32> = split.iter().map(|(_, second)| if second.is_some() { 1.0 } else { 0.0 }).collect();
+    let any_paired = paired.iter().any(|&p| p > 0.0);
+    let seqs: Vec<&[i64]> = split
+        .iter()
+        .map(|(first, _)| first.as_slice())
+        .chain(split.iter().map(|(first, second)| second.as_deref().unwrap_or(first)))
+        .collect();
+    let zeros: Vec<Vec<i64>> = seqs.iter().map(|s| vec![0; s.len()]).collect();
+    let padded = mpt_models::pad_rows(seqs.iter().zip(&zeros).map(|(s, z)| (*s, z.as_slice())), pad);
+    Segments {
+        input_ids: int2(&padded.input_ids, device),
+        attention_mask: int2(&padded.attention_mask, device),
+        paired: Tensor::from_data(TensorData::new(paired, [b, 1]), device),
+        any_paired,
+    }
 }
 
 impl Batch {
@@ -220,6 +271,16 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
         }),
         pad,
     );
+    let segments = match backbone.family() {
+        FamilyModel::Encoder(_) => {
+            let joint: Vec<(&[i64], &[i64])> = rows
+                .iter()
+                .map(|&(t, i)| (tasks[t].input_ids[i].as_slice(), tasks[t].token_type_ids[i].as_slice()))
+                .collect();
+            Some(segments(&joint, pad, device))
+        }
+        _ => None,
+    };
     let (decoder_input_ids, target_ids, target_mask) = match backbone.family() {
         FamilyModel::Seq2Seq(m) => {
             let targets: Vec<&[i64]> = rows.iter().map(|&(t, i)| tasks[t].target_of(i)).collect();
@@ -256,6 +317,7 @@ pub fn make_batch(tasks: &[&TaskData], rows: &[(usize, usize)], backbone: &dyn B
         target_positions: None,
         labels,
         tasks: tasks_of,
+        segments,
     }
 }
 
@@ -289,6 +351,7 @@ impl CausalRows {
             target_positions: Some(self.target_positions),
             labels,
             tasks,
+            segments: None,
         }
     }
 }

@@ -13,6 +13,15 @@
 //!   over the same L2-normalised pool, with W `[C, d]` and b `[C]` trained beside the prompt
 //!   and stored in the artifact. W starts as the verbalizer's label table / τ and b at 0, so
 //!   an untrained linear head scores exactly like the verbalizer.
+//! - Encoders with `kind = "pair"`: a bi-encoder (sentence-transformers' classification head,
+//!   Reimers & Gurevych 2019) for what the backbone was trained as. Each segment of a pair is
+//!   encoded on its own with the prompt prepended (`[CLS] a [SEP]`, `[CLS] b [SEP]`, one forward
+//!   over `2B` rows), pooled as above into u and v, and
+//!   `logits = [u, v, |u − v|, √d·(u ∘ v)] · Wᵀ + b` with W `[C, 4d]` (√d puts the product's
+//!   entries on the scale of the others'; `Σ u∘v` is cos(u, v)). A single-sentence row has
+//!   v = u. W starts as `[verbalizer / τ, 0, 0, 0]`, so an untrained pair head scores a row like
+//!   the linear head scores its first segment, and on single-sentence tasks exactly like it.
+//!   The width of a stored head's W (d or 4d) says which features it reads.
 //!
 //! - Causal LMs (Llama, Qwen2): the label string continues the input (PEFT's CAUSAL_LM). Loss =
 //!   token cross-entropy on the label tokens only; prediction = rank classification over the
@@ -29,7 +38,7 @@ use mpt_models::{Backbone, Family, FamilyModel, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, TaskData};
-use crate::error::Result;
+use crate::error::{Result, TrainError};
 
 /// Which head scores an encoder's classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -41,7 +50,23 @@ pub enum HeadKind {
     /// verbalizer.
     #[default]
     Linear,
+    /// Trained linear classifier per task over bi-encoder features of the two segments
+    /// encoded on their own, `[u, v, |u − v|, √d·(u ∘ v)]`.
+    Pair,
 }
+
+impl HeadKind {
+    /// Width of a head's weight rows on a backbone of width `d`: `d`, or `4d` for the pair head.
+    pub fn weight_width(self, d: usize) -> usize {
+        match self {
+            Self::Pair => PAIR_FEATURES * d,
+            Self::Verbalizer | Self::Linear => d,
+        }
+    }
+}
+
+/// The pair head's feature blocks: u, v, |u − v|, √d·(u ∘ v).
+pub const PAIR_FEATURES: usize = 4;
 
 impl std::str::FromStr for HeadKind {
     type Err = String;
@@ -49,7 +74,8 @@ impl std::str::FromStr for HeadKind {
         match s {
             "verbalizer" => Ok(Self::Verbalizer),
             "linear" => Ok(Self::Linear),
-            _ => Err(format!("{s:?}: expected verbalizer or linear")),
+            "pair" => Ok(Self::Pair),
+            _ => Err(format!("{s:?}: expected verbalizer, linear or pair")),
         }
     }
 }
@@ -58,7 +84,7 @@ impl std::str::FromStr for HeadKind {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HeadConfig {
-    /// Verbalizer or trained linear head.
+    /// Verbalizer, trained linear head or trained pair (bi-encoder) head.
     #[serde(default)]
     pub kind: HeadKind,
     /// Temperature τ of the cosine verbalizer (and the linear head's starting scale).
@@ -77,10 +103,10 @@ impl Default for HeadConfig {
 }
 
 impl HeadConfig {
-    /// Whether stages train a linear head on `backbone` (encoders only; seq2seq models score
-    /// label strings).
+    /// Whether stages train a head (linear or pair) on `backbone` (encoders only; seq2seq
+    /// models and causal LMs score label strings).
     pub fn trains_linear(&self, backbone: &dyn Backbone) -> bool {
-        self.kind == HeadKind::Linear && backbone.family().kind() == Family::Encoder
+        matches!(self.kind, HeadKind::Linear | HeadKind::Pair) && backbone.family().kind() == Family::Encoder
     }
 }
 
@@ -94,6 +120,7 @@ pub struct Heads {
     /// count; empty for T5.
     labels: Option<(Tensor<2>, Vec<(usize, usize)>)>,
     tau: f64,
+    kind: HeadKind,
     device: Device,
 }
 
@@ -142,7 +169,7 @@ impl Heads {
                 Some((table, spans))
             }
         };
-        Ok(Self { labels, tau: config.tau, device: device.clone() })
+        Ok(Self { labels, tau: config.tau, kind: config.kind, device: device.clone() })
     }
 
     /// The (non-autodiff) device the heads were built on.
@@ -151,7 +178,8 @@ impl Heads {
     }
 
     /// Linear heads that score like the verbalizer, one per task (weight = label table / τ,
-    /// bias 0), on the heads' device. Empty for T5.
+    /// bias 0), on the heads' device; for the pair head the weight is `[table / τ, 0, 0, 0]`
+    /// `[C, 4d]` (the verbalizer over the first segment). Empty for T5.
     pub fn initial_heads(&self) -> Vec<LinearHead> {
         let Some((table, spans)) = &self.labels else {
             return Vec::new();
@@ -159,7 +187,12 @@ impl Heads {
         spans
             .iter()
             .map(|&(offset, count)| {
-                let w = table.clone().slice([offset..offset + count]) / self.tau;
+                let mut w = table.clone().slice([offset..offset + count]) / self.tau;
+                if self.kind == HeadKind::Pair {
+                    let d = w.dims()[1];
+                    let rest = Tensor::<2>::zeros([count, (PAIR_FEATURES - 1) * d], &self.device);
+                    w = Tensor::cat(vec![w, rest], 1);
+                }
                 (w, Tensor::<1>::zeros([count], &self.device))
             })
             .collect()
@@ -221,14 +254,21 @@ impl Heads {
             }
             FamilyModel::Encoder(m) => {
                 let (table, spans) = self.labels.as_ref().expect("encoder heads carry label embeddings");
-                let input_hidden = m.forward_inputs(
-                    batch.input_ids.clone(),
-                    batch.attention_mask.clone(),
-                    batch.token_type_ids.clone(),
-                    prompt,
-                )?;
-                let d = input_hidden.dims()[2];
-                let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
+                let d = backbone.dim();
+                let pair = pair_head(linear, d)?;
+                let (pooled, features, hidden, hidden_mask) = if pair {
+                    let (features, hidden, hidden_mask) = pair_features(m, prompt, batch)?;
+                    (None, features, hidden, hidden_mask)
+                } else {
+                    let input_hidden = m.forward_inputs(
+                        batch.input_ids.clone(),
+                        batch.attention_mask.clone(),
+                        batch.token_type_ids.clone(),
+                        prompt,
+                    )?;
+                    let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
+                    (Some(pooled.clone()), pooled, input_hidden, batch.attention_mask.clone().float())
+                };
                 let width = batch.tasks.iter().map(|&t| spans[t].1).max().unwrap_or(1);
                 let mut index = Vec::with_capacity(b * width);
                 let mut bias = Vec::with_capacity(b * width);
@@ -240,25 +280,83 @@ impl Heads {
                     }
                 }
                 let bias = Tensor::<3>::from_data(TensorData::new(bias, [b, 1, width]), &device);
-                let logits = if linear.is_empty() {
-                    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
-                    let candidates = table.clone().select(0, index).reshape([b, width, d]);
-                    let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
-                    cos / self.tau + bias
-                } else {
-                    linear_logits(&pooled, linear, &batch.tasks, width, &device).reshape([b, 1, width]) + bias
+                let logits = match pooled {
+                    Some(pooled) if linear.is_empty() => {
+                        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
+                        let candidates = table.clone().select(0, index).reshape([b, width, d]);
+                        let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
+                        cos / self.tau + bias
+                    }
+                    _ => linear_logits(&features, linear, &batch.tasks, width, &device).reshape([b, 1, width]) + bias,
                 };
                 let targets: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
                 Ok(Output {
                     logits,
                     targets: Tensor::from_data(TensorData::new(targets, [b, 1]), &device),
                     mask: Tensor::ones([b, 1], &device),
-                    hidden: input_hidden,
-                    hidden_mask: batch.attention_mask.clone().float(),
+                    hidden,
+                    hidden_mask,
                 })
             }
         }
     }
+}
+
+/// Whether `linear` are pair heads (weights `[C, 4d]`) rather than linear ones (`[C, d]`);
+/// false for none. Heads of both widths, or of another width, are an error.
+fn pair_head(linear: &[LinearHead], d: usize) -> Result<bool> {
+    let widths: Vec<usize> = linear.iter().map(|(w, _)| w.dims()[1]).collect();
+    let Some(&first) = widths.first() else {
+        return Ok(false);
+    };
+    if widths.iter().any(|&w| w != first) || (first != d && first != PAIR_FEATURES * d) {
+        return Err(TrainError::Config {
+            field: "head.kind".into(),
+            message: format!(
+                "the heads in use have weight widths {widths:?}; expected all {d} (linear) or all {} (pair) on this backbone",
+                PAIR_FEATURES * d
+            ),
+        });
+    }
+    Ok(first != d)
+}
+
+/// The pair head's inputs: features `[B, 4d]`, and hidden states `[B, 2S', d]` with their
+/// mask `[B, 2S']` (both segments' input rows side by side; only the first's when no row of
+/// the batch is a pair) for distillation.
+fn pair_features(
+    m: &dyn mpt_models::Encoder,
+    prompt: Option<Tensor<3>>,
+    batch: &Batch,
+) -> Result<(Tensor<2>, Tensor<3>, Tensor<2>)> {
+    let segments = batch.segments.as_ref().ok_or_else(|| TrainError::Config {
+        field: "head.kind".into(),
+        message: "the pair head needs batches that carry each segment on its own (make_batch's)".into(),
+    })?;
+    let b = batch.len();
+    let [rows, s] = segments.input_ids.dims();
+    let run = if segments.any_paired { rows } else { b };
+    let ids = segments.input_ids.clone().slice([0..run, 0..s]);
+    let mask = segments.attention_mask.clone().slice([0..run, 0..s]);
+    let prompt = prompt.map(|p| if run > b { Tensor::cat(vec![p.clone(), p], 0) } else { p });
+    let hidden = m.forward_inputs(ids, mask.clone(), mask.zeros_like(), prompt)?;
+    let pooled = l2_normalize(mean_pool(hidden.clone(), mask.clone()));
+    let d = pooled.dims()[1];
+    let u = pooled.clone().slice([0..b, 0..d]);
+    let (v, hidden, hidden_mask) = if run > b {
+        let paired = segments.paired.clone();
+        let v = pooled.slice([b..run, 0..d]) * paired.clone() + u.clone() * (paired.neg() + 1.0);
+        let first = hidden.clone().slice([0..b, 0..s]);
+        let second = hidden.slice([b..run, 0..s]);
+        let mask = mask.float();
+        let masks = Tensor::cat(vec![mask.clone().slice([0..b, 0..s]), mask.slice([b..run, 0..s])], 1);
+        (v, Tensor::cat(vec![first, second], 1), masks)
+    } else {
+        (u.clone(), hidden, mask.float())
+    };
+    let features =
+        Tensor::cat(vec![u.clone(), v.clone(), (u.clone() - v.clone()).abs(), (u * v) * (d as f64).sqrt()], 1);
+    Ok((features, hidden, hidden_mask))
 }
 
 /// A head's values as a trainable [`mpt_core::Classifier`] on the autodiff device `device`.

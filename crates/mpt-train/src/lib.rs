@@ -13,7 +13,7 @@ pub mod report;
 pub mod select;
 pub mod trainer;
 
-pub use data::{Batch, Lengths, TaskData, make_batch};
+pub use data::{Batch, Lengths, Segments, TaskData, make_batch};
 pub use error::{Result, TrainError};
 pub use eval::{Decoding, evaluate, label_scores, predict};
 pub use head::{HeadConfig, HeadKind, Heads, LinearHead, Output, cross_entropy, hidden_mse, kl_divergence};
