@@ -586,6 +586,12 @@ impl Artifact {
         self.tensors.keys().any(|n| n.starts_with("classifier."))
     }
 
+    /// The width of the stored heads' weight rows (one width for every task, checked at load):
+    /// d for linear heads, [`PAIR_WIDTH`]·d for pair heads; `None` without heads.
+    pub fn head_width(&self) -> Option<usize> {
+        self.tensors.get(&classifier_names(0).0).and_then(|t| t.shape().get(1).copied())
+    }
+
     /// Index of `task` in `tasks`.
     pub fn task_index(&self, task: &str) -> Result<usize> {
         self.meta.tasks.iter().position(|t| t == task).ok_or_else(|| CoreError::Field {

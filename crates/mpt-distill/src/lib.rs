@@ -19,8 +19,8 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, MultitaskPrompt, NewA
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
-    Distill, HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
-    load_task, train,
+    Distill, HeadConfig, HeadKind, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig,
+    final_metrics, load_task, train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -326,17 +326,14 @@ pub fn run(
     // has none); the student starts from the teachers' heads when it trains one.
     let mut teacher_heads = Vec::new();
     let width = config.head.kind.weight_width(d);
-    for t in teachers.iter().filter(|t| t.has_classifiers()) {
-        let (w, _) = mpt_core::prompt::classifier_names(0);
-        let found = t.tensors.get(&w).and_then(|x| x.shape().get(1).copied()).unwrap_or(0);
-        if found != width && config.head.trains_linear(backbone) {
-            let name = |w: usize| if w == d { "linear" } else { "pair" };
+    for t in teachers.iter().filter(|_| config.head.trains_linear(backbone)) {
+        if let Some(found) = t.head_width().filter(|&w| w != width) {
             return Err(DistillError::Teacher {
                 path: t.dir.clone(),
                 message: format!(
-                    "has a {} head ({w} of width {found}), this run's `head.kind` trains a {} head (width {width})",
-                    name(found),
-                    name(width)
+                    "has a {} head (classifier.0.weight of width {found}), this run's `head.kind` trains a {} head (width {width})",
+                    HeadKind::name_of_width(found, d),
+                    HeadKind::name_of_width(width, d)
                 ),
             });
         }

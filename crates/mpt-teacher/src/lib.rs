@@ -12,7 +12,8 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, 
 use mpt_data::DataRoot;
 use mpt_models::Model;
 use mpt_train::{
-    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task, train,
+    HeadConfig, HeadKind, Heads, Progress, RowSource, Selection, TaskObjective, TrainConfig, final_metrics, load_task,
+    train,
 };
 use serde::{Deserialize, Serialize};
 
@@ -175,18 +176,14 @@ pub fn load_start(model: &Model, config: &TeacherConfig, dir: &Path) -> Result<A
             if linear { "trains one" } else { "is the verbalizer" }
         )));
     }
-    if linear {
-        let (w, _) = mpt_core::prompt::classifier_names(0);
-        let width = artifact.tensors.get(&w).and_then(|t| t.shape().get(1).copied()).unwrap_or(0);
-        let expected = config.head.kind.weight_width(backbone.dim());
-        if width != expected {
-            let name = |w: usize| if w == backbone.dim() { "linear" } else { "pair" };
-            return Err(misfit(format!(
-                "has a {} head ({w} of width {width}), this run's head is {} (width {expected})",
-                name(width),
-                name(expected)
-            )));
-        }
+    let d = backbone.dim();
+    let expected = config.head.kind.weight_width(d);
+    if let Some(width) = artifact.head_width().filter(|&w| linear && w != expected) {
+        return Err(misfit(format!(
+            "has a {} head (classifier.0.weight of width {width}), this run's head is {} (width {expected})",
+            HeadKind::name_of_width(width, d),
+            HeadKind::name_of_width(expected, d)
+        )));
     }
     Ok(artifact)
 }

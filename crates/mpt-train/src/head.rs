@@ -63,6 +63,16 @@ impl HeadKind {
             Self::Verbalizer | Self::Linear => d,
         }
     }
+
+    /// The name of the trained head whose weight rows are `width` wide on a backbone of
+    /// width `d` (`linear`, `pair`, or `unknown`), for messages.
+    pub fn name_of_width(width: usize, d: usize) -> &'static str {
+        match width {
+            w if w == d => "linear",
+            w if w == PAIR_FEATURES * d => "pair",
+            _ => "unknown",
+        }
+    }
 }
 
 /// The pair head's feature blocks: u, v, |u − v|, √d·(u ∘ v).

@@ -2,31 +2,20 @@
 //! `[u, v, |u − v|, √d·(u ∘ v)]`, checked against the same computation done row by row from
 //! the tokenizer's own single-text encodings; its untrained start; gradients; mixed widths.
 
-use std::path::PathBuf;
+#[path = "../../../tests/common/stage_fixtures.rs"]
+mod common;
 
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use burn::tensor::Tolerance;
+use common::{data_root as root, load};
 use mpt_core::SoftPrompt;
-use mpt_data::DataRoot;
+use mpt_models::FamilyModel;
 use mpt_models::forward::{l2_normalize, mean_pool};
-use mpt_models::{FamilyModel, Model};
 use mpt_train::data::split_segments;
 use mpt_train::{
     HeadConfig, HeadKind, Heads, Lengths, Selection, TaskData, TrainError, cross_entropy, load_task, make_batch,
 };
-
-fn fixtures() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn load(name: &str) -> Model {
-    Model::load(&fixtures().join(name), &Device::flex()).expect("fixture model loads")
-}
-
-fn root() -> DataRoot {
-    DataRoot::new(fixtures().join("data"))
-}
 
 fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n).map(|i| (((i as u64 * 2654435761 + seed * 97) % 1000) as f32 / 1000.0 - 0.5) * scale).collect()
@@ -51,8 +40,7 @@ fn segments_split_at_the_token_types() {
 
 #[test]
 fn pair_head_reads_each_segment_encoded_on_its_own() {
-    let model = load("bert-tiny");
-    let device = Device::flex();
+    let (model, device) = load("bert-tiny");
     let backbone = &*model.backbone;
     let FamilyModel::Encoder(encoder) = backbone.family() else { panic!("bert-tiny is an encoder") };
     let tok = model.require_tokenizer().unwrap();
@@ -112,8 +100,7 @@ fn pair_head_reads_each_segment_encoded_on_its_own() {
 
 #[test]
 fn untrained_pair_head_scores_single_sentences_like_the_linear_head() {
-    let model = load("bert-tiny");
-    let device = Device::flex();
+    let (model, device) = load("bert-tiny");
     let backbone = &*model.backbone;
     let tok = model.require_tokenizer().unwrap();
     let rte = mpt_data::lookup("rte").unwrap();
@@ -150,8 +137,7 @@ fn untrained_pair_head_scores_single_sentences_like_the_linear_head() {
 
 #[test]
 fn every_block_of_the_pair_head_and_the_prompt_receive_gradients() {
-    let model = load("bert-tiny");
-    let device = Device::flex();
+    let (model, device) = load("bert-tiny");
     let autodiff = device.clone().autodiff();
     let backbone = &*model.backbone;
     let tok = model.require_tokenizer().unwrap();
@@ -180,8 +166,7 @@ fn every_block_of_the_pair_head_and_the_prompt_receive_gradients() {
 
 #[test]
 fn heads_of_two_widths_in_one_batch_are_an_error() {
-    let model = load("bert-tiny");
-    let device = Device::flex();
+    let (model, device) = load("bert-tiny");
     let backbone = &*model.backbone;
     let tok = model.require_tokenizer().unwrap();
     let mnli = mpt_data::lookup("mnli").unwrap();
