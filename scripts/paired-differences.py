@@ -2,11 +2,16 @@
 """Paired differences between methods of a pipeline report (report.json of `mpt run`).
 
 Usage: scripts/paired-differences.py REPORT.json [--base mpt] [--against vanilla spot-mnli ...]
+           [--with OTHER.json:LABEL ...]
 
 For each method B in --against: over every (task, k, seed) cell that both `--base` and B scored,
 the mean of score(base) - score(B) in points, its standard error (std of the differences /
 sqrt(n)), n and how many cells the base won; overall and per task. Prints Markdown. Standard
 library only.
+
+--with OTHER.json:LABEL adds the rows of another report (a run of the same targets, seeds and test
+rows with something else changed, e.g. the head) as methods named METHOD@LABEL, so that
+`--base vanilla --against vanilla@linear` pairs the two runs cell by cell.
 """
 
 import argparse
@@ -37,12 +42,15 @@ def main():
     ap.add_argument("report")
     ap.add_argument("--base", default="mpt")
     ap.add_argument("--against", nargs="*", default=None, help="default: every other method")
+    ap.add_argument("--with", dest="others", action="append", default=[], metavar="OTHER.json:LABEL")
     args = ap.parse_args()
-    with open(args.report) as f:
-        report = json.load(f)
     scores = {}
-    for row in report["rows"]:
-        scores[(row["method"], row["task"], row.get("k"), row["seed"])] = 100.0 * row["score"]
+    for path, label in [(args.report, None)] + [tuple(o.rsplit(":", 1)) for o in args.others]:
+        with open(path) as f:
+            report = json.load(f)
+        for row in report["rows"]:
+            method = row["method"] if label is None else f"{row['method']}@{label}"
+            scores[(method, row["task"], row.get("k"), row["seed"])] = 100.0 * row["score"]
     methods = sorted({m for m, *_ in scores})
     if args.base not in methods:
         sys.exit(f"{args.report}: no rows for method {args.base!r} (methods: {', '.join(methods)})")
