@@ -326,7 +326,8 @@ pub fn run(
     // has none); the student starts from the teachers' heads when it trains one.
     let mut teacher_heads = Vec::new();
     let width = config.head.kind.weight_width(d);
-    for t in teachers.iter().filter(|_| config.head.trains_linear(backbone)) {
+    let trains_head = config.head.trains_linear(backbone);
+    for t in teachers.iter().filter(|_| trains_head) {
         if let Some(found) = t.head_width().filter(|&w| w != width) {
             return Err(DistillError::Teacher {
                 path: t.dir.clone(),

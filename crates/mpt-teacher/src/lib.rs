@@ -214,15 +214,11 @@ pub fn run_traced(
     let autodiff = device.clone().autodiff();
     let prompt = match &start {
         Some(artifact) => {
-            let classifiers = if artifact.has_classifiers() {
-                let (w, b) = mpt_core::prompt::classifier_names(0);
-                vec![mpt_core::Classifier::new(
-                    artifact.tensor::<2>(&w, &autodiff)?.require_grad(),
-                    artifact.tensor::<1>(&b, &autodiff)?.require_grad(),
-                )]
-            } else {
-                Vec::new()
-            };
+            let classifiers = artifact
+                .classifiers(device)?
+                .iter()
+                .map(|c| mpt_train::head::trainable(c.values(), &autodiff))
+                .collect();
             SoftPrompt::new(artifact.tensor::<2>("prompt_embeddings", &autodiff)?.require_grad())
                 .with_classifiers(classifiers)
         }

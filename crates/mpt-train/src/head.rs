@@ -37,6 +37,8 @@ use mpt_models::forward::{l2_normalize, mean_pool};
 use mpt_models::{Backbone, Family, FamilyModel, TextTokenizer};
 use serde::{Deserialize, Serialize};
 
+use mpt_core::artifact::PAIR_WIDTH;
+
 use crate::data::{Batch, TaskData};
 use crate::error::{Result, TrainError};
 
@@ -59,7 +61,7 @@ impl HeadKind {
     /// Width of a head's weight rows on a backbone of width `d`: `d`, or `4d` for the pair head.
     pub fn weight_width(self, d: usize) -> usize {
         match self {
-            Self::Pair => PAIR_FEATURES * d,
+            Self::Pair => PAIR_WIDTH * d,
             Self::Verbalizer | Self::Linear => d,
         }
     }
@@ -69,14 +71,11 @@ impl HeadKind {
     pub fn name_of_width(width: usize, d: usize) -> &'static str {
         match width {
             w if w == d => "linear",
-            w if w == PAIR_FEATURES * d => "pair",
+            w if w == PAIR_WIDTH * d => "pair",
             _ => "unknown",
         }
     }
 }
-
-/// The pair head's feature blocks: u, v, |u − v|, √d·(u ∘ v).
-pub const PAIR_FEATURES: usize = 4;
 
 impl std::str::FromStr for HeadKind {
     type Err = String;
@@ -200,7 +199,7 @@ impl Heads {
                 let mut w = table.clone().slice([offset..offset + count]) / self.tau;
                 if self.kind == HeadKind::Pair {
                     let d = w.dims()[1];
-                    let rest = Tensor::<2>::zeros([count, (PAIR_FEATURES - 1) * d], &self.device);
+                    let rest = Tensor::<2>::zeros([count, (PAIR_WIDTH - 1) * d], &self.device);
                     w = Tensor::cat(vec![w, rest], 1);
                 }
                 (w, Tensor::<1>::zeros([count], &self.device))
@@ -266,9 +265,9 @@ impl Heads {
                 let (table, spans) = self.labels.as_ref().expect("encoder heads carry label embeddings");
                 let d = backbone.dim();
                 let pair = pair_head(linear, d)?;
-                let (pooled, features, hidden, hidden_mask) = if pair {
-                    let (features, hidden, hidden_mask) = pair_features(m, prompt, batch)?;
-                    (None, features, hidden, hidden_mask)
+                // The linear head and the verbalizer read the pooled joint input as `features`.
+                let (features, hidden, hidden_mask) = if pair {
+                    pair_features(m, prompt, batch)?
                 } else {
                     let input_hidden = m.forward_inputs(
                         batch.input_ids.clone(),
@@ -277,7 +276,7 @@ impl Heads {
                         prompt,
                     )?;
                     let pooled = l2_normalize(mean_pool(input_hidden.clone(), batch.attention_mask.clone()));
-                    (Some(pooled.clone()), pooled, input_hidden, batch.attention_mask.clone().float())
+                    (pooled, input_hidden, batch.attention_mask.clone().float())
                 };
                 let width = batch.tasks.iter().map(|&t| spans[t].1).max().unwrap_or(1);
                 let mut index = Vec::with_capacity(b * width);
@@ -290,14 +289,13 @@ impl Heads {
                     }
                 }
                 let bias = Tensor::<3>::from_data(TensorData::new(bias, [b, 1, width]), &device);
-                let logits = match pooled {
-                    Some(pooled) if linear.is_empty() => {
-                        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
-                        let candidates = table.clone().select(0, index).reshape([b, width, d]);
-                        let cos = pooled.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
-                        cos / self.tau + bias
-                    }
-                    _ => linear_logits(&features, linear, &batch.tasks, width, &device).reshape([b, 1, width]) + bias,
+                let logits = if linear.is_empty() {
+                    let index = Tensor::<1, Int>::from_data(TensorData::new(index, [b * width]), &device);
+                    let candidates = table.clone().select(0, index).reshape([b, width, d]);
+                    let cos = features.unsqueeze_dim::<3>(1).matmul(candidates.swap_dims(1, 2));
+                    cos / self.tau + bias
+                } else {
+                    linear_logits(&features, linear, &batch.tasks, width, &device).reshape([b, 1, width]) + bias
                 };
                 let targets: Vec<i64> = batch.labels.iter().map(|&y| y as i64).collect();
                 Ok(Output {
@@ -319,12 +317,12 @@ fn pair_head(linear: &[LinearHead], d: usize) -> Result<bool> {
     let Some(&first) = widths.first() else {
         return Ok(false);
     };
-    if widths.iter().any(|&w| w != first) || (first != d && first != PAIR_FEATURES * d) {
+    if widths.iter().any(|&w| w != first) || (first != d && first != PAIR_WIDTH * d) {
         return Err(TrainError::Config {
             field: "head.kind".into(),
             message: format!(
                 "the heads in use have weight widths {widths:?}; expected all {d} (linear) or all {} (pair) on this backbone",
-                PAIR_FEATURES * d
+                PAIR_WIDTH * d
             ),
         });
     }
