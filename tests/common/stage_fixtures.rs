@@ -80,6 +80,7 @@ pub fn write_artifact(
             config: serde_json::json!({"written_by": "test", "seed": seed, "tasks": tasks}),
             metrics: serde_json::json!({}),
             tensors,
+            frozen_prompt: false,
         },
     )
     .unwrap()

@@ -10,6 +10,10 @@
 //! - `vanilla`: prompt tuning from scratch (random, vocabulary or text init).
 //! - `spot`: SPoT-style transfer, a plain prompt initialised from one teacher's prompt.
 //!
+//! With `freeze_prompt` the start prompt is held fixed and only the head trains: the head-only
+//! probe a prompt-tuning result should beat (for `vanilla`, a linear probe of the frozen
+//! backbone seen through an untrained prompt).
+//!
 //! The result is a "target" artifact whose parent is the artifact it started from.
 
 use std::path::Path;
@@ -20,7 +24,7 @@ use mpt_core::{Artifact, ArtifactKind, BackboneRef, InUse, Layout, NewArtifact, 
 use mpt_data::{DataRoot, MultitaskSampler};
 use mpt_models::Model;
 use mpt_train::{
-    HeadConfig, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
+    HeadConfig, HeadKind, Heads, Progress, RowSource, Selection, TaskObjective, TaskSplits, TrainConfig, final_metrics,
     load_task, train,
 };
 use serde::{Deserialize, Serialize};
@@ -107,6 +111,10 @@ pub struct AdaptConfig {
     /// Example selection (applied to every target).
     #[serde(default)]
     pub data: Selection,
+    /// Hold the start prompt fixed and train the head alone (needs a trained head: linear or
+    /// pair on an encoder).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub freeze_prompt: bool,
 }
 
 impl AdaptConfig {
@@ -130,6 +138,14 @@ impl AdaptConfig {
                 return Err(bad("prompt_length", "comes from the source artifact; leave it out".into()));
             }
             _ => {}
+        }
+        if self.freeze_prompt && self.head.kind == HeadKind::Verbalizer {
+            return Err(bad(
+                "freeze_prompt",
+                "the verbalizer head trains nothing, so a frozen prompt leaves nothing to train; use the linear or \
+                 pair head"
+                    .into(),
+            ));
         }
         if let Some(k) = self.kappa
             && (k < 2 || k > self.targets.len())
@@ -176,6 +192,15 @@ pub fn run(
             Some(a)
         }
     };
+    if config.freeze_prompt && !config.head.trains_linear(backbone) {
+        return Err(AdaptError::Config {
+            field: "freeze_prompt".into(),
+            message: format!(
+                "{} scores label strings and trains no head, so a frozen prompt leaves nothing to train",
+                backbone.arch()
+            ),
+        });
+    }
     let tokenizer = model.require_tokenizer()?;
     let mut splits: Vec<TaskSplits> = Vec::with_capacity(config.targets.len());
     for name in &config.targets {
@@ -210,16 +235,24 @@ pub fn run(
     let seed = config.train.seed;
     let fresh_heads =
         || if config.head.trains_linear(backbone) { heads.initial_classifiers(&autodiff) } else { Vec::new() };
-    let plain = |values: Tensor<2>| SoftPrompt::new(values.require_grad()).with_classifiers(fresh_heads());
+    let train_prompt = !config.freeze_prompt;
+    let plain = |values: Tensor<2>| {
+        let mut module = SoftPrompt::new(values).with_classifiers(fresh_heads());
+        module.prompt_embeddings = module.prompt_embeddings.set_require_grad(train_prompt);
+        module
+    };
     let (tensors, metrics) = match (&config.method, &source) {
         (Method::Mpt { init, fresh }, Some(artifact)) if artifact.meta.layout == Layout::Multitask => {
             let module = target_from_multitask(artifact, init, *fresh, tau, seed, &autodiff)?;
-            let module = mpt_core::MultitaskPrompt::new(
-                module.prompt_embeddings.val().require_grad(),
-                module.prefix_task_cols.val().require_grad(),
-                module.prefix_task_rows.val().require_grad(),
+            let mut module = mpt_core::MultitaskPrompt::new(
+                module.prompt_embeddings.val(),
+                module.prefix_task_cols.val(),
+                module.prefix_task_rows.val(),
             )?
             .with_classifiers(fresh_heads());
+            module.prompt_embeddings = module.prompt_embeddings.set_require_grad(train_prompt);
+            module.prefix_task_cols = module.prefix_task_cols.set_require_grad(train_prompt);
+            module.prefix_task_rows = module.prefix_task_rows.set_require_grad(train_prompt);
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
             let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)
@@ -250,6 +283,7 @@ pub fn run(
             config: serde_json::to_value(config).expect("config serialises"),
             metrics,
             tensors,
+            frozen_prompt: config.freeze_prompt,
         },
     )?;
     tracing::info!(id = %artifact.meta.id, dir = %out.display(), "target prompt written");

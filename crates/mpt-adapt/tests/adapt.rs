@@ -36,6 +36,7 @@ fn config(targets: &[&str], method: Method) -> AdaptConfig {
         train: train(2),
         head: HeadConfig::default(),
         data: Selection { max_train: Some(12), max_dev: Some(6), ..Selection::default() },
+        freeze_prompt: false,
     }
 }
 
@@ -213,6 +214,60 @@ fn spot_starts_from_the_teacher_prompt() {
     let diff = max_diff(floats(&moved.tensors["prompt_embeddings"]), start);
     assert!(diff > 1e-3, "prompt barely moved: {diff}");
     assert_eq!(moved.meta.parents, std::slice::from_ref(&t.meta.id));
+}
+
+#[test]
+fn a_frozen_prompt_stays_the_start_prompt_and_only_the_head_trains() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let t = teacher(&tmp.path().join("teacher"), "mnli", L, D, &backbone_of("bert-tiny"), 21);
+    let mut cfg = config(&["rte"], Method::Spot);
+    cfg.freeze_prompt = true;
+    let frozen = run(&model, &data_root(), &cfg, Some(&t.dir), &tmp.path().join("frozen"), &device, &Silent).unwrap();
+    assert_close(
+        "frozen prompt",
+        floats(&frozen.tensors["prompt_embeddings"]),
+        floats(&t.tensors["prompt_embeddings"]),
+        0.0,
+    );
+    // Only the head's numbers are tunable, and the head did train: it left its start (the head
+    // of a run whose learning rate is too small to move anything).
+    check_target(&frozen, &["rte"], Layout::Prompt, 0, &[&t]);
+    let recorded: AdaptConfig = serde_json::from_value(frozen.meta.config.clone()).unwrap();
+    assert!(recorded.freeze_prompt);
+    cfg.freeze_prompt = false;
+    cfg.train.learning_rate = 1e-6;
+    let still = run(&model, &data_root(), &cfg, Some(&t.dir), &tmp.path().join("still"), &device, &Silent).unwrap();
+    let moved = max_diff(floats(&frozen.tensors["classifier.0.weight"]), floats(&still.tensors["classifier.0.weight"]));
+    assert!(moved > 1e-3, "the head barely moved: {moved}");
+    // An unfrozen run's config has no `freeze_prompt` key, so earlier artifacts keep their ids.
+    assert!(still.meta.config.get("freeze_prompt").is_none(), "{}", still.meta.config);
+
+    // MPT: P*, u and v all stay where they started.
+    let src = source(tmp.path());
+    let mut cfg = config(&["rte"], mpt(TargetInit::Average));
+    cfg.freeze_prompt = true;
+    let a = run(&model, &data_root(), &cfg, Some(&src.dir), &tmp.path().join("mpt"), &device, &Silent).unwrap();
+    check_target(&a, &["rte"], Layout::Multitask, 0, &[&src]);
+    let start = init_of(mpt(TargetInit::Average), &["rte"], &src, &tmp.path().join("init"));
+    for name in ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"] {
+        assert_close(name, floats(&a.tensors[name]), floats(&start.tensors[name]), 1e-4);
+    }
+}
+
+#[test]
+fn a_frozen_prompt_under_the_verbalizer_is_refused() {
+    let (model, device) = load("bert-tiny");
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = config(&["rte"], Method::Vanilla { init: PromptInit::Random });
+    cfg.freeze_prompt = true;
+    cfg.head.kind = mpt_train::HeadKind::Verbalizer;
+    let err = run(&model, &data_root(), &cfg, None, &tmp.path().join("t"), &device, &Silent).unwrap_err();
+    match &err {
+        AdaptError::Config { field, .. } => assert_eq!(field, "freeze_prompt", "{err}"),
+        other => panic!("expected a config error on `freeze_prompt`, got {other:?}"),
+    }
+    assert!(!tmp.path().join("t").exists());
 }
 
 #[test]

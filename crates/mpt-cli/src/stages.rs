@@ -222,6 +222,10 @@ pub struct AdaptArgs {
     /// Prompt length (vanilla only).
     #[arg(long)]
     pub prompt_len: Option<usize>,
+    /// Hold the start prompt fixed and train the head alone (the head-only probe; needs the
+    /// linear or pair head).
+    #[arg(long)]
+    pub freeze_prompt: bool,
     /// Stage config (TOML with the fields of an adapt config); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -256,8 +260,10 @@ pub fn adapt(args: AdaptArgs) -> Result<()> {
             train: TrainConfig::default(),
             head: HeadConfig::default(),
             data: Selection::default(),
+            freeze_prompt: false,
         },
     };
+    config.freeze_prompt |= args.freeze_prompt;
     if args.config.is_none() || args.init.is_some() {
         config.method = method;
     }

@@ -176,6 +176,9 @@ pub struct NewArtifact {
     pub metrics: serde_json::Value,
     /// Tensors under PEFT names.
     pub tensors: BTreeMap<String, HostTensor>,
+    /// The prompt was held fixed and only the head trained (a head-only probe): the prompt's
+    /// numbers are then not counted in `tunable_params`.
+    pub frozen_prompt: bool,
 }
 
 /// A loaded artifact.
@@ -416,11 +419,11 @@ impl Artifact {
         let bytes = to_safetensors_bytes(&new.tensors, None)?;
         let tensors_sha256 = sha256_hex(&[&bytes]);
         let id = sha256_hex(&[&bytes, canonical_json(&new.config).as_bytes()]);
-        let tunable_params = head_scalars(&new.tensors)
-            + match layout {
-                Layout::Prompt => l * d,
-                Layout::Multitask => l * d + new.tasks.len() * r * (l + d),
-            };
+        let prompt_params = match layout {
+            Layout::Prompt => l * d,
+            Layout::Multitask => l * d + new.tasks.len() * r * (l + d),
+        };
+        let tunable_params = head_scalars(&new.tensors) + if new.frozen_prompt { 0 } else { prompt_params };
         let meta = ArtifactMeta {
             format: FORMAT.into(),
             version: VERSION,

@@ -259,6 +259,7 @@ pub fn export_prompt(artifact: &Artifact, out_dir: &Path, task: Option<&str>) ->
                 }
                 tensors
             },
+            frozen_prompt: false,
         },
     )
 }
@@ -428,6 +429,15 @@ pub fn import_peft(
     }
     Artifact::write(
         out,
-        NewArtifact { kind, tasks, backbone, parents: Vec::new(), config, metrics: json!({}), tensors },
+        NewArtifact {
+            kind,
+            tasks,
+            backbone,
+            parents: Vec::new(),
+            config,
+            metrics: json!({}),
+            tensors,
+            frozen_prompt: false,
+        },
     )
 }

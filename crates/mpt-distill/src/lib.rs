@@ -399,6 +399,7 @@ pub fn run(
             config: serde_json::to_value(config).expect("config serialises"),
             metrics,
             tensors,
+            frozen_prompt: false,
         },
     )?;
     tracing::info!(id = %artifact.meta.id, dir = %out.display(), "multitask prompt written");

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use mpt_core::init::{PromptInit, TARGET_INIT_FORMS, TargetInit};
 use mpt_data::Split;
 use mpt_distill::SharedStart;
-use mpt_train::{HeadConfig, Selection, TrainConfig};
+use mpt_train::{HeadConfig, HeadKind, Selection, TrainConfig};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +143,10 @@ pub struct MethodsSection {
     /// MPT multitask: all targets adapted jointly (shared P*, per-target u, v).
     #[serde(default)]
     pub multitask: bool,
+    /// Baseline: the head alone trained over the frozen backbone and the untrained vanilla
+    /// start prompt (needs `[head] kind = "linear"` or `"pair"`).
+    #[serde(default)]
+    pub head_only: bool,
 }
 
 fn mpt_default() -> Vec<String> {
@@ -252,6 +256,7 @@ fn methods_default() -> MethodsSection {
         no_distillation: false,
         no_decomposition: false,
         multitask: false,
+        head_only: false,
     }
 }
 
@@ -451,6 +456,13 @@ impl Pipeline {
             if !known {
                 return Err(invalid(p, format!("methods.spot[{i}]"), format!("{src:?} is not one of sources.tasks")));
             }
+        }
+        if f.methods.head_only && f.head.kind == HeadKind::Verbalizer {
+            return Err(invalid(
+                p,
+                "methods.head_only",
+                "the verbalizer head trains nothing; set [head] kind = \"linear\" or \"pair\"",
+            ));
         }
         if f.methods.multitask && (f.targets.tasks.len() < 2 || f.methods.mpt.is_empty()) {
             return Err(invalid(p, "methods.multitask", "needs at least 2 target tasks and an MPT method"));

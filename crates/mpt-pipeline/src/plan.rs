@@ -219,10 +219,11 @@ struct MethodPlan {
     label: String,
     method: Method,
     source: Option<usize>,
+    freeze_prompt: bool,
 }
 
-/// The adaptation methods, in report order: the MPT inits, vanilla, SPoT per source, then the
-/// ablations.
+/// The adaptation methods, in report order: the MPT inits, vanilla, SPoT per source, the
+/// ablations, then the head-only baseline.
 fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)]) -> Vec<MethodPlan> {
     let f = &p.file;
     let distill_index =
@@ -236,25 +237,32 @@ fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[
         } else {
             format!("mpt-{}", text.replace(':', "-"))
         };
-        methods.push(MethodPlan { label, method: mpt(init), source: Some(distill_index("mpt")) });
+        methods.push(MethodPlan { label, method: mpt(init), source: Some(distill_index("mpt")), freeze_prompt: false });
     }
     if f.methods.vanilla {
         methods.push(MethodPlan {
             label: "vanilla".into(),
             method: Method::Vanilla { init: p.init.clone() },
             source: None,
+            freeze_prompt: false,
         });
     }
     for src in &f.methods.spot {
         let src = canonical(src);
         let i = sources.iter().position(|s| *s == src).expect("validated");
-        methods.push(MethodPlan { label: format!("spot-{src}"), method: Method::Spot, source: Some(teacher_ids[i]) });
+        methods.push(MethodPlan {
+            label: format!("spot-{src}"),
+            method: Method::Spot,
+            source: Some(teacher_ids[i]),
+            freeze_prompt: false,
+        });
     }
     if f.methods.no_distillation {
         methods.push(MethodPlan {
             label: "mpt-no-distillation".into(),
             method: mpt(TargetInit::Average),
             source: Some(distill_index("no-distillation")),
+            freeze_prompt: false,
         });
     }
     if f.methods.no_decomposition {
@@ -262,6 +270,15 @@ fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[
             label: "mpt-no-decomposition".into(),
             method: mpt(TargetInit::Average),
             source: Some(distill_index("no-decomposition")),
+            freeze_prompt: false,
+        });
+    }
+    if f.methods.head_only {
+        methods.push(MethodPlan {
+            label: "head-only".into(),
+            method: Method::Vanilla { init: p.init.clone() },
+            source: None,
+            freeze_prompt: true,
         });
     }
     methods
@@ -322,7 +339,7 @@ fn push_adaptations(p: &Pipeline, methods: &[MethodPlan], stages: &mut Vec<Stage
                 } else {
                     methods.iter().collect()
                 };
-                for MethodPlan { label, method, source } in method_list {
+                for MethodPlan { label, method, source, freeze_prompt } in method_list {
                     let label = if group.len() > 1 { "mpt-multitask".to_string() } else { label.clone() };
                     let adapt_index = stages.len();
                     let name = format!("adapt/{label}/{}/{run}", group.join("+"));
@@ -336,6 +353,7 @@ fn push_adaptations(p: &Pipeline, methods: &[MethodPlan], stages: &mut Vec<Stage
                             train: train.clone(),
                             head: f.head,
                             data: data.clone(),
+                            freeze_prompt: *freeze_prompt,
                         }),
                         deps: source.iter().copied().collect(),
                         cell: Some(Cell { method: label.clone(), k, seed }),

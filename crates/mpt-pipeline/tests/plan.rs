@@ -218,6 +218,30 @@ fn ablations_spot_multitask_and_source_evals_appear_when_enabled() {
 }
 
 #[test]
+fn the_head_only_baseline_is_a_frozen_vanilla_prompt_and_needs_a_trained_head() {
+    let text = with(&quickstart_like(), "methods", "head_only = true");
+    let plan = build(&parse(&text).unwrap());
+    check_graph(&plan);
+    let adapt = |name: &str| match &plan.stages[plan.index(name).unwrap_or_else(|| panic!("no stage {name}"))].kind {
+        StageKind::Adapt(c) => c.clone(),
+        other => panic!("{name} is {other:?}"),
+    };
+    let (probe, vanilla) = (adapt("adapt/head-only/rte/full-s0"), adapt("adapt/vanilla/rte/full-s0"));
+    assert!(probe.freeze_prompt && !vanilla.freeze_prompt);
+    assert_eq!(probe.method, vanilla.method);
+    assert!(deps_of(&plan, "adapt/head-only/cb/full-s0").is_empty());
+    assert_eq!(deps_of(&plan, "eval/head-only/cb/full-s0"), ["adapt/head-only/cb/full-s0"]);
+    // Only the flag differs from vanilla prompt tuning: same init, length, data and schedule.
+    assert_eq!(mpt_adapt::AdaptConfig { freeze_prompt: false, ..probe }, vanilla);
+    // Off by default, so existing pipelines plan the same stages.
+    assert!(!names(&build(&parse(&quickstart_like()).unwrap())).iter().any(|n| n.contains("head-only")));
+
+    let text = format!("{text}\n[head]\nkind = \"verbalizer\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("methods.head_only") && err.contains("verbalizer"), "{err}");
+}
+
+#[test]
 fn no_teachers_when_nothing_needs_them() {
     let text = set(&quickstart_like(), "distill", "lambda", "lambda = 0.0\nshared_init = \"fresh\"");
     let plan = build(&parse(&text).unwrap());

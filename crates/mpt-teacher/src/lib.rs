@@ -268,6 +268,7 @@ pub fn run_traced(
             config: serde_json::to_value(config).expect("config serialises"),
             metrics,
             tensors: outcome.best.host_tensors(),
+            frozen_prompt: false,
         },
     )?;
     tracing::info!(task = task.name, id = %artifact.meta.id, dir = %out.display(), "teacher written");

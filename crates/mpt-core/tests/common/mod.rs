@@ -53,6 +53,7 @@ pub fn new_artifact(kind: ArtifactKind, tasks: &[&str], tensors: BTreeMap<String
         config: serde_json::json!({"prompt_length": 4, "train": {"steps": 10, "seed": 7}, "init": "random"}),
         metrics: serde_json::json!({"dev": {"a": {"accuracy": 0.5}}}),
         tensors,
+        frozen_prompt: false,
     }
 }
 
