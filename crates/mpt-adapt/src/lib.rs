@@ -235,24 +235,15 @@ pub fn run(
     let seed = config.train.seed;
     let fresh_heads =
         || if config.head.trains_linear(backbone) { heads.initial_classifiers(&autodiff) } else { Vec::new() };
-    let train_prompt = !config.freeze_prompt;
     let plain = |values: Tensor<2>| {
-        let mut module = SoftPrompt::new(values).with_classifiers(fresh_heads());
-        module.prompt_embeddings = module.prompt_embeddings.set_require_grad(train_prompt);
-        module
+        let module = SoftPrompt::new(values).with_classifiers(fresh_heads());
+        if config.freeze_prompt { module.with_frozen_prompt() } else { module }
     };
     let (tensors, metrics) = match (&config.method, &source) {
         (Method::Mpt { init, fresh }, Some(artifact)) if artifact.meta.layout == Layout::Multitask => {
-            let module = target_from_multitask(artifact, init, *fresh, tau, seed, &autodiff)?;
-            let mut module = mpt_core::MultitaskPrompt::new(
-                module.prompt_embeddings.val(),
-                module.prefix_task_cols.val(),
-                module.prefix_task_rows.val(),
-            )?
-            .with_classifiers(fresh_heads());
-            module.prompt_embeddings = module.prompt_embeddings.set_require_grad(train_prompt);
-            module.prefix_task_cols = module.prefix_task_cols.set_require_grad(train_prompt);
-            module.prefix_task_rows = module.prefix_task_rows.set_require_grad(train_prompt);
+            let module =
+                target_from_multitask(artifact, init, *fresh, tau, seed, &autodiff)?.with_classifiers(fresh_heads());
+            let module = if config.freeze_prompt { module.with_frozen_prompt() } else { module };
             let outcome = train(module, &mut objective, &config.train, &stage, progress)?;
             let m = final_metrics(&outcome);
             (outcome.best.host_tensors(), m)

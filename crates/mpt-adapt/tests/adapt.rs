@@ -253,6 +253,14 @@ fn a_frozen_prompt_stays_the_start_prompt_and_only_the_head_trains() {
     for name in ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"] {
         assert_close(name, floats(&a.tensors[name]), floats(&start.tensors[name]), 1e-4);
     }
+    // Unfrozen, all three train.
+    cfg.freeze_prompt = false;
+    let trained =
+        run(&model, &data_root(), &cfg, Some(&src.dir), &tmp.path().join("mpt-trained"), &device, &Silent).unwrap();
+    for name in ["prompt_embeddings", "prefix_task_cols", "prefix_task_rows"] {
+        let moved = max_diff(floats(&trained.tensors[name]), floats(&start.tensors[name]));
+        assert!(moved > 1e-4, "{name} barely moved: {moved}");
+    }
 }
 
 #[test]

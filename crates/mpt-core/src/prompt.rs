@@ -76,6 +76,12 @@ impl SoftPrompt {
         self
     }
 
+    /// The same module with the prompt held fixed (no gradient reaches it); the heads still train.
+    pub fn with_frozen_prompt(mut self) -> Self {
+        self.prompt_embeddings = self.prompt_embeddings.set_require_grad(false);
+        self
+    }
+
     /// `[l, d]`.
     pub fn value(&self) -> Tensor<2> {
         self.prompt_embeddings.val()
@@ -155,6 +161,15 @@ impl MultitaskPrompt {
     /// The same prompt with trained heads.
     pub fn with_classifiers(mut self, classifiers: Vec<Classifier>) -> Self {
         self.classifiers = classifiers;
+        self
+    }
+
+    /// The same module with P*, U and V held fixed (no gradient reaches them); the heads still
+    /// train.
+    pub fn with_frozen_prompt(mut self) -> Self {
+        self.prompt_embeddings = self.prompt_embeddings.set_require_grad(false);
+        self.prefix_task_cols = self.prefix_task_cols.set_require_grad(false);
+        self.prefix_task_rows = self.prefix_task_rows.set_require_grad(false);
         self
     }
 

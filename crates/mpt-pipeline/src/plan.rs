@@ -222,6 +222,13 @@ struct MethodPlan {
     freeze_prompt: bool,
 }
 
+impl MethodPlan {
+    /// A method that trains its prompt.
+    fn trained(label: impl Into<String>, method: Method, source: Option<usize>) -> Self {
+        Self { label: label.into(), method, source, freeze_prompt: false }
+    }
+}
+
 /// The adaptation methods, in report order: the MPT inits, vanilla, SPoT per source, the
 /// ablations, then the head-only baseline.
 fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[(String, usize)]) -> Vec<MethodPlan> {
@@ -237,41 +244,29 @@ fn methods(p: &Pipeline, sources: &[String], teacher_ids: &[usize], distills: &[
         } else {
             format!("mpt-{}", text.replace(':', "-"))
         };
-        methods.push(MethodPlan { label, method: mpt(init), source: Some(distill_index("mpt")), freeze_prompt: false });
+        methods.push(MethodPlan::trained(label, mpt(init), Some(distill_index("mpt"))));
     }
     if f.methods.vanilla {
-        methods.push(MethodPlan {
-            label: "vanilla".into(),
-            method: Method::Vanilla { init: p.init.clone() },
-            source: None,
-            freeze_prompt: false,
-        });
+        methods.push(MethodPlan::trained("vanilla", Method::Vanilla { init: p.init.clone() }, None));
     }
     for src in &f.methods.spot {
         let src = canonical(src);
         let i = sources.iter().position(|s| *s == src).expect("validated");
-        methods.push(MethodPlan {
-            label: format!("spot-{src}"),
-            method: Method::Spot,
-            source: Some(teacher_ids[i]),
-            freeze_prompt: false,
-        });
+        methods.push(MethodPlan::trained(format!("spot-{src}"), Method::Spot, Some(teacher_ids[i])));
     }
     if f.methods.no_distillation {
-        methods.push(MethodPlan {
-            label: "mpt-no-distillation".into(),
-            method: mpt(TargetInit::Average),
-            source: Some(distill_index("no-distillation")),
-            freeze_prompt: false,
-        });
+        methods.push(MethodPlan::trained(
+            "mpt-no-distillation",
+            mpt(TargetInit::Average),
+            Some(distill_index("no-distillation")),
+        ));
     }
     if f.methods.no_decomposition {
-        methods.push(MethodPlan {
-            label: "mpt-no-decomposition".into(),
-            method: mpt(TargetInit::Average),
-            source: Some(distill_index("no-decomposition")),
-            freeze_prompt: false,
-        });
+        methods.push(MethodPlan::trained(
+            "mpt-no-decomposition",
+            mpt(TargetInit::Average),
+            Some(distill_index("no-decomposition")),
+        ));
     }
     if f.methods.head_only {
         methods.push(MethodPlan {
