@@ -39,6 +39,6 @@ if [ "$with_run" = 1 ]; then
     mkdir -p "$out/run"
     cp -r "$run_dir/artifacts" "$run_dir/results" "$run_dir/state.json" "$run_dir/pipeline.toml" "$out/run/"
     find "$out/run/artifacts" \( -name '.*.tmp-*' -o -name '.*.old-*' \) -prune -exec rm -rf {} + 2>/dev/null || true
-    echo "copied the run folder to $out/run (resume: mkdir -p runs && cp -r $out/run $run_dir)"
+    echo "copied the run folder to $out/run (resume: mkdir -p runs && cp -r $out/run runs/$name, then mpt run $pipeline)"
 fi
 echo "published $out/report.md"
