@@ -591,6 +591,50 @@ fn jobs_2_makes_the_artifacts_of_the_sequential_run() {
 }
 
 #[test]
+fn merge_brings_stages_run_in_separate_folders_into_one_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    std::fs::write(dir.join("tiny.toml"), pipeline_toml("tiny")).unwrap();
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "seq"]);
+    // The MPT chain in the run folder, the vanilla baseline at the same time in another.
+    ok_in(
+        dir,
+        &[
+            "run",
+            "-q",
+            "tiny.toml",
+            "--only",
+            "teacher",
+            "--only",
+            "distill",
+            "--only",
+            "adapt/mpt",
+            "--only",
+            "eval/mpt",
+        ],
+    );
+    ok_in(dir, &["run", "-q", "tiny.toml", "--run-dir", "van", "--only", "adapt/vanilla", "--only", "eval/vanilla"]);
+    let out = ok_in(dir, &["merge", "tiny.toml", "--from", "van", "--dry-run"]);
+    assert!(out.contains("adapt/vanilla/rte/k2-s0") && out.contains("would import from van"), "{out}");
+    assert!(out.contains("tiny: 2 stage(s) would import, 5 already done, 0 still to run"), "{out}");
+    assert!(!dir.join("runs/tiny/artifacts/adapt/vanilla").exists());
+    let out = ok_in(dir, &["merge", "tiny.toml", "--from", "van"]);
+    assert!(out.contains("tiny: 2 stage(s) imported, 5 already done, 0 still to run"), "{out}");
+    assert!(out.contains("report: runs/tiny/report.md"), "{out}");
+    assert_eq!(run_outputs(&dir.join("runs/tiny")), run_outputs(&dir.join("seq")));
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs/tiny/report.json")).unwrap()).unwrap();
+    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+    let out = ok_in(dir, &["run", "-q", "tiny.toml"]);
+    assert!(out.contains("tiny: 0 stage(s) ran, 7 already done"), "{out}");
+    let err = fail_in(dir, &["merge", "tiny.toml", "--from", "nowhere"]);
+    assert!(err.contains("nowhere: no such run folder"), "{err}");
+    let out = mpt_in(dir, &["merge", "tiny.toml"]);
+    assert_eq!(out.status.code(), Some(2), "a usage error: {}", show(&["merge"], &out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from <DIR>"));
+}
+
+#[test]
 fn jobs_2_reports_a_failed_stage_with_its_log_and_skips_its_dependents() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();

@@ -79,6 +79,9 @@ enum Command {
     Predict(predict_cmd::PredictArgs),
     /// Run a declared pipeline (TOML) end to end, resuming finished stages.
     Run(run_cmd::RunArgs),
+    /// Bring the finished stages of other run folders of a pipeline into its run folder, then
+    /// write the report (for stages run at once in separate folders).
+    Merge(run_cmd::MergeArgs),
     /// Show every stage of a run folder: done, running, queued on Slurm, failed (with its log), pending.
     Status(run_cmd::StatusArgs),
     /// Export an artifact as a PEFT adapter or as one task's plain prompt.
@@ -120,6 +123,7 @@ fn main() -> std::process::ExitCode {
         Command::Eval(args) => stages::eval(args),
         Command::Predict(args) => predict_cmd::predict(args),
         Command::Run(args) => run_cmd::run(args, &cli.tasks),
+        Command::Merge(args) => run_cmd::merge(args),
         Command::Status(args) => run_cmd::status(args),
         Command::Bench(args) => bench_cmd::bench(args),
         Command::Export(args) => artifact_cmd::export(args),

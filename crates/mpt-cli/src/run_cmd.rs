@@ -203,3 +203,51 @@ pub fn status(args: StatusArgs) -> Result<()> {
     print!("{}", status.render(&args.run_dir));
     Ok(())
 }
+
+/// Arguments of `mpt merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The pipeline file the run folders belong to.
+    pub pipeline: PathBuf,
+    /// A run folder of the same pipeline to take finished stages from (repeatable; the first
+    /// that has a stage done for the same config and inputs gives it). It may still be running.
+    #[arg(long, value_name = "DIR", required = true)]
+    pub from: Vec<PathBuf>,
+    /// The folder to merge into (default: `run_dir` of the file, else runs/<name>).
+    #[arg(long)]
+    pub run_dir: Option<PathBuf>,
+    /// Merge only stages whose name equals or starts with STAGE (repeatable).
+    #[arg(long, value_name = "STAGE")]
+    pub only: Vec<String>,
+    /// Print what would be imported; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Runs `mpt merge`: imports finished stages, then writes the report.
+pub fn merge(args: MergeArgs) -> Result<()> {
+    let mut pipeline = Pipeline::load(&args.pipeline)?;
+    if let Some(dir) = &args.run_dir {
+        pipeline.run_dir = dir.clone();
+    }
+    let plan = mpt_pipeline::build(&pipeline);
+    let options = RunOptions { dry_run: args.dry_run, only: args.only.clone(), force: Vec::new() };
+    let summary = mpt_pipeline::merge(&pipeline, &plan, &args.from, &options).with_context(|| {
+        format!("pipeline {}, merging into {}", args.pipeline.display(), pipeline.run_dir.display())
+    })?;
+    let verb = if args.dry_run { "would import" } else { "imported" };
+    for (stage, from) in &summary.imported {
+        println!("  {stage:<48} {verb} from {}", from.display());
+    }
+    println!(
+        "{}: {} stage(s) {verb}, {} already done, {} still to run",
+        pipeline.file.name,
+        summary.imported.len(),
+        summary.already.len(),
+        summary.pending.len()
+    );
+    if let Some(report) = summary.report {
+        println!("report: {}", report.display());
+    }
+    Ok(())
+}

@@ -540,6 +540,29 @@ impl Artifact {
         Ok(Artifact { dir: dir.to_path_buf(), meta, tensors })
     }
 
+    /// Copies the artifact at `from` to `to` byte for byte (its id unchanged), atomically like
+    /// [`Artifact::write`]: `from` is loaded and checked first, the copy is staged in a
+    /// temporary sibling of `to`, loaded and checked again, then renamed into place; an existing
+    /// `to` is replaced only then. Returns the installed copy.
+    pub fn copy(from: &Path, to: &Path) -> Result<Artifact> {
+        Self::load(from, None, None)?;
+        let tmp = staging_dir(to)?;
+        let staged = (|| {
+            for name in [META_FILE, TENSORS_FILE] {
+                let (src, dst) = (from.join(name), tmp.join(name));
+                std::fs::copy(&src, &dst).map_err(io_err(&src))?;
+                std::fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(io_err(&dst))?;
+            }
+            Self::load(&tmp, None, None)
+        })();
+        if let Err(e) = staged {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        install_dir(&tmp, to)?;
+        Self::load(to, None, None)
+    }
+
     /// A host tensor as a device tensor of rank `D`.
     pub fn tensor<const D: usize>(&self, name: &str, device: &Device) -> Result<Tensor<D>> {
         match self.tensors.get(name) {

@@ -427,3 +427,36 @@ fn malformed_heads_are_refused_by_name() {
         assert!(!tmp.path().join(name).exists(), "{name}: nothing written");
     }
 }
+
+#[test]
+fn copy_is_byte_for_byte_replaces_only_when_complete_and_refuses_a_corrupt_source() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = multitask(&tmp.path().join("src"));
+    let to = tmp.path().join("deep/dst");
+    let copied = Artifact::copy(&a.dir, &to).unwrap();
+    assert_eq!(copied.meta, a.meta);
+    assert_eq!(copied.dir, to);
+    for name in [META_FILE, TENSORS_FILE] {
+        assert_eq!(std::fs::read(to.join(name)).unwrap(), std::fs::read(a.dir.join(name)).unwrap(), "{name}");
+    }
+    // Over an existing artifact: replaced by the copy, no temporary folder left.
+    let other =
+        Artifact::write(&tmp.path().join("other"), new_artifact(ArtifactKind::Teacher, &["a"], plain_tensors(4, 6)))
+            .unwrap();
+    let replaced = Artifact::copy(&other.dir, &to).unwrap();
+    assert_eq!(replaced.meta.id, other.meta.id);
+    let leftovers: Vec<_> =
+        std::fs::read_dir(tmp.path().join("deep")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("dst")]);
+    // A corrupt source is refused by its checksum and the destination is left as it was.
+    let path = a.dir.join(TENSORS_FILE);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0x01;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Artifact::copy(&a.dir, &to).unwrap_err();
+    assert!(matches!(&err, CoreError::Checksum { .. }), "{err}");
+    assert_eq!(Artifact::load(&to, None, None).unwrap().meta.id, other.meta.id);
+    let leftovers: Vec<_> =
+        std::fs::read_dir(tmp.path().join("deep")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(leftovers, [std::ffi::OsString::from("dst")]);
+}

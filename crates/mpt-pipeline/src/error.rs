@@ -47,6 +47,14 @@ pub enum PipelineError {
         /// The holder's pid, as its lock file records it.
         pid: Option<u32>,
     },
+    /// A run folder named as a source of `mpt merge` is unusable.
+    #[error("{path}: {message}")]
+    RunDir {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A stage failed.
     #[error("stage {stage} failed: {source}")]
     Stage {

@@ -6,6 +6,7 @@
 pub mod config;
 mod error;
 pub mod execute;
+pub mod merge;
 pub mod plan;
 pub mod plots;
 pub mod report;
@@ -18,6 +19,7 @@ pub mod subprocess;
 pub use config::Pipeline;
 pub use error::{PipelineError, Result};
 pub use execute::{Executor, InProcess, StageJob, StageOutcome};
+pub use merge::{MergeSummary, merge};
 pub use plan::{Plan, Stage, StageKind, build};
 pub use run::{RunOptions, RunSummary, Status, Ui, run, run_parallel, run_with};
 pub use schedule::Scheduler;

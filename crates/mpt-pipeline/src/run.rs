@@ -48,7 +48,7 @@ impl RunOptions {
     }
 
     /// Every `--only`/`--force` pattern matches some stage of `plan`.
-    fn check_patterns(&self, plan: &Plan) -> Result<()> {
+    pub(crate) fn check_patterns(&self, plan: &Plan) -> Result<()> {
         for pattern in self.only.iter().chain(&self.force) {
             if !plan.stages.iter().any(|s| matches(&s.name, pattern)) {
                 return Err(PipelineError::Plan(format!(
@@ -126,7 +126,7 @@ pub fn read_state(run_dir: &Path) -> BTreeMap<String, StageRecord> {
     std::fs::read(run_dir.join("state.json")).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
 }
 
-fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<()> {
+pub(crate) fn write_state(run_dir: &Path, state: &BTreeMap<String, StageRecord>) -> Result<()> {
     let path = run_dir.join("state.json");
     mpt_models::io::write_atomic(&path, &serde_json::to_vec_pretty(state).expect("state serialises"))?;
     Ok(())
@@ -138,8 +138,8 @@ pub struct Runner<'a> {
     plan: &'a Plan,
     /// The backbone and its hidden size; None when the backbone folder is absent (a dry run
     /// can still show the plan).
-    backbone: Option<(BackboneRef, usize)>,
-    outputs: Vec<Option<String>>,
+    pub(crate) backbone: Option<(BackboneRef, usize)>,
+    pub(crate) outputs: Vec<Option<String>>,
 }
 
 impl<'a> Runner<'a> {
@@ -157,11 +157,11 @@ impl<'a> Runner<'a> {
         Ok(Self { pipeline, plan, backbone, outputs: vec![None; plan.stages.len()] })
     }
 
-    fn run_dir(&self) -> &Path {
+    pub(crate) fn run_dir(&self) -> &Path {
         &self.pipeline.run_dir
     }
 
-    fn parent_ids(&self, i: usize) -> Option<Vec<String>> {
+    pub(crate) fn parent_ids(&self, i: usize) -> Option<Vec<String>> {
         self.plan.stages[i].deps.iter().map(|&d| self.outputs[d].clone()).collect()
     }
 
@@ -239,7 +239,7 @@ impl<'a> Runner<'a> {
         ))
     }
 
-    fn output_of(&self, i: usize) -> Option<String> {
+    pub(crate) fn output_of(&self, i: usize) -> Option<String> {
         match &self.plan.stages[i].kind {
             StageKind::Eval(_) => std::fs::read(self.plan.result_path(self.run_dir(), i))
                 .ok()
@@ -380,7 +380,7 @@ pub fn check_data(pipeline: &Pipeline) -> Result<()> {
     Ok(())
 }
 
-fn log_line(run_dir: &Path, line: &str) {
+pub(crate) fn log_line(run_dir: &Path, line: &str) {
     let path = run_dir.join("logs").join("run.log");
     if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(&path) {
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -862,7 +862,7 @@ fn print_dry_run(runner: &mut Runner<'_>, options: &RunOptions) {
 
 /// Readies a locked run folder: leftovers of interrupted writes removed, the output folders
 /// made, the pipeline file copied in, the start logged.
-fn open_run_dir(pipeline: &Pipeline) -> Result<()> {
+pub(crate) fn open_run_dir(pipeline: &Pipeline) -> Result<()> {
     let run_dir = &pipeline.run_dir;
     sweep_run_dir(run_dir);
     for sub in ["artifacts", "results", "logs"] {
