@@ -1089,14 +1089,14 @@ fn stage_commands_chain_and_inspect_shows_the_lineage() {
     };
 
     let out = call("teacher", with_small(&["--task", "mnli", "--prompt-len", "4", "--out", "t-mnli"]));
-    // 4·32 prompt numbers + the linear head over MNLI's 3 classes (3·32 + 3).
-    assert!(out.contains("teacher artifact t-mnli") && out.contains("l=4 d=32 rank=0 (227 tunable numbers)"), "{out}");
+    // 4·32 prompt numbers + the default pair head over MNLI's 3 classes (3·4·32 + 3).
+    assert!(out.contains("teacher artifact t-mnli") && out.contains("l=4 d=32 rank=0 (515 tunable numbers)"), "{out}");
     assert!(out.contains("dev   mnli: accuracy"), "{out}");
     call("teacher", with_small(&["--task", "qnli", "--prompt-len", "4", "--init", "random", "--out", "t-qnli"]));
     let out = call("distill", with_small(&["--teacher", "t-mnli", "--teacher", "t-qnli", "--out", "mt"]));
     assert!(out.contains("multitask artifact mt") && out.contains("tasks:    mnli, qnli"), "{out}");
-    // Prompt numbers plus the default linear heads (C·d + C: 99 for MNLI's 3 classes, 66 for 2).
-    assert!(out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32) + 99 + 66)), "{out}");
+    // Prompt numbers plus the default pair heads (C·4d + C: 387 for MNLI's 3 classes, 258 for 2).
+    assert!(out.contains(&format!("({} tunable numbers)", 4 * 32 + 2 * (4 + 32) + 387 + 258)), "{out}");
     // `--task` orders the sources (the global `--tasks FILE` is another flag).
     let out = call(
         "distill",
@@ -1108,7 +1108,7 @@ fn stage_commands_chain_and_inspect_shows_the_lineage() {
         with_small(&["--target", "rte", "--method", "mpt", "--from", "mt", "--init", "source:qnli", "--out", "target"]),
     );
     assert!(
-        out.contains("target artifact target") && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32 + 66)),
+        out.contains("target artifact target") && out.contains(&format!("({} tunable numbers)", 4 * 32 + 4 + 32 + 258)),
         "{out}"
     );
     call(
@@ -1177,7 +1177,7 @@ fn stage_commands_chain_and_inspect_shows_the_lineage() {
     let text = ok_in(dir, &["inspect", "spot"]);
     assert!(text.contains(&format!("parents:      {}", ids["t-mnli"])), "{text}");
     let text = ok_in(dir, &["inspect", "vanilla"]);
-    assert!(text.contains("parents:      none") && text.contains("tunable:      195 parameters"), "{text}");
+    assert!(text.contains("parents:      none") && text.contains("tunable:      483 parameters"), "{text}");
     let v = inspect_json(dir, &dir.join("vanilla"));
     assert_eq!(v["config"]["data"]["few_shot_k"], 2);
     assert_eq!(v["tasks"], serde_json::json!(["cb"]));

@@ -60,9 +60,11 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
-/// Numbers in the default linear heads of `tasks` on the width-D fixture.
+/// Numbers in the default (pair) heads of `tasks` on the width-D fixture: `C·4D + C` each.
 fn heads(tasks: &[&str]) -> usize {
-    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (D + 1)).sum()
+    let width = mpt_train::HeadKind::default().weight_width(D);
+    assert_eq!(width, 4 * D, "the default head is the pair head");
+    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (width + 1)).sum()
 }
 
 fn check_target(a: &Artifact, targets: &[&str], layout: Layout, tunable: usize, parents: &[&Artifact]) {
@@ -70,7 +72,7 @@ fn check_target(a: &Artifact, targets: &[&str], layout: Layout, tunable: usize, 
     assert_eq!(m.kind, ArtifactKind::Target);
     assert_eq!(m.tasks, targets);
     assert_eq!(m.layout, layout);
-    // + the default linear head of each target (C·D + C).
+    // + the default pair head of each target (C·4D + C).
     assert_eq!(m.tunable_params, tunable + heads(targets));
     assert_eq!(m.parents, parents.iter().map(|p| p.meta.id.clone()).collect::<Vec<_>>());
     for t in targets {

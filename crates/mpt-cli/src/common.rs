@@ -78,10 +78,10 @@ pub struct TrainArgs {
     /// Evaluate on at most N test examples.
     #[arg(long)]
     pub max_test: Option<usize>,
-    /// Encoder head: linear (a trained classifier per task over the pooled joint input,
-    /// counted in the tunable numbers), pair (a bi-encoder: each segment of a pair encoded on
-    /// its own, a trained classifier over [u, v, |u-v|, u*v]) or verbalizer (frozen label-word
-    /// scores, the prompt alone is trained).
+    /// Encoder head: pair (the default; a bi-encoder: each segment of a pair encoded on its
+    /// own, a trained classifier over [u, v, |u-v|, u*v], counted in the tunable numbers),
+    /// linear (a trained classifier per task over the pooled joint input) or verbalizer (frozen
+    /// label-word scores, the prompt alone is trained).
     #[arg(long, value_parser = |s: &str| s.parse::<HeadKind>())]
     pub head: Option<HeadKind>,
     /// Linear learning-rate warm-up steps.

@@ -339,7 +339,10 @@ pub fn run(
             });
         }
     }
-    if teachers.iter().any(Artifact::has_classifiers) {
+    // A run that trains a head scores every teacher through a head of its kind (so teacher and
+    // student encode a batch the same way, jointly or segment by segment), also where no
+    // teacher trained one.
+    if trains_head {
         let frozen = heads.initial_heads();
         for (t, verbalizer) in teachers.iter().zip(frozen) {
             teacher_heads.push(t.classifiers(device)?.first().map_or(verbalizer, |c| c.values()));

@@ -54,9 +54,11 @@ fn dirs(ts: &[&Artifact]) -> Vec<PathBuf> {
     ts.iter().map(|a| a.dir.clone()).collect()
 }
 
-/// Numbers in the default linear heads of `tasks` on the width-D fixture: Σ C·D + C.
+/// Numbers in the default (pair) heads of `tasks` on the width-D fixture: Σ C·4D + C.
 fn heads(tasks: &[String]) -> usize {
-    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (D + 1)).sum()
+    let width = HeadKind::default().weight_width(D);
+    assert_eq!(width, 4 * D, "the default head is the pair head");
+    tasks.iter().map(|t| mpt_data::lookup(t).unwrap().labels.len() * (width + 1)).sum()
 }
 
 #[test]

@@ -501,6 +501,25 @@ impl Pipeline {
                         ),
                     ));
                 }
+                // A teacher that trained a head (more tunable numbers than its prompt) is only
+                // usable with that head: distillation reads its head's width and scores.
+                let theirs = meta.config.pointer("/head/kind").and_then(|k| k.as_str()).unwrap_or("linear");
+                let trained_head = meta.tunable_params > meta.prompt_length * meta.dim;
+                if trained_head && theirs != f.head.kind.to_string() {
+                    return Err(invalid(
+                        p,
+                        "head.kind",
+                        format!(
+                            "is {} (the default is pair), but the library teacher {} was trained with the {theirs} \
+                             head: set [head] kind = \"{theirs}\" to use this library, or train a library with \
+                             the {} head (HEAD={} scripts/train-source-prompts.sh)",
+                            f.head.kind,
+                            dir.display(),
+                            f.head.kind,
+                            f.head.kind
+                        ),
+                    ));
+                }
             }
         }
         for task in f.targets.few_shot_overrides.keys() {

@@ -121,13 +121,13 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         let mpt = artifact(&s, &format!("adapt/mpt/rte/k2-s{seed}"));
         assert_eq!(mpt.meta.kind, ArtifactKind::Target);
         assert_eq!(mpt.meta.parents, std::slice::from_ref(&distill.meta.id));
-        // Prompt (+ u, v) and the linear head over RTE's 2 classes (2·32 + 2).
-        assert_eq!(mpt.meta.tunable_params, 4 * 32 + 4 + 32 + 66);
+        // Prompt (+ u, v) and the default pair head over RTE's 2 classes (2·4·32 + 2).
+        assert_eq!(mpt.meta.tunable_params, 4 * 32 + 4 + 32 + 258);
         assert_eq!(mpt.meta.config["data"]["few_shot_k"], 2);
         assert_eq!(mpt.meta.config["train"]["seed"], seed);
         let vanilla = artifact(&s, &format!("adapt/vanilla/rte/k2-s{seed}"));
         assert!(vanilla.meta.parents.is_empty());
-        assert_eq!(vanilla.meta.tunable_params, 4 * 32 + 66);
+        assert_eq!(vanilla.meta.tunable_params, 4 * 32 + 258);
         for (method, a) in [("mpt", &mpt), ("vanilla", &vanilla)] {
             let name = format!("eval/{method}/rte/k2-s{seed}");
             let r = result(&s, &name);
@@ -188,7 +188,7 @@ fn a_full_tiny_run_then_resume_rerun_and_force() {
         let mean = scores.iter().sum::<f64>() / 2.0;
         assert!((sm["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
         assert!((sm["std"].as_f64().unwrap() - sample_std(&scores)).abs() < 1e-12, "{sm}");
-        let tunable = if method == "mpt" { 4 * 32 + 4 + 32 + 66 } else { 4 * 32 + 66 };
+        let tunable = if method == "mpt" { 4 * 32 + 4 + 32 + 258 } else { 4 * 32 + 258 };
         assert_eq!(sm["tunable_per_task"], tunable);
     }
     assert!(report["missing"].as_array().unwrap().is_empty());
@@ -355,6 +355,14 @@ fn sources_from_a_library_replace_the_teacher_stages() {
     let ids: Vec<String> = ["mnli", "qnli"].iter().map(|t| Artifact::read_meta(&lib.join(t)).unwrap().id).collect();
     assert_eq!(distill.meta.parents, ids);
     assert!(!second.run_dir.join("artifacts/teacher").exists(), "nothing is written for provided teachers");
+
+    // Teachers trained with the default (pair) head are refused by a pipeline with another
+    // head before any work, naming the key and the head they need.
+    let text = std::fs::read_to_string(&second.pipeline.path).unwrap();
+    let linear = second.pipeline.path.with_file_name("linear.toml");
+    std::fs::write(&linear, format!("{text}\n[head]\nkind = \"linear\"\n")).unwrap();
+    let err = Pipeline::load(&linear).unwrap_err().to_string();
+    assert!(err.contains("head.kind") && err.contains("kind = \"pair\""), "{err}");
 
     // A library without one of the tasks is refused before any work, naming the key.
     std::fs::remove_dir_all(lib.join("qnli")).unwrap();

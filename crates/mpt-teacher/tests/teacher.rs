@@ -362,7 +362,9 @@ fn a_run_can_continue_from_an_earlier_teacher() {
 fn continuing_from_a_teacher_that_does_not_fit_is_an_error_before_training() {
     let (model, device) = load("bert-tiny");
     let tmp = tempfile::tempdir().unwrap();
-    let first = run(&model, &data_root(), &config("mnli", 4, 2), &tmp.path().join("first"), &device, &Silent).unwrap();
+    let mut linear = config("mnli", 4, 2);
+    linear.head.kind = mpt_train::HeadKind::Linear;
+    let first = run(&model, &data_root(), &linear, &tmp.path().join("first"), &device, &Silent).unwrap();
     let mut verbalizer = config("mnli", 4, 2);
     verbalizer.head.kind = mpt_train::HeadKind::Verbalizer;
     let mut pair = config("mnli", 4, 2);

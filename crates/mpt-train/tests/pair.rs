@@ -22,7 +22,7 @@ fn values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
 }
 
 fn pair_config() -> HeadConfig {
-    HeadConfig { kind: HeadKind::Pair, ..HeadConfig::default() }
+    HeadConfig { kind: HeadKind::Pair, ..linear_config() }
 }
 
 #[test]
@@ -124,7 +124,7 @@ fn untrained_pair_head_scores_single_sentences_like_the_linear_head() {
         4,
         d,
     ]);
-    let linear = Heads::new(backbone, tok, &[&data], HeadConfig::default(), &device).unwrap();
+    let linear = Heads::new(backbone, tok, &[&data], linear_config(), &device).unwrap();
     let pair = Heads::new(backbone, tok, &[&data], pair_config(), &device).unwrap();
     let start = pair.initial_heads();
     assert_eq!(start[0].0.dims(), [2, 4 * d]);
@@ -174,7 +174,7 @@ fn heads_of_two_widths_in_one_batch_are_an_error() {
     let lengths = Lengths::default();
     let a = load_task(&root(), mnli, &Selection::default(), tok, backbone.arch(), lengths).unwrap();
     let b = load_task(&root(), rte, &Selection::default(), tok, backbone.arch(), lengths).unwrap();
-    let linear = Heads::new(backbone, tok, &[&a.train, &b.train], HeadConfig::default(), &device).unwrap();
+    let linear = Heads::new(backbone, tok, &[&a.train, &b.train], linear_config(), &device).unwrap();
     let pair = Heads::new(backbone, tok, &[&a.train, &b.train], pair_config(), &device).unwrap();
     let mixed = vec![linear.initial_heads()[0].clone(), pair.initial_heads()[1].clone()];
     let rows = vec![(0, 0), (1, 0)];
@@ -188,4 +188,9 @@ fn heads_of_two_widths_in_one_batch_are_an_error() {
         }
         other => panic!("expected a config error, got {other}"),
     }
+}
+
+/// The linear head (the default head is the pair head).
+fn linear_config() -> HeadConfig {
+    HeadConfig { kind: mpt_train::HeadKind::Linear, ..HeadConfig::default() }
 }

@@ -39,7 +39,7 @@ fn outputs(model: &Model, task: &str, p: Tensor<2>) -> (Output, mpt_train::Batch
     let tok = model.require_tokenizer().unwrap();
     let splits =
         load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], linear_config(), &device).unwrap();
     let rows: Vec<(usize, usize)> = (0..6).map(|i| (0, i)).collect();
     let batch = make_batch(&[&splits.train], &rows, &*model.backbone, &device);
     let [l, d] = p.dims();
@@ -165,7 +165,7 @@ fn prompt_tuning_fits_a_small_training_set_and_only_the_prompt_changes() {
     let tok = model.require_tokenizer().unwrap();
     let selection = Selection { max_train: Some(8), ..Selection::default() };
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], linear_config(), &device).unwrap();
     let embeddings_before = model.backbone.word_embedding_matrix().into_data();
     let autodiff = device.clone().autodiff();
     let start = prompt(4, 32, 3, &autodiff);
@@ -205,7 +205,7 @@ fn rank_classification_picks_the_label_with_the_highest_likelihood() {
     let tok = model.require_tokenizer().unwrap();
     let selection = Selection { max_dev: Some(5), ..Selection::default() };
     let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&*model.backbone, tok, &[&splits.dev], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.dev], linear_config(), &device).unwrap();
     let p = prompt(3, 32, 5, &device);
     let predicted =
         mpt_train::predict(&*model.backbone, &heads, 0, &splits.dev, Some(&p), None, 2, Decoding::Rank, tok).unwrap();
@@ -261,7 +261,7 @@ fn causal_lm_batches_score_label_tokens_like_rows_run_alone() {
         let selection = Selection { max_dev: Some(5), ..Selection::default() };
         let splits = load_task(&root(), spec, &selection, tok, model.backbone.arch(), Lengths::default()).unwrap();
         let dev = &splits.dev;
-        let heads = Heads::new(&*model.backbone, tok, &[dev], HeadConfig::default(), &device).unwrap();
+        let heads = Heads::new(&*model.backbone, tok, &[dev], linear_config(), &device).unwrap();
         let p = prompt(3, 32, 7, &device);
 
         // Training: a right-padded batch's logits at the target positions are the lone rows'.
@@ -304,7 +304,7 @@ fn untrained_linear_head_scores_like_the_verbalizer_and_trains() {
     let lengths = Lengths::default();
     let a = load_task(&root(), mnli, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
     let b = load_task(&root(), rte, &Selection::default(), tok, model.backbone.arch(), lengths).unwrap();
-    let heads = Heads::new(&*model.backbone, tok, &[&a.train, &b.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&a.train, &b.train], linear_config(), &device).unwrap();
     // Rows of both tasks (3 and 2 classes) in one batch.
     let rows: Vec<(usize, usize)> = vec![(0, 0), (1, 0), (0, 1), (1, 1), (1, 2)];
     let batch = make_batch(&[&a.train, &b.train], &rows, &*model.backbone, &device);
@@ -338,7 +338,7 @@ fn linear_head_parameters_receive_gradients() {
     let spec = mpt_data::lookup("rte").unwrap();
     let splits =
         load_task(&root(), spec, &Selection::default(), tok, model.backbone.arch(), Lengths::default()).unwrap();
-    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], HeadConfig::default(), &device).unwrap();
+    let heads = Heads::new(&*model.backbone, tok, &[&splits.train], linear_config(), &device).unwrap();
     let d = model.backbone.dim();
     let module = SoftPrompt::new(prompt(4, d, 5, &autodiff).require_grad())
         .with_classifiers(heads.initial_classifiers(&autodiff));
@@ -367,4 +367,9 @@ fn warmup_defaults_to_a_tenth_of_the_steps() {
     assert_eq!(TrainConfig { max_steps: 3, ..c.clone() }.warmup(), 0, "0.3 rounds to no warm-up");
     let bad = TrainConfig { warmup_ratio: 1.0, ..c }.validate("train.").unwrap_err().to_string();
     assert!(bad.contains("train.warmup_ratio"), "{bad}");
+}
+
+/// The linear head (the default head is the pair head).
+fn linear_config() -> HeadConfig {
+    HeadConfig { kind: mpt_train::HeadKind::Linear, ..HeadConfig::default() }
 }
