@@ -61,9 +61,8 @@ def load(task, root):
         dev = [r for i, r in enumerate(train) if i in dev_idx]
         pick_train = [r for i, r in enumerate(train) if i not in dev_idx]
         return pick_train, dev, train, test
-    base = {"mnli": "mnli", "qnli": "qnli", "qqp": "qqp"}[task]
-    train = ppft(f"{root}/{base}/train-subset-ppft/train.json")
-    dev = ppft(f"{root}/{base}/train-subset-ppft/dev.json")
+    train = ppft(f"{root}/{task}/train-subset-ppft/train.json")
+    dev = ppft(f"{root}/{task}/train-subset-ppft/dev.json")
     if task == "mnli":
         test = [(j["premise"], j["hypothesis"], j["label"]) for j in map(json.loads, open(f"{root}/mnli/dev_matched.jsonl"))]
     elif task == "qnli":
@@ -130,7 +129,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="models/all-MiniLM-L6-v2")
     ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--tasks", nargs="+", default=["sst2", "mnli", "qnli", "qqp"])
+    ap.add_argument("--tasks", nargs="+", choices=["sst2", "mnli", "qnli", "qqp"], default=["sst2", "mnli", "qnli", "qqp"])
     ap.add_argument("--max-len", type=int, default=128)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--json", required=True)
@@ -144,8 +143,8 @@ def main():
         kinds = ["single"] if train[0][1] is None else ["joint", "pair"]
         for kind in kinds:
             t0 = time.time()
-            x_pick, x_dev = features(enc, pick_train, kind), features(enc, dev, kind)
-            x_train, x_test = features(enc, train, kind), features(enc, test, kind)
+            x_train, x_dev, x_test = (features(enc, rows, kind) for rows in (train, dev, test))
+            x_pick = x_train if pick_train is train else features(enc, pick_train, kind)
             y = lambda rows: [r[2] for r in rows]
             picks = {}
             for c in (0.01, 0.1, 1.0, 10.0, 100.0):

@@ -323,32 +323,28 @@ pub fn run(
     let sizes: Vec<usize> = splits.iter().map(|s| s.train.len()).collect();
     let sampler = MultitaskSampler::new(&sizes, config.kappa, config.train.batch_size, config.train.seed)?;
     // Each teacher's own head scores its distribution (the verbalizer's values where a teacher
-    // has none); the student starts from the teachers' heads when it trains one.
+    // has none, so teacher and student encode a batch the same way, jointly or segment by
+    // segment); the student starts from the teachers' heads when it trains one.
     let mut teacher_heads = Vec::new();
     let width = config.head.kind.weight_width(d);
     let trains_head = config.head.trains_linear(backbone);
-    for t in teachers.iter().filter(|_| trains_head) {
-        if let Some(found) = t.head_width().filter(|&w| w != width) {
-            return Err(DistillError::Teacher {
-                path: t.dir.clone(),
-                message: format!(
-                    "has a {} head (classifier.0.weight of width {found}), this run's `head.kind` trains a {} head (width {width})",
-                    HeadKind::name_of_width(found, d),
-                    HeadKind::name_of_width(width, d)
-                ),
-            });
-        }
-    }
-    // A run that trains a head scores every teacher through a head of its kind (so teacher and
-    // student encode a batch the same way, jointly or segment by segment), also where no
-    // teacher trained one.
     if trains_head {
         let frozen = heads.initial_heads();
         for (t, verbalizer) in teachers.iter().zip(frozen) {
+            if let Some(found) = t.head_width().filter(|&w| w != width) {
+                return Err(DistillError::Teacher {
+                    path: t.dir.clone(),
+                    message: format!(
+                        "has a {} head (classifier.0.weight of width {found}), this run's `head.kind` trains a {} head (width {width})",
+                        HeadKind::name_of_width(found, d),
+                        HeadKind::name_of_width(width, d)
+                    ),
+                });
+            }
             teacher_heads.push(t.classifiers(device)?.first().map_or(verbalizer, |c| c.values()));
         }
     }
-    let student_heads: Vec<mpt_core::Classifier> = if !config.head.trains_linear(backbone) {
+    let student_heads: Vec<mpt_core::Classifier> = if !trains_head {
         Vec::new()
     } else if teacher_heads.is_empty() {
         heads.initial_classifiers(&autodiff)

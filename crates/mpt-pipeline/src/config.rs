@@ -505,18 +505,17 @@ impl Pipeline {
                 // usable with that head: distillation reads its head's width and scores.
                 let theirs = meta.config.pointer("/head/kind").and_then(|k| k.as_str()).unwrap_or("linear");
                 let trained_head = meta.tunable_params > meta.prompt_length * meta.dim;
-                if trained_head && theirs != f.head.kind.to_string() {
+                let ours = f.head.kind;
+                if trained_head && theirs != ours.as_str() {
                     return Err(invalid(
                         p,
                         "head.kind",
                         format!(
-                            "is {} (the default is pair), but the library teacher {} was trained with the {theirs} \
-                             head: set [head] kind = \"{theirs}\" to use this library, or train a library with \
-                             the {} head (HEAD={} scripts/train-source-prompts.sh)",
-                            f.head.kind,
-                            dir.display(),
-                            f.head.kind,
-                            f.head.kind
+                            "is {ours} (the default is {}), but the library teacher {} was trained with the \
+                             {theirs} head: set [head] kind = \"{theirs}\" to use this library, or train a \
+                             library with the {ours} head (HEAD={ours} scripts/train-source-prompts.sh)",
+                            HeadKind::default(),
+                            dir.display()
                         ),
                     ));
                 }

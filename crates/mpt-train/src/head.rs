@@ -74,20 +74,25 @@ impl HeadKind {
     /// width `d` (`linear`, `pair`, or `unknown`), for messages.
     pub fn name_of_width(width: usize, d: usize) -> &'static str {
         match width {
-            w if w == d => "linear",
-            w if w == PAIR_WIDTH * d => "pair",
+            w if w == d => Self::Linear.as_str(),
+            w if w == PAIR_WIDTH * d => Self::Pair.as_str(),
             _ => "unknown",
+        }
+    }
+
+    /// The name configs use (`verbalizer`, `linear`, `pair`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verbalizer => "verbalizer",
+            Self::Linear => "linear",
+            Self::Pair => "pair",
         }
     }
 }
 
 impl std::fmt::Display for HeadKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Verbalizer => "verbalizer",
-            Self::Linear => "linear",
-            Self::Pair => "pair",
-        })
+        f.write_str(self.as_str())
     }
 }
 
